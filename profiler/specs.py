@@ -1,0 +1,171 @@
+"""Model and hardware specifications, each number with its public source.
+
+``ModelSpec`` holds what the cost model needs of a decoder-only transformer; ``HardwareSpec`` the
+datasheet peaks of one accelerator. Both are frozen; derived quantities are properties.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from blendsim.errors import UserError, unknown
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A decoder-only transformer's shapes. Invariant: ``num_heads * head_dim`` is the attention width."""
+
+    name: str
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    params: float  # total parameter count (the paper's P_model)
+    dtype_bytes: int = 2  # unquantised FP16/BF16, as the paper assumes
+    source: str = ""
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """K and V of one token over all layers: 2 x layers x kv_heads x head_dim x dtype bytes."""
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * self.dtype_bytes
+
+    @property
+    def layer_params(self) -> int:
+        """Weights one token passes through in the decoder layers (QKV, O, gated MLP)."""
+        q = self.hidden_size * self.num_heads * self.head_dim
+        kv = 2 * self.hidden_size * self.num_kv_heads * self.head_dim
+        o = self.num_heads * self.head_dim * self.hidden_size
+        mlp = 3 * self.hidden_size * self.intermediate_size
+        return self.num_layers * (q + kv + o + mlp)
+
+    @property
+    def lm_head_params(self) -> int:
+        """The LM head, applied once per sampled token (one per sequence per step)."""
+        return self.vocab_size * self.hidden_size
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.params * self.dtype_bytes
+
+
+_HF = "Hugging Face config.json of "
+
+MODELS: dict[str, ModelSpec] = {
+    m.name: m
+    for m in (
+        ModelSpec("llama-3-8b", 32, 4096, 32, 8, 128, 14336, 128256, 8.03e9,
+                  source=_HF + "meta-llama/Meta-Llama-3-8B; P from its model card"),
+        ModelSpec("llama-3-70b", 80, 8192, 64, 8, 128, 28672, 128256, 70.6e9,
+                  source=_HF + "meta-llama/Meta-Llama-3-70B; P from its model card"),
+        ModelSpec("llama-2-7b", 32, 4096, 32, 32, 128, 11008, 32000, 6.74e9,
+                  source=_HF + "meta-llama/Llama-2-7b-hf; P from the Llama 2 paper"),
+        ModelSpec("qwen-2.5-7b", 28, 3584, 28, 4, 128, 18944, 152064, 7.62e9,
+                  source=_HF + "Qwen/Qwen2.5-7B; P from its model card"),
+        ModelSpec("qwen-2.5-72b", 80, 8192, 64, 8, 128, 29568, 152064, 72.7e9,
+                  source=_HF + "Qwen/Qwen2.5-72B; P from its model card"),
+        ModelSpec("deepseek-67b", 95, 8192, 64, 8, 128, 22016, 102400, 67.4e9,
+                  source=_HF + "deepseek-ai/deepseek-llm-67b-base; P from its model card"),
+        ModelSpec("smollm2-135m", 30, 576, 9, 3, 64, 1536, 49152, 134.5e6,
+                  source=_HF + "HuggingFaceTB/SmolLM2-135M (tied embeddings)"),
+    )
+}
+
+_CONFIG_FIELDS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
+                  "vocab_size")
+
+
+def model_from_config(path: str | Path) -> ModelSpec:
+    """Build a ModelSpec from a Hugging Face ``config.json``; the parameter count is derived."""
+    p = Path(path)
+    try:
+        cfg = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise UserError(f"model config {str(p)!r} does not exist") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"model config {str(p)!r} is not readable JSON: {exc}") from None
+    if not isinstance(cfg, dict):
+        raise UserError(f"model config {str(p)!r} is not a JSON object")
+    missing = [f for f in _CONFIG_FIELDS if f not in cfg]
+    if missing:
+        raise UserError(f"model config {str(p)!r} lacks field(s) {', '.join(missing)}")
+    heads = int(cfg["num_attention_heads"])
+    hidden = int(cfg["hidden_size"])
+    head_dim = int(cfg.get("head_dim") or hidden // heads)
+    spec = ModelSpec(
+        name=str(cfg.get("_name_or_path") or p.parent.name or p.stem),
+        num_layers=int(cfg["num_hidden_layers"]),
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=int(cfg.get("num_key_value_heads") or heads),
+        head_dim=head_dim,
+        intermediate_size=int(cfg["intermediate_size"]),
+        vocab_size=int(cfg["vocab_size"]),
+        params=0.0,
+        source=f"config.json at {p}",
+    )
+    embeddings = spec.vocab_size * hidden * (1 if cfg.get("tie_word_embeddings") else 2)
+    return ModelSpec(**{**spec.__dict__, "params": float(spec.layer_params + embeddings)})
+
+
+def get_model(name_or_path: str) -> ModelSpec:
+    """A built-in model by name, or a ``config.json`` path."""
+    if name_or_path in MODELS:
+        return MODELS[name_or_path]
+    if name_or_path.endswith(".json") or Path(name_or_path).is_file():
+        return model_from_config(name_or_path)
+    raise unknown("model", name_or_path, [*MODELS, "path/to/config.json"])
+
+
+@dataclass(frozen=True)
+class HardwareSpec:
+    """Datasheet peaks of one accelerator (dense, no sparsity), scaled by tensor parallelism ``tp``."""
+
+    name: str
+    peak_flops: float  # dense FP16/BF16 tensor-core FLOP/s
+    mem_bandwidth: float  # bytes/s
+    mem_capacity: float  # bytes
+    interconnect_bandwidth: float  # NVLink bytes/s per GPU, one direction
+    source: str
+    tp: int = 1
+
+    def with_tp(self, tp: int) -> HardwareSpec:
+        """k GPUs under tensor parallelism: compute, bandwidth and memory scale by k."""
+        if tp < 1:
+            raise UserError(f"tensor parallelism must be >= 1, got {tp}")
+        base = self.tp
+        return HardwareSpec(
+            name=self.name,
+            peak_flops=self.peak_flops / base * tp,
+            mem_bandwidth=self.mem_bandwidth / base * tp,
+            mem_capacity=self.mem_capacity / base * tp,
+            interconnect_bandwidth=self.interconnect_bandwidth,
+            source=self.source,
+            tp=tp,
+        )
+
+
+GPUS: dict[str, HardwareSpec] = {
+    g.name: g
+    for g in (
+        HardwareSpec("a100-80g", 312e12, 2.039e12, 80e9, 300e9,
+                     "NVIDIA A100 datasheet (SXM4 80GB): 312 TFLOPS BF16 dense, 2,039 GB/s HBM2e, "
+                     "NVLink 600 GB/s bidirectional"),
+        HardwareSpec("h100-sxm", 989.4e12, 3.35e12, 80e9, 450e9,
+                     "NVIDIA H100 datasheet (SXM5): 1,979 TFLOPS BF16 with sparsity (989.4 dense), "
+                     "3.35 TB/s HBM3, NVLink 900 GB/s bidirectional"),
+        HardwareSpec("h200", 989.4e12, 4.8e12, 141e9, 450e9,
+                     "NVIDIA H200 datasheet (SXM): 1,979 TFLOPS BF16 with sparsity (989.4 dense), "
+                     "4.8 TB/s HBM3e, 141 GB, NVLink 900 GB/s bidirectional"),
+    )
+}
+
+
+def get_gpu(name: str) -> HardwareSpec:
+    if name not in GPUS:
+        raise unknown("GPU", name, list(GPUS))
+    return GPUS[name]

@@ -1,0 +1,1 @@
+"""Planning (prefix tree, output-length estimation, policies) and the discrete-event simulator."""
