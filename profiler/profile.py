@@ -1,0 +1,183 @@
+"""A ``Profile``: hardware peaks plus the fitted step-model parameters, stored as JSON.
+
+A profile is either *datasheet* (the built-ins ``a100-80g``, ``h100-sxm``, ``h200``: datasheet peaks and
+documented default efficiencies, ``provenance.measured = false``, valid for any model) or *measured*
+(written by ``blendsim profile``: fitted on one device for one model, which it names).
+
+Before it can time steps a profile is bound to a model (and a tensor-parallel degree) with
+:meth:`Profile.bind`; :func:`resolve_profile` does that and all the user-facing checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blendsim.profiler.cost import BatchShape, StepTime
+from blendsim.profiler.specs import HardwareSpec, ModelSpec
+from blendsim.profiler.step_model import StepModel, StepParams
+
+from blendsim.errors import UserError, atomic_output, unknown
+
+FORMAT = "blendsim-profile/1"
+BUILTIN_DIR = Path(__file__).parent / "profiles"
+DEFAULT_GPU = "a100-80g"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a profile's numbers come from. ``fit_error`` maps operator -> MAPE (a fraction)."""
+
+    measured: bool
+    device: str
+    date: str | None = None  # ISO date of the measurement; None in the deterministic built-ins
+    software: dict[str, str] = field(default_factory=dict)
+    fit_error: dict[str, float] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # parameter -> where its value comes from
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Hardware + step-model parameters + provenance. ``model`` None means valid for any model.
+
+    Invariant: ``step_time``/``optimal_time`` work only on a bound profile (``bound_model`` set).
+    """
+
+    name: str
+    hardware: HardwareSpec
+    model: str | None
+    params: StepParams
+    provenance: Provenance
+    bound_model: ModelSpec | None = field(default=None, compare=False, repr=False)
+    _steps: StepModel | None = field(default=None, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        problems = self.params.validate()
+        if problems:
+            raise UserError(f"profile {self.name!r} has invalid parameters: {'; '.join(problems)}")
+        if self.bound_model is not None:
+            object.__setattr__(self, "_steps", StepModel(self.params, self.bound_model, self.hardware))
+
+    @property
+    def kappa(self) -> float:
+        return self.params.kappa
+
+    @property
+    def steps(self) -> StepModel:
+        """The bound step model (per-operator times, ridge point)."""
+        if self._steps is None:
+            raise RuntimeError(f"profile {self.name!r} is not bound to a model; call bind(model) first")
+        return self._steps
+
+    def bind(self, model: ModelSpec, tp: int = 1) -> Profile:
+        """This profile for ``model`` on ``tp`` GPUs (tensor parallel). Checks the model matches."""
+        if self.model is not None and self.model != model.name:
+            raise UserError(f"profile {self.name!r} was measured for model {self.model!r}, "
+                            f"not {model.name!r}; profile that model or use a built-in profile")
+        if tp != 1 and self.hardware.name.startswith("cpu"):
+            raise UserError(f"tensor parallelism (tp={tp}) needs a GPU profile, not {self.name!r}")
+        return dataclasses.replace(self, hardware=self.hardware.with_tp(tp), bound_model=model)
+
+    def step_time(self, shape: BatchShape, engine: str = "overlap") -> StepTime:
+        """Predicted time of one step under ``engine`` ("serial" or "overlap"). Cheap: floats only."""
+        steps = self._steps
+        if steps is None:
+            raise RuntimeError(f"profile {self.name!r} is not bound to a model; call bind(model) first")
+        return steps.step_time(shape, engine)
+
+    def optimal_time(self, total: BatchShape, engine: str = "overlap") -> float:
+        """Practical optimum T_o of a workload's totals (see ``StepModel.optimal_time``)."""
+        return self.steps.optimal_time(total, engine)
+
+    # ---- JSON ----
+
+    def to_dict(self) -> dict[str, Any]:
+        hw = dataclasses.asdict(self.hardware.with_tp(1))  # stored per GPU; bind() applies tp
+        return {
+            "format": FORMAT,
+            "name": self.name,
+            "model": self.model,
+            "hardware": hw,
+            "params": dataclasses.asdict(self.params),
+            "provenance": dataclasses.asdict(self.provenance),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, origin: str = "profile") -> Profile:
+        """Parse a profile dict; any problem is a UserError naming ``origin``."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise UserError(f"{origin} is not a blendsim profile (expected \"format\": \"{FORMAT}\")")
+        try:
+            hardware = HardwareSpec(**_fields(HardwareSpec, data["hardware"], floats=True))
+            params = StepParams(**_fields(StepParams, data["params"], floats=True))
+            prov = Provenance(**_fields(Provenance, data["provenance"], floats=False))
+            model = data["model"]
+            if model is not None and not isinstance(model, str):
+                raise TypeError("model must be a string or null")
+            return cls(str(data["name"]), hardware, model, params, prov)
+        except UserError as exc:
+            raise UserError(f"{origin}: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{origin} is not a valid profile: {type(exc).__name__}: {exc}") from None
+
+    def save(self, path: str | Path) -> None:
+        with atomic_output(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _fields(kind: type, raw: Any, floats: bool) -> dict[str, Any]:
+    """The dataclass fields of ``kind`` from ``raw``; unknown keys are errors, numbers become floats."""
+    if not isinstance(raw, dict):
+        raise TypeError(f"{kind.__name__} must be an object")
+    names = {f.name for f in dataclasses.fields(kind) if f.init}
+    extra = set(raw) - names
+    if extra:
+        raise KeyError(f"unknown {kind.__name__} field(s) {', '.join(sorted(extra))}")
+    out = dict(raw)
+    if floats:
+        for k, v in out.items():
+            if isinstance(v, bool):
+                raise TypeError(f"{kind.__name__}.{k} must be a number")
+            if isinstance(v, (int, float)) and k != "tp":
+                out[k] = float(v)
+            elif k == "tp" and not isinstance(v, int):
+                raise TypeError("hardware.tp must be an integer")
+    return out
+
+
+def load_profile(path: str | Path) -> Profile:
+    """A profile from a JSON file; a missing or invalid file is a UserError."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise UserError(f"profile file {str(p)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"profile file {str(p)!r} is not readable JSON: {exc}") from None
+    return Profile.from_dict(data, origin=f"profile file {str(p)!r}")
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.json"))
+
+
+def builtin_profile(name: str) -> Profile:
+    """A built-in profile by name (the datasheet GPUs and any committed measured profile)."""
+    path = BUILTIN_DIR / f"{name}.json"
+    if not path.is_file():
+        raise unknown("GPU profile", name, builtin_names())
+    return load_profile(path)
+
+
+def resolve_profile(gpu: str | None, profile_path: str | None, model: ModelSpec, tp: int = 1) -> Profile:
+    """The profile a command should use, bound to ``model`` and ``tp``.
+
+    ``profile_path`` wins when given (``gpu`` is then ignored); otherwise the built-in named ``gpu``
+    (default ``a100-80g``). Unknown GPU, invalid file and a profile of another model are UserErrors.
+    """
+    profile = load_profile(profile_path) if profile_path else builtin_profile(gpu or DEFAULT_GPU)
+    return profile.bind(model, tp)

@@ -1,0 +1,218 @@
+"""Step-level performance model: how long one engine step of a given batch takes.
+
+A step (``BatchShape``) is costed as three parts (design.md, "Performance model"):
+
+compute ``C`` (GEMMs and prefill attention)
+    * decoder-layer GEMMs over ``n = prefill_tokens + decode_seqs`` tokens:
+      ``max(2 P_layers n / (F e(n)), W_layers / (BW w))`` where ``e(n) = e_max n / (n + n_half)`` is
+      the GEMM efficiency (a saturating curve: small token counts fill few tiles and waves) and the
+      second term is the weight-bound regime (a GEMM over few tokens is limited by reading its weights).
+      The saturating form makes the compute term linear, ``2 P_layers (n + n_half) / (F e_max)``,
+      i.e. ``n_half`` acts as a fixed number of "wasted" tokens per step.
+    * the LM head GEMM over the ``s = decode_seqs + prefill_seqs`` sequences that produce logits this
+      step (the same form, with the LM head's parameters and weights);
+    * causal prefill attention: ``4 L (heads x head_dim)`` FLOPs per query-key pair (Q K^T and P V are
+      ``2 head_dim`` FLOPs per pair and head each) at the attention efficiency ``a``.
+memory ``M`` (decode attention)
+    reads ``decode_kv_tokens x kv_bytes_per_token`` bytes at ``BW k``.
+overhead
+    ``t_step + t_seq s`` (scheduling, sampling) plus, under tensor parallelism ``tp > 1``, two ring
+    all-reduces per layer of ``n x hidden x dtype`` bytes: ``2 L 2 (tp-1)/tp n H dtype / NVLink``.
+
+Compositions: ``serial`` ``t = C + M + overhead``; ``overlap`` ``t = max(C, M) + kappa min(C, M) +
+overhead``. With ``0 <= kappa <= 1`` overlap never exceeds serial. Each operator may also carry a fixed
+latency per step (kernel launches over all layers), fitted on CPU and 0 in the GPU built-ins.
+
+The practical optimum of a workload (``optimal_time``) composes the totals at ``e_max`` with no
+weight-bound regime, latencies or per-step overhead; it is a lower bound of the sum of step times
+because every step term is at least its linear part and ``max`` is subadditive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from blendsim.profiler.cost import BatchShape, StepTime
+from blendsim.profiler.specs import HardwareSpec, ModelSpec
+
+from blendsim.errors import unknown
+
+ENGINES = ("serial", "overlap")
+
+
+@dataclass(frozen=True)
+class StepParams:
+    """Fitted (or default) parameters of the step model. Efficiencies are fractions of the peaks."""
+
+    gemm_eff_max: float  # best GEMM FLOP efficiency, in (0, 2]
+    gemm_n_half: float  # tokens per step at which GEMM efficiency is half of gemm_eff_max, >= 0
+    weight_bw_eff: float  # bandwidth efficiency of GEMMs that stream their weights
+    kv_bw_eff: float  # bandwidth efficiency of decode attention (KV read)
+    attn_eff: float  # FLOP efficiency of causal prefill attention
+    kappa: float  # overlap interference, 0 = perfect overlap, 1 = serial
+    step_overhead_s: float  # fixed time per step
+    seq_overhead_s: float  # time per sequence producing logits (sampling)
+    gemm_latency_s: float = 0.0  # fixed time of the GEMMs of one step (launches, all layers)
+    decode_attn_latency_s: float = 0.0  # fixed time of decode attention in a step that has decodes
+    prefill_attn_latency_s: float = 0.0  # fixed time of prefill attention in a step with prefill
+
+    def validate(self) -> list[str]:
+        """Problems with the values, as readable strings (empty when valid)."""
+        bad = []
+        for name in ("gemm_eff_max", "weight_bw_eff", "kv_bw_eff", "attn_eff"):
+            v = getattr(self, name)
+            if not 0.0 < v <= 2.0:
+                bad.append(f"{name}={v} not in (0, 2]")
+        if not 0.0 <= self.kappa <= 1.0:
+            bad.append(f"kappa={self.kappa} not in [0, 1]")
+        for name in ("gemm_n_half", "step_overhead_s", "seq_overhead_s", "gemm_latency_s",
+                     "decode_attn_latency_s", "prefill_attn_latency_s"):
+            v = getattr(self, name)
+            if not v >= 0.0:
+                bad.append(f"{name}={v} is negative")
+        return bad
+
+
+# ---- exact work counts (used by the model, the CLI and the tests) ----
+
+def layer_gemm_flops(model: ModelSpec, tokens: float) -> float:
+    """FLOPs of the decoder-layer GEMMs (QKV, O, gated MLP, all layers) over ``tokens`` tokens."""
+    return 2.0 * model.layer_params * tokens
+
+
+def lm_head_flops(model: ModelSpec, seqs: float) -> float:
+    return 2.0 * model.lm_head_params * seqs
+
+
+def prefill_attn_flops(model: ModelSpec, pairs: float) -> float:
+    """Causal attention FLOPs: 4 x layers x heads x head_dim per query-key pair."""
+    return 4.0 * model.num_layers * model.num_heads * model.head_dim * pairs
+
+
+def decode_kv_bytes(model: ModelSpec, kv_tokens: float) -> float:
+    return float(model.kv_bytes_per_token) * kv_tokens
+
+
+def layer_weight_bytes(model: ModelSpec) -> float:
+    return float(model.layer_params * model.dtype_bytes)
+
+
+def lm_head_weight_bytes(model: ModelSpec) -> float:
+    return float(model.lm_head_params * model.dtype_bytes)
+
+
+def allreduce_bytes_per_token(model: ModelSpec, tp: int) -> float:
+    """Bytes each GPU moves per token per step: 2 ring all-reduces per layer of hidden x dtype."""
+    if tp <= 1:
+        return 0.0
+    return 2.0 * model.num_layers * 2.0 * (tp - 1) / tp * model.hidden_size * model.dtype_bytes
+
+
+class StepModel:
+    """The step model with every constant precomputed; ``step_time`` does only float arithmetic."""
+
+    __slots__ = ("params", "model", "hardware", "_c_layer", "_w_layer", "_c_lm", "_w_lm", "_h",
+                 "_attn", "_kv", "_ar", "_kappa", "_t_step", "_t_seq", "_lat_gemm", "_lat_dec",
+                 "_lat_pre", "_c_layer_best", "_c_lm_best")
+
+    def __init__(self, params: StepParams, model: ModelSpec, hardware: HardwareSpec) -> None:
+        self.params = params
+        self.model = model
+        self.hardware = hardware
+        f_gemm = hardware.peak_flops * params.gemm_eff_max
+        bw_w = hardware.mem_bandwidth * params.weight_bw_eff
+        self._h = params.gemm_n_half
+        self._c_layer = layer_gemm_flops(model, 1.0) / f_gemm  # s per token at e_max
+        self._c_lm = lm_head_flops(model, 1.0) / f_gemm
+        self._c_layer_best = self._c_layer
+        self._c_lm_best = self._c_lm
+        self._w_layer = layer_weight_bytes(model) / bw_w
+        self._w_lm = lm_head_weight_bytes(model) / bw_w
+        self._attn = prefill_attn_flops(model, 1.0) / (hardware.peak_flops * params.attn_eff)
+        self._kv = decode_kv_bytes(model, 1.0) / (hardware.mem_bandwidth * params.kv_bw_eff)
+        self._ar = allreduce_bytes_per_token(model, hardware.tp) / hardware.interconnect_bandwidth
+        self._kappa = params.kappa
+        self._t_step = params.step_overhead_s
+        self._t_seq = params.seq_overhead_s
+        self._lat_gemm = params.gemm_latency_s
+        self._lat_dec = params.decode_attn_latency_s
+        self._lat_pre = params.prefill_attn_latency_s
+
+    # ---- operators (also used by the fit and the CLI) ----
+
+    def gemm_time(self, tokens: float) -> float:
+        """Decoder-layer GEMMs of one step over ``tokens`` tokens (0 for no tokens)."""
+        if tokens <= 0:
+            return 0.0
+        t = self._c_layer * (tokens + self._h)
+        return (t if t > self._w_layer else self._w_layer) + self._lat_gemm
+
+    def lm_head_time(self, seqs: float) -> float:
+        if seqs <= 0:
+            return 0.0
+        t = self._c_lm * (seqs + self._h)
+        return t if t > self._w_lm else self._w_lm
+
+    def prefill_attn_time(self, pairs: float) -> float:
+        return self._attn * pairs + self._lat_pre if pairs > 0 else 0.0
+
+    def decode_attn_time(self, kv_tokens: float) -> float:
+        return self._kv * kv_tokens + self._lat_dec if kv_tokens > 0 else 0.0
+
+    def gemm_efficiency(self, tokens: float) -> float:
+        """Achieved fraction of peak FLOP/s of the layer GEMMs at ``tokens`` tokens per step."""
+        t = self.gemm_time(tokens)
+        return layer_gemm_flops(self.model, tokens) / (t * self.hardware.peak_flops) if t > 0 else 0.0
+
+    def ridge_tokens(self) -> float:
+        """Token count where the layer GEMMs leave the weight-bound regime (ignoring latency)."""
+        return max(self._w_layer / self._c_layer - self._h, 0.0)
+
+    # ---- steps ----
+
+    def step_parts(self, prefill_tokens: float, prefill_attn_pairs: float, decode_seqs: float,
+                   decode_kv_tokens: float, prefill_seqs: float) -> tuple[float, float, float]:
+        """(compute_s, memory_s, overhead_s) of one step, from plain numbers."""
+        n = prefill_tokens + decode_seqs
+        s = decode_seqs + prefill_seqs
+        c = 0.0
+        if n > 0:
+            t = self._c_layer * (n + self._h)
+            c = (t if t > self._w_layer else self._w_layer) + self._lat_gemm
+        if s > 0:
+            t = self._c_lm * (s + self._h)
+            c += t if t > self._w_lm else self._w_lm
+        if prefill_attn_pairs > 0:
+            c += self._attn * prefill_attn_pairs + self._lat_pre
+        m = self._kv * decode_kv_tokens + self._lat_dec if decode_kv_tokens > 0 else 0.0
+        o = self._t_step + self._t_seq * s + self._ar * n
+        return c, m, o
+
+    def step_time(self, shape: BatchShape, engine: str = "overlap") -> StepTime:
+        """Time of one step under ``engine`` ("serial" or "overlap")."""
+        c, m, o = self.step_parts(shape.prefill_tokens, shape.prefill_attn_pairs, shape.decode_seqs,
+                                  shape.decode_kv_tokens, shape.prefill_seqs)
+        return StepTime(c, m, o, compose(c, m, self._kappa, engine) + o)
+
+    def optimal_time(self, total: BatchShape, engine: str = "overlap") -> float:
+        """Practical optimum T_o of a workload's totals (hits at the best sharing already removed).
+
+        Composition of the totals at the best GEMM efficiency, no weight-bound regime, no latencies
+        and no per-step overhead; the all-reduce (linear in tokens) is kept.
+        """
+        n = total.prefill_tokens + total.decode_seqs
+        s = total.decode_seqs + total.prefill_seqs
+        c = self._c_layer_best * n + self._c_lm_best * s + self._attn * total.prefill_attn_pairs
+        m = self._kv * total.decode_kv_tokens
+        return compose(c, m, self._kappa, engine) + self._ar * n
+
+
+def compose(compute: float, memory: float, kappa: float, engine: str) -> float:
+    """serial: C + M; overlap: max(C, M) + kappa min(C, M)."""
+    if engine == "overlap":
+        if compute > memory:
+            return compute + kappa * memory
+        return memory + kappa * compute
+    if engine == "serial":
+        return compute + memory
+    raise unknown("engine", engine, ENGINES)

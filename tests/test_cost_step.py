@@ -1,0 +1,153 @@
+"""Step-level cost model: exact work counts, regimes, compositions, optimum, tensor parallelism."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from blendsim.profiler.cost import BatchShape, set_density
+from blendsim.profiler.profile import builtin_profile, resolve_profile
+from blendsim.profiler.specs import GPUS, HardwareSpec, ModelSpec, get_model
+from blendsim.profiler.step_model import (
+    StepModel,
+    StepParams,
+    allreduce_bytes_per_token,
+    decode_kv_bytes,
+    layer_gemm_flops,
+    layer_weight_bytes,
+    lm_head_flops,
+    prefill_attn_flops,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from blendsim.errors import UserError
+
+# 2 layers, hidden 8, 2 heads x 4, 1 KV head x 4, MLP 16, vocab 10
+TOY = ModelSpec("toy", 2, 8, 2, 1, 4, 16, 10, params=1000.0)
+TOY_HW = HardwareSpec("toy-gpu", peak_flops=1000.0, mem_bandwidth=100.0, mem_capacity=1e6,
+                      interconnect_bandwidth=50.0, source="test")
+
+
+def toy_params(**kw: float) -> StepParams:
+    base = dict(gemm_eff_max=1.0, gemm_n_half=0.0, weight_bw_eff=1.0, kv_bw_eff=1.0, attn_eff=1.0,
+                kappa=0.5, step_overhead_s=0.0, seq_overhead_s=0.0)
+    base.update(kw)
+    return StepParams(**base)  # type: ignore[arg-type]
+
+
+def test_exact_counts_on_toy_shapes() -> None:
+    # per layer: q 8*8=64, kv 2*8*4=64, o 64, mlp 3*8*16=384 -> 576; 2 layers -> 1152
+    assert TOY.layer_params == 1152
+    assert layer_gemm_flops(TOY, 3) == 2 * 1152 * 3
+    assert lm_head_flops(TOY, 2) == 2 * 80 * 2
+    assert prefill_attn_flops(TOY, 5) == 4 * 2 * 8 * 5  # 4 x layers x (heads x head_dim) per pair
+    assert TOY.kv_bytes_per_token == 2 * 2 * 1 * 4 * 2  # K,V x layers x kv heads x head_dim x bf16
+    assert decode_kv_bytes(TOY, 7) == 32 * 7
+    assert layer_weight_bytes(TOY) == 1152 * 2
+    assert allreduce_bytes_per_token(TOY, 1) == 0.0
+    assert allreduce_bytes_per_token(TOY, 2) == 2 * 2 * 2 * 0.5 * 8 * 2
+
+
+def test_step_parts_on_toy_shapes() -> None:
+    sm = StepModel(toy_params(step_overhead_s=0.5, seq_overhead_s=0.25), TOY, TOY_HW)
+    # 100 prefill tokens + 4 decodes: GEMM 2*1152*104 / 1000 = 239.616 s > weights 2304/100
+    shape = BatchShape(prefill_tokens=100, prefill_attn_pairs=50, decode_seqs=4, decode_kv_tokens=40,
+                       prefill_seqs=1)
+    c, m, o = sm.step_parts(100, 50, 4, 40, 1)
+    lm = max(2 * 80 * 5 / 1000, 80 * 2 / 100)
+    assert c == pytest.approx(2 * 1152 * 104 / 1000 + lm + 4 * 2 * 8 * 50 / 1000)
+    assert m == pytest.approx(32 * 40 / 100)
+    assert o == pytest.approx(0.5 + 0.25 * 5)
+    st_serial = sm.step_time(shape, "serial")
+    st_overlap = sm.step_time(shape, "overlap")
+    assert st_serial.total_s == pytest.approx(c + m + o)
+    assert st_overlap.total_s == pytest.approx(max(c, m) + 0.5 * min(c, m) + o)
+    with pytest.raises(UserError):
+        sm.step_time(shape, "pipelined")
+
+
+def test_gemm_regime_switches_at_ridge_point() -> None:
+    profile = resolve_profile("a100-80g", None, get_model("llama-3-8b"))
+    sm = profile.steps
+    ridge = sm.ridge_tokens()
+    assert 1 < ridge < 1000
+    flat = sm.gemm_time(1)
+    # below the ridge the time is the weight read, flat in tokens
+    assert sm.gemm_time(math.floor(ridge)) == pytest.approx(flat)
+    # above it the time grows with tokens
+    assert sm.gemm_time(math.ceil(ridge) + 1) > flat
+    # classical ridge with n_half = 0: F_eff * dtype / (2 BW_eff) tokens
+    toy = StepModel(toy_params(weight_bw_eff=0.5), TOY, TOY_HW)
+    expected = 1000.0 * 2 / (2 * 100.0 * 0.5)
+    assert toy.ridge_tokens() == pytest.approx(expected)
+    assert toy.gemm_time(expected - 1) == pytest.approx(toy.gemm_time(1))
+    assert toy.gemm_time(expected + 1) > toy.gemm_time(expected)
+
+
+def test_mmlu_request_density_on_llama3_8b_a100() -> None:
+    rho = set_density(804, 2, get_model("llama-3-8b"), GPUS["a100-80g"], saved_tokens=697)
+    assert rho == pytest.approx(54.2, abs=2.0)
+
+
+def test_builtin_a100_reproduces_paper_table1() -> None:
+    """Table 1 (blendserve.md 2.5): per-layer Llama-3-8B decode at seq 1024, within the paper's 6 %."""
+    model = get_model("llama-3-8b")
+    sm = resolve_profile("a100-80g", None, model).steps
+    measured = {512: (1.087e-3, 1.317e-3), 768: (1.537e-3, 1.913e-3), 1024: (2.005e-3, 2.515e-3)}
+    for batch, (gemm, attn) in measured.items():
+        assert sm.gemm_time(batch) / model.num_layers == pytest.approx(gemm, rel=0.06)
+        assert sm.decode_attn_time(batch * 1024) / model.num_layers == pytest.approx(attn, rel=0.06)
+
+
+shapes = st.builds(
+    BatchShape,
+    prefill_tokens=st.integers(0, 16384),
+    prefill_attn_pairs=st.floats(0, 1e8),
+    decode_seqs=st.integers(0, 2048),
+    decode_kv_tokens=st.integers(0, 10**7),
+    prefill_seqs=st.integers(0, 64),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=shapes, gpu=st.sampled_from(["a100-80g", "h100-sxm", "h200"]), tp=st.sampled_from([1, 2, 8]))
+def test_overlap_never_exceeds_serial(shape: BatchShape, gpu: str, tp: int) -> None:
+    profile = resolve_profile(gpu, None, get_model("llama-3-8b"), tp)
+    serial = profile.step_time(shape, "serial")
+    overlap = profile.step_time(shape, "overlap")
+    assert overlap.total_s <= serial.total_s + 1e-15
+    assert serial.total_s >= serial.overhead_s >= 0
+
+
+@settings(max_examples=50, deadline=None)
+@given(steps=st.lists(shapes, min_size=1, max_size=8), engine=st.sampled_from(["serial", "overlap"]))
+def test_optimal_time_bounds_the_sum_of_steps(steps: list[BatchShape], engine: str) -> None:
+    profile = resolve_profile("a100-80g", None, get_model("llama-3-8b"), 2)
+    total = BatchShape(
+        prefill_tokens=sum(s.prefill_tokens for s in steps),
+        prefill_attn_pairs=sum(s.prefill_attn_pairs for s in steps),
+        decode_seqs=sum(s.decode_seqs for s in steps),
+        decode_kv_tokens=sum(s.decode_kv_tokens for s in steps),
+        prefill_seqs=sum(s.prefill_seqs for s in steps),
+    )
+    lower = profile.optimal_time(total, engine)
+    assert lower <= sum(profile.step_time(s, engine).total_s for s in steps) * (1 + 1e-12)
+
+
+def test_tensor_parallel_scales_work_and_adds_allreduce() -> None:
+    model = get_model("llama-3-8b")
+    shape = BatchShape(prefill_tokens=2048, decode_seqs=0, prefill_seqs=1)
+    one = resolve_profile("a100-80g", None, model, 1).step_time(shape, "serial")
+    four = resolve_profile("a100-80g", None, model, 4).step_time(shape, "serial")
+    assert four.compute_s == pytest.approx(one.compute_s / 4)
+    ar = 2 * 32 * 2 * 3 / 4 * 4096 * 2 * 2048 / 300e9
+    assert four.overhead_s - one.overhead_s == pytest.approx(ar)
+
+
+def test_builtins_are_datasheet_and_model_free() -> None:
+    for name in ("a100-80g", "h100-sxm", "h200"):
+        p = builtin_profile(name)
+        assert p.model is None and not p.provenance.measured and p.provenance.date is None
+        assert p.hardware == GPUS[name]
+        assert set(p.provenance.sources) >= {"gemm_eff_max", "kv_bw_eff", "attn_eff", "kappa"}
