@@ -1,0 +1,306 @@
+"""One replica: continuous batching with chunked prefill, paged KV with a radix prefix cache.
+
+Life of a request (vLLM's semantics): admission allocates the KV of its prompt segments that miss
+the cache (hits are shared by reference count) and queues its prefill; the prefill runs in chunks,
+in admission order, inside the per-step token budget; the step that finishes the prompt samples the
+first output token; each later step decodes one token until ``output_len`` tokens exist. Its
+output KV is private and freed when it finishes; its prompt segments stay cached, unreferenced,
+until LRU eviction needs the room.
+
+A step costs O(admissions + completions + evictions + preemptions), never O(running):
+* decodes end at a step known when they start, so completions sit in a heap;
+* the decode KV read ``decode_kv_tokens`` is a running sum that grows by the number of decodes;
+* output KV grows by one block for the decodes whose length crosses a block boundary; requests are
+  bucketed by the step residue at which that happens, so the growth of a step is one bucket count.
+
+When the next step's KV does not fit, unreferenced cached prefixes are evicted LRU, then the newest
+running request is preempted (counted) and re-queued at the front; it recomputes its prompt and the
+tokens it had generated when re-admitted (vLLM's recompute preemption).
+
+Invariants (tests): blocks in use never exceed ``capacity_blocks``; each request finishes once,
+with exactly its output length.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from collections import deque
+from typing import Protocol
+
+import numpy as np
+from blendsim.profiler.cost import BatchShape, StepTime
+from blendsim.sim.config import EngineConfig
+from blendsim.sim.kvcache import RadixCache
+from blendsim.traces.trace import Trace
+
+
+class StepCost(Protocol):
+    def step_time(self, shape: BatchShape, engine: str) -> StepTime: ...
+
+
+SIDES = ("fcfs", "left", "right")  # side codes: 0 baseline, 1 blend left, 2 blend right
+
+
+class Engine:
+    """One replica's state and its step function (see the module docstring)."""
+
+    def __init__(self, trace: Trace, est_output: np.ndarray, cost: StepCost, config: EngineConfig,
+                 capacity_blocks: int) -> None:
+        n = len(trace)
+        self.trace, self.cost, self.cfg = trace, cost, config
+        self.bs = config.block_size
+        self.capacity = capacity_blocks
+        self.cache = RadixCache(config.block_size)
+        self.p = trace.prompt_len.tolist()
+        self.d = trace.output_len.tolist()
+        self.d_hat = np.maximum(np.asarray(est_output, dtype=np.int64), 1).tolist()
+        self._off = trace.seg_offsets.tolist()
+        # per request (by position)
+        self.gen = [0] * n  # output tokens sampled so far
+        self.hit_segs = [0] * n  # leading segments that were cache hits at the current admission
+        self.charge = [0] * n  # KV blocks charged by the admission rule
+        self.side = [0] * n
+        self.side_charge = [0] * n  # blocks charged to its side: new prompt blocks + charge
+        self.seq = [0] * n  # admission sequence number (newest = largest)
+        self.version = [0] * n  # bumps when a request leaves decode (lazy heap deletion)
+        self.t0 = [0] * n  # step that finished its prefill
+        self.kv0 = [0] * n  # KV tokens it held when it entered decode
+        self.so0 = [0] * n  # private (output) tokens it held when it entered decode
+        self.finish_step = [0] * n
+        self.priv0 = [0] * n  # private blocks it held when it entered decode
+        self.finished_len = [-1] * n
+        # aggregate state
+        self.step_index = 1
+        self.now = 0.0
+        self.private_blocks = 0  # output KV of running requests
+        self.charge_total = 0  # sum of charges of running requests
+        self.side_load = [0, 0, 0]  # blocks charged per side (new prompt blocks + charge)
+        self.n_running = 0
+        self.n_dec = 0
+        self.kv_read = 0  # decode KV tokens the next step reads
+        self.grow_class = [0] * self.bs
+        self.finish_heap: list[tuple[int, int, int]] = []
+        self.newest_dec: list[tuple[int, int, int]] = []  # (-seq, pos, version)
+        self.prefill: deque[list[int]] = deque()  # [pos, remaining tokens, tokens before the chunk]
+        self.prefill_pending = 0  # tokens queued for prefill
+        self.requeue: deque[int] = deque()  # preempted requests, re-admitted first
+        self._seq = 0
+        # statistics
+        self.saved_tokens = 0  # prompt tokens skipped by cache hits at first admission
+        self.recomputed_tokens = 0  # prefill tokens of re-admissions after preemption
+        self.preemptions = 0
+        self.prefill_completions = 0  # prefills that sampled a token (first ones and recomputes)
+        self.finished = 0
+        self.admitted_first: list[int] = []  # positions, in first-admission order
+        self.admitted_side = array("b")
+        self.series = {k: array("d") for k in ("time", "prefill_tokens", "decode_tokens", "running",
+                                               "kv_used_blocks", "compute_s", "memory_s", "step_s")}
+
+    # ------------------------------------------------------------------ helpers
+    def segments(self, pos: int) -> tuple[list[int], list[int]]:
+        a, b = self._off[pos], self._off[pos + 1]
+        return self.trace.seg_ids[a:b].tolist(), self.trace.seg_lens[a:b].tolist()
+
+    def blocks(self, tokens: int) -> int:
+        return -(-tokens // self.bs)
+
+    @property
+    def used_blocks(self) -> int:
+        return self.cache.used_blocks + self.private_blocks
+
+    @property
+    def committed_blocks(self) -> int:
+        """KV the admission rule counts as taken: pinned prompt KV plus every running charge."""
+        return self.cache.used_blocks - self.cache.evictable_blocks + self.charge_total
+
+    @property
+    def prefill_room(self) -> int:
+        """Prefill tokens the next step can take."""
+        return self.cfg.token_budget - self.n_dec
+
+    @property
+    def idle(self) -> bool:
+        return self.n_running == 0 and not self.requeue
+
+    def footprint(self, pos: int) -> int:
+        """Blocks an admission of ``pos`` would charge if nothing were cached (planning use)."""
+        return self.blocks(self.p[pos]) + self.blocks(int(self.cfg.reserve_fraction * self.d_hat[pos]))
+
+    # ------------------------------------------------------------------ admission
+    def try_admit(self, pos: int, side: int = 0) -> bool:
+        """Admit ``pos`` if the running cap, the step's prefill room and KV allow it."""
+        if self.n_running >= self.cfg.max_running or self.prefill_pending >= self.prefill_room:
+            return False
+        segs, lens = self.segments(pos)
+        hit, hit_tokens, new_blocks, pinned = self.cache.lookup(segs, lens)
+        g = self.gen[pos]
+        target = max(self.d_hat[pos], g + 1)
+        charge = self.blocks(g + int(self.cfg.reserve_fraction * (target - g)))
+        if self.committed_blocks + new_blocks + charge > self.capacity:
+            return False
+        own = new_blocks + self.blocks(g)  # blocks taken now: missing segments, recomputed output
+        free = self.capacity - self.used_blocks
+        if own > free + self.cache.evictable_blocks - pinned:
+            return False
+        if own > free:
+            self.cache.evict(own - free)
+        self.cache.acquire(segs, lens, self.now)
+        self.private_blocks += self.blocks(g)
+        self.hit_segs[pos] = hit
+        self.charge[pos] = charge
+        self.charge_total += charge
+        self.side[pos] = side
+        self.side_charge[pos] = new_blocks + charge
+        self.side_load[side] += new_blocks + charge
+        first = self.seq[pos] == 0
+        self._seq += 1
+        self.seq[pos] = self._seq
+        self.n_running += 1
+        tokens = self.p[pos] - hit_tokens + g
+        if first:
+            self.saved_tokens += hit_tokens
+            self.admitted_first.append(pos)
+            self.admitted_side.append(side)
+        else:
+            self.recomputed_tokens += tokens
+        self.prefill.append([pos, tokens, hit_tokens])
+        self.prefill_pending += tokens
+        return True
+
+    def admit_requeued(self) -> None:
+        while self.requeue and self.try_admit(self.requeue[0], self.side[self.requeue[0]]):
+            self.requeue.popleft()
+
+    # ------------------------------------------------------------------ one step
+    def step(self) -> float:
+        """Run one engine step; returns its duration in seconds."""
+        t = self.step_index
+        self._make_room(t)
+        n_dec, kv_read = self.n_dec, self.kv_read
+        grow = self.grow_class[t % self.bs]
+        room = self.cfg.token_budget - n_dec
+        p_tokens = p_seqs = 0
+        pairs = 0.0
+        done: list[int] = []
+        queue = self.prefill
+        while queue and (room > 0 or queue[0][1] == 0):
+            item = queue[0]
+            q = min(room, item[1])
+            pairs += q * item[2] + q * (q + 1) / 2
+            p_tokens += q
+            p_seqs += 1
+            room -= q
+            item[1] -= q
+            item[2] += q
+            if item[1]:
+                break
+            queue.popleft()
+            done.append(item[0])
+        self.prefill_pending -= p_tokens
+        st = self.cost.step_time(BatchShape(p_tokens, pairs, n_dec, kv_read, p_seqs), self.cfg.engine)
+        self.now += st.total_s
+        self.private_blocks += grow
+        self._record(st, p_tokens, n_dec)
+        self._finish_decodes(t)
+        for pos in done:
+            self._prefill_done(pos, t)
+        self.step_index = t + 1
+        return st.total_s
+
+    def _record(self, st: StepTime, p_tokens: int, n_dec: int) -> None:
+        s = self.series
+        s["time"].append(self.now)
+        s["prefill_tokens"].append(p_tokens)
+        s["decode_tokens"].append(n_dec)
+        s["running"].append(self.n_running)
+        s["kv_used_blocks"].append(self.used_blocks)
+        s["compute_s"].append(st.compute_s)
+        s["memory_s"].append(st.memory_s)
+        s["step_s"].append(st.total_s)
+
+    def _finish_decodes(self, t: int) -> None:
+        heap = self.finish_heap
+        while heap and heap[0][0] <= t:
+            _, pos, ver = heapq.heappop(heap)
+            if ver != self.version[pos]:
+                continue
+            self.version[pos] += 1
+            self.n_dec -= 1
+            self.kv_read -= self.kv0[pos] + (t - self.t0[pos])
+            self.grow_class[(self.t0[pos] + 1 - self.so0[pos]) % self.bs] -= 1
+            self.gen[pos] = self.d[pos]
+            self._release(pos, self.blocks(self.so0[pos] + t - self.t0[pos]))
+        self.kv_read += self.n_dec
+
+    def _prefill_done(self, pos: int, t: int) -> None:
+        self.prefill_completions += 1
+        g = self.gen[pos] + 1
+        self.gen[pos] = g
+        if g >= self.d[pos]:
+            self._release(pos, self.blocks(g - 1))
+            return
+        so = g - 1  # output tokens whose KV is held (0 after a first prefill)
+        self.t0[pos], self.so0[pos] = t, so
+        self.kv0[pos] = self.p[pos] + so
+        self.finish_step[pos] = t + self.d[pos] - g
+        self.n_dec += 1
+        self.kv_read += self.p[pos] + so + 1
+        self.grow_class[(t + 1 - so) % self.bs] += 1
+        heapq.heappush(self.finish_heap, (self.finish_step[pos], pos, self.version[pos]))
+        heapq.heappush(self.newest_dec, (-self.seq[pos], pos, self.version[pos]))
+
+    def _release(self, pos: int, private: int) -> None:
+        """A request finished: free its output KV, unreference its prompt."""
+        self.finished_len[pos] = self.gen[pos]
+        self.finished += 1
+        self.private_blocks -= private
+        self._drop(pos)
+        self.cache.release(self.segments(pos)[0], self.now)
+
+    def _drop(self, pos: int) -> None:
+        self.n_running -= 1
+        self.charge_total -= self.charge[pos]
+        self.side_load[self.side[pos]] -= self.side_charge[pos]
+        self.charge[pos] = self.side_charge[pos] = 0
+
+    # ------------------------------------------------------------------ memory pressure
+    def _make_room(self, t: int) -> None:
+        """Make the KV the step writes fit: evict cached prefixes, then preempt the newest."""
+        while True:
+            need = self.used_blocks + self.grow_class[t % self.bs] - self.capacity
+            if need <= 0:
+                return
+            need -= self.cache.evict(need)
+            if need <= 0:
+                return
+            self._preempt_newest(t)
+
+    def _preempt_newest(self, t: int) -> None:
+        self.preemptions += 1
+        if self.prefill:  # the prefill queue's tail is the newest running request
+            pos, remaining, _ = self.prefill.pop()
+            self.prefill_pending -= remaining
+            segs, _lens = self.segments(pos)
+            hit = self.hit_segs[pos]
+            self.cache.discard(segs, hit)  # never computed (conservative if partly done)
+            if hit:
+                self.cache.release(segs[:hit], self.now)
+            self.private_blocks -= self.blocks(self.gen[pos])
+            self._drop(pos)
+            self.requeue.appendleft(pos)
+            return
+        while True:
+            _, pos, ver = heapq.heappop(self.newest_dec)
+            if ver == self.version[pos]:
+                break
+        self.version[pos] += 1
+        done_steps = t - 1 - self.t0[pos]
+        self.n_dec -= 1
+        self.kv_read -= self.kv0[pos] + done_steps + 1
+        self.grow_class[(self.t0[pos] + 1 - self.so0[pos]) % self.bs] -= 1
+        self.gen[pos] += done_steps
+        self.private_blocks -= self.blocks(self.so0[pos] + done_steps)
+        self.cache.release(self.segments(pos)[0], self.now)
+        self._drop(pos)
+        self.requeue.appendleft(pos)

@@ -1,0 +1,132 @@
+"""SimResult: the numbers of one simulated run, its per-step series, and the files it writes.
+
+Throughput counts every prompt and output token, cached ones included, over the makespan (as the
+paper does). ``sharing`` is the GEMM tokens saved by prefix-cache hits (first admissions; work
+redone after preemption is counted apart, in ``recomputed_tokens``) over sum(p + d);
+``optimal_sharing`` is the same ratio with an unbounded cache in DFS order; ``fraction_of_optimal``
+is the practical optimum's time over the makespan.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blendsim.errors import UserError, atomic_output
+
+RESULT_KEYS = ("policy", "engine", "requests", "total_tokens", "makespan_s", "throughput_tok_s", "steps",
+               "preemptions", "sharing", "optimal_sharing", "optimal_time_s", "fraction_of_optimal",
+               "plan_s", "sim_s")
+SERIES_COLUMNS = ("replica", "step", "time", "prefill_tokens", "decode_tokens", "running", "kv_used_tokens",
+                  "compute_s", "memory_s", "step_s")
+CHROME_MAX_SLICES = 200_000  # per-step slices beyond this are merged so Perfetto opens the file quickly
+
+
+@dataclass
+class SimResult:
+    """One policy's run. ``steps`` maps SERIES_COLUMNS to equal-length arrays (all replicas);
+    ``admission`` holds the first-admission order: ``position``, ``side`` (0 fcfs, 1 left, 2 right)
+    and ``replica`` arrays, which the executor replays."""
+
+    policy: str
+    engine: str
+    requests: int
+    total_tokens: int
+    makespan_s: float
+    steps_run: int
+    preemptions: int
+    sharing: float
+    optimal_sharing: float
+    optimal_time_s: float
+    plan_s: float
+    sim_s: float
+    steps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    admission: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def throughput_tok_s(self) -> float:
+        return self.total_tokens / self.makespan_s if self.makespan_s > 0 else 0.0
+
+    @property
+    def fraction_of_optimal(self) -> float:
+        return self.optimal_time_s / self.makespan_s if self.makespan_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "policy": self.policy, "engine": self.engine, "requests": self.requests,
+            "total_tokens": self.total_tokens, "makespan_s": self.makespan_s,
+            "throughput_tok_s": self.throughput_tok_s, "steps": self.steps_run,
+            "preemptions": self.preemptions, "sharing": self.sharing,
+            "optimal_sharing": self.optimal_sharing, "optimal_time_s": self.optimal_time_s,
+            "fraction_of_optimal": self.fraction_of_optimal, "plan_s": self.plan_s, "sim_s": self.sim_s,
+        }
+        out.update(self.extra)
+        return out
+
+    # ------------------------------------------------------------------ files
+    def write(self, out_dir: str | Path) -> list[Path]:
+        """Write ``<policy>_<engine>.json`` (result), ``_steps.parquet``, ``_trace.json`` (Chrome trace)
+        and ``_admission.parquet`` into ``out_dir``; returns the paths."""
+        d = Path(out_dir)
+        if d.exists() and not d.is_dir():
+            raise UserError(f"--out {str(d)!r} exists and is not a directory")
+        d.mkdir(parents=True, exist_ok=True)
+        stem = d / f"{self.policy}_{self.engine}"
+        paths = [Path(f"{stem}.json"), Path(f"{stem}_steps.parquet"), Path(f"{stem}_trace.json"),
+                 Path(f"{stem}_admission.parquet")]
+        with atomic_output(paths[0]) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        _write_parquet(paths[1], self.steps)
+        with atomic_output(paths[2]) as tmp:
+            tmp.write_text(json.dumps(chrome_trace(self)))
+        _write_parquet(paths[3], self.admission)
+        return paths
+
+
+def _write_parquet(path: Path, columns: dict[str, np.ndarray]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({k: pa.array(np.asarray(v)) for k, v in columns.items()})
+    with atomic_output(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def chrome_trace(result: SimResult) -> dict[str, Any]:
+    """Chrome trace-event JSON (Perfetto, chrome://tracing): one slice per step (consecutive steps
+    merged into one slice when a run has more than CHROME_MAX_SLICES steps) on one track per
+    replica, with counters for running requests, KV in use, and compute vs memory time."""
+    s = result.steps
+    events: list[dict[str, Any]] = [{"name": "process_name", "ph": "M", "pid": 0,
+                                     "args": {"name": f"blendsim {result.policy} ({result.engine})"}}]
+    if not len(s.get("step", ())):
+        return {"traceEvents": events, "displayTimeUnit": "ms"}
+    replicas = np.asarray(s["replica"])
+    for r in np.unique(replicas):
+        idx = np.flatnonzero(replicas == r)
+        events.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": int(r),
+                       "args": {"name": f"replica {int(r)}"}})
+        group = max(1, -(-len(idx) // max(1, CHROME_MAX_SLICES // len(np.unique(replicas)))))
+        end = np.asarray(s["time"])[idx]
+        dur = np.asarray(s["step_s"])[idx]
+        for a in range(0, len(idx), group):
+            b = min(a + group, len(idx))
+            rows = idx[a:b]
+            start = float(end[a] - dur[a])
+            args = {"steps": f"{int(s['step'][rows[0]])}-{int(s['step'][rows[-1]])}",
+                    "prefill_tokens": int(np.sum(s["prefill_tokens"][rows])),
+                    "decode_tokens": int(np.sum(s["decode_tokens"][rows])),
+                    "compute_ms": round(float(np.sum(s["compute_s"][rows])) * 1e3, 4),
+                    "memory_ms": round(float(np.sum(s["memory_s"][rows])) * 1e3, 4)}
+            events.append({"name": "step" if group == 1 else f"{b - a} steps", "ph": "X", "pid": 0,
+                           "tid": int(r), "ts": start * 1e6, "dur": float(end[b - 1] - start) * 1e6,
+                           "args": args})
+            events.append({"name": f"replica {int(r)}", "ph": "C", "pid": 0, "ts": start * 1e6,
+                           "args": {"running": int(s["running"][rows[-1]]),
+                                    "kv_used_tokens": int(s["kv_used_tokens"][rows[-1]])}})
+    return {"traceEvents": events, "displayTimeUnit": "ms"}
