@@ -1,0 +1,80 @@
+"""What every policy receives and the helpers baselines share.
+
+A policy is one module in this package with a ``build(ctx: PlanningInput, **options) -> Plan``
+function. ``ctx.tree`` is the prefix tree priced with the *estimated* output lengths
+(``ctx.estimate``); the policy may edit it (blend splits it), since every plan gets a fresh one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from blendsim.profiler.specs import HardwareSpec, ModelSpec
+from blendsim.sim.estimate import LengthEstimate
+from blendsim.sim.plan import Plan
+from blendsim.sim.tree import ROOT, PrefixTree
+from blendsim.traces.trace import Trace
+
+from blendsim.errors import UserError
+
+
+@dataclass
+class PlanningInput:
+    trace: Trace
+    model: ModelSpec
+    gpu: HardwareSpec
+    tree: PrefixTree
+    estimate: LengthEstimate
+    seed: int = 0
+
+
+def no_options(policy: str, options: dict[str, Any]) -> None:
+    if options:
+        raise UserError(f"policy {policy!r} takes no options, got: {', '.join(sorted(options))}")
+
+
+def unbounded_cache_saved(trace: Trace, order: np.ndarray) -> int:
+    """Prompt tokens served from an unbounded cache when requests run in ``order``.
+
+    Walks the order: a segment occurrence is saved if the same segment id occurred earlier (the
+    segment invariant makes an id stand for its whole prefix). With nothing ever evicted this is
+    the same for every order (``Trace.saved_tokens()``); only splitting, which forces recomputation,
+    lowers it, and that is accounted in the tree, not here.
+    """
+    counts = np.diff(trace.seg_offsets)[order]
+    starts = trace.seg_offsets[order]
+    gather = np.repeat(starts - np.concatenate(([0], np.cumsum(counts)[:-1])), counts) + np.arange(counts.sum())
+    ids, lens = trace.seg_ids[gather], trace.seg_lens[gather]
+    _, first = np.unique(ids, return_index=True)
+    return int(lens.sum() - lens[first].sum())
+
+
+def per_request_plan(policy: str, ctx: PlanningInput, order: np.ndarray) -> Plan:
+    """A one-sided plan with one request per unit (the baselines' granularity)."""
+    tree = ctx.tree
+    order = np.asarray(order, dtype=np.int64)
+    p = tree.prefix_len[tree.leaf_offset:][order].astype(np.float64)
+    d = tree.leaf_d[order]
+    optimal = ctx.trace.saved_tokens()
+    saved = unbounded_cache_saved(ctx.trace, order)
+    return Plan(
+        policy=policy,
+        order=order,
+        unit_bounds=np.arange(len(order) + 1, dtype=np.int64),
+        unit_comp=tree.token_comp * (p + d),
+        unit_mem=tree.leaf_mem[order].copy(),
+        unit_prompt=p,
+        unit_output=d.copy(),
+        est_output_len=ctx.estimate.lengths,
+        two_sided=False,
+        target_density=float(tree.density()[ROOT]),
+        stats={
+            "leaves_split": 0,
+            "leaf_split_fraction": 0.0,
+            "saved_tokens": saved,
+            "optimal_saved_tokens": optimal,
+            "sharing_kept": saved / optimal if optimal else 1.0,
+        },
+    )
