@@ -6,10 +6,21 @@
 default 1 %); a sampled request is treated as already run during warm-up, so its true length is
 known. Every other request gets the mean output length of the samples in the smallest subtree
 containing it that has any: its own subtree, then its siblings', then each ancestor's in turn up to
-the root. Siblings come before the parent in the paper's wording; because the request's own subtree
+the root. ``min_per_source`` (default 1, our addition) guarantees that many samples in every
+subtree directly under the root (one per source: each source has its own system prompt), chosen at
+random among its requests: an operator samples every task type at least once, and without it a
+40K-request preset with ~20 videos usually has no video sample at 1 %, so every video would be
+planned with the API requests' mean length. Siblings come before the parent in the paper's wording; because the request's own subtree
 holds no sample, "the samples of its siblings" and "the samples of its parent's subtree" are the same
 set, so the rule is simply: the nearest ancestor-or-self subtree with at least one sample. At least
-one request is always sampled (a tiny trace at 1 % could otherwise have none).
+one request is always sampled (a tiny trace at 1 % could otherwise have none), even with
+``min_per_source=0``.
+
+``exact_kinds`` (default ``("video",)``): requests whose source is of one of these kinds (looked up in
+:data:`blendsim.traces.sources.SOURCES`; unknown source names match nothing) have their true length
+known to the planner, as the paper notes that video generation has deterministic output lengths
+(frames × tokens per frame). With ~20 videos in a 40K preset and CV ~1, a single sampled video
+otherwise sets the estimate of all of them and can be off by 10× (4× in density, squared in memory).
 
 ``length_noise`` = σ injects multiplicative error ``exp(σ·z)``, ``z ~ N(0, 1)`` per request, into
 every estimate that is not a known (sampled) length: all requests for ``oracle``. Estimates are
@@ -31,7 +42,8 @@ ESTIMATORS = ("oracle", "sampled")
 @dataclass(frozen=True)
 class LengthEstimate:
     lengths: np.ndarray  # int64[n]: the output length planning uses, by request position
-    sampled: np.ndarray  # bool[n]: requests whose true length was known to the planner
+    sampled: np.ndarray  # bool[n]: requests sampled (run during warm-up)
+    known: np.ndarray  # bool[n]: requests whose true length the planner used (sampled or exact kind)
     estimator: str
 
     def mean_abs_rel_error(self, true_len: np.ndarray) -> float:
@@ -62,6 +74,37 @@ def sampled_means(tree: PrefixTree, true_len: np.ndarray, sampled: np.ndarray) -
     return est
 
 
+def source_of_leaves(tree: PrefixTree) -> np.ndarray:
+    """For every request, the root child (source subtree) it lies under."""
+    top = np.arange(tree.num_nodes, dtype=np.int64)
+    for level in tree.levels[2:]:
+        top[level] = top[tree.parent[level]]
+    return top[tree.leaf_offset:]
+
+
+def top_up_sources(tree: PrefixTree, sampled: np.ndarray, minimum: int, rng: np.random.Generator) -> None:
+    """Sample more requests, at random, in every root-child subtree with fewer than ``minimum``."""
+    if minimum <= 0 or sampled.size == 0:
+        return
+    source = source_of_leaves(tree)
+    have = np.bincount(source, weights=sampled, minlength=tree.num_nodes)
+    for s in np.flatnonzero((have < minimum) & (np.bincount(source, minlength=tree.num_nodes) > 0)):
+        free = np.flatnonzero((source == s) & ~sampled)
+        extra = min(minimum - int(have[s]), len(free))
+        sampled[rng.choice(free, size=extra, replace=False)] = True
+
+
+def exact_requests(sources: list[str] | None, codes: np.ndarray | None, kinds: tuple[str, ...],
+                   n: int) -> np.ndarray:
+    """Requests whose source kind is in ``kinds`` (their output length is deterministic)."""
+    if not kinds or sources is None or codes is None:
+        return np.zeros(n, dtype=bool)
+    from blendsim.traces.sources import SOURCES
+
+    exact = np.array([name in SOURCES and SOURCES[name].kind in kinds for name in sources], dtype=bool)
+    return exact[np.asarray(codes, dtype=np.int64)] if len(exact) else np.zeros(n, dtype=bool)
+
+
 def estimate_output_lengths(
     tree: PrefixTree,
     true_len: np.ndarray,
@@ -70,6 +113,10 @@ def estimate_output_lengths(
     sample_rate: float = 0.01,
     length_noise: float = 0.0,
     seed: int = 0,
+    min_per_source: int = 1,
+    exact_kinds: tuple[str, ...] = ("video",),
+    sources: list[str] | None = None,
+    source_codes: np.ndarray | None = None,
 ) -> LengthEstimate:
     """Estimated output length of every request (see the module docstring for the rules)."""
     if estimator not in ESTIMATORS:
@@ -83,16 +130,19 @@ def estimate_output_lengths(
     if estimator == "oracle":
         sampled = np.zeros(n, dtype=bool)
         est = true_len.astype(np.float64)
-        known = np.zeros(n, dtype=bool)
+        known = np.ones(n, dtype=bool)
+        noisy = np.ones(n, dtype=bool)
     else:
         sampled = np.asarray(_rng(seed, 1).random(n) < sample_rate)
+        top_up_sources(tree, sampled, min_per_source, _rng(seed, 4))
         if n and not sampled.any():
             sampled[int(_rng(seed, 2).integers(n))] = True
         est = sampled_means(tree, true_len, sampled)[tree.leaf_offset:]
-        est = np.where(sampled, true_len, est)
-        known = sampled.copy()
+        known = sampled | exact_requests(sources, source_codes, exact_kinds, n)
+        est = np.where(known, true_len, est)
+        noisy = ~known
     if length_noise > 0:
         noise = np.exp(length_noise * _rng(seed, 3).standard_normal(n))
-        est = np.where(known, est, est * noise)
+        est = np.where(noisy, est * noise, est)
     lengths = np.maximum(np.rint(est), 1).astype(np.int64) if n else np.zeros(0, dtype=np.int64)
-    return LengthEstimate(lengths, sampled, estimator)
+    return LengthEstimate(lengths, sampled, known, estimator)

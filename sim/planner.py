@@ -38,7 +38,8 @@ def make_plan(
     gpu = get_gpu(gpu) if isinstance(gpu, str) else gpu
     tree = PrefixTree.from_trace(trace)
     estimate = estimate_output_lengths(tree, trace.output_len, estimator=estimator,
-                                       sample_rate=sample_rate, length_noise=length_noise, seed=seed)
+                                       sample_rate=sample_rate, length_noise=length_noise, seed=seed,
+                                       sources=trace.sources, source_codes=trace.source_codes)
     tree.set_lengths(estimate.lengths, model, gpu)
     plan: Plan = build(PlanningInput(trace, model, gpu, tree, estimate, seed), **policy_options)
     plan.stats.update(
@@ -47,6 +48,7 @@ def make_plan(
         estimator=estimator,
         sample_rate=sample_rate if estimator == "sampled" else None,
         sampled_requests=int(estimate.sampled.sum()),
+        known_lengths=int(estimate.known.sum()),
         length_noise=length_noise,
         seed=seed,
         length_error=estimate.mean_abs_rel_error(trace.output_len),
