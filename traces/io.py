@@ -1,0 +1,138 @@
+"""Trace files: one Parquet file, one row per request, in arrival order.
+
+Columns (exactly): ``request_id`` int64, ``source`` string, ``segments`` list<int64>,
+``segment_lens`` list<int64> (summing to ``prompt_len``), ``prompt_len`` int64, ``output_len`` int64.
+The schema metadata key ``blendsim`` holds JSON: generator version, seed, sources, targets, model,
+GPU, achieved density and sharing. Written deterministically (no timestamps): same trace, same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from blendsim.errors import UserError, atomic_output
+from blendsim.traces.trace import Trace
+
+METADATA_KEY = b"blendsim"
+COLUMNS: dict[str, pa.DataType] = {
+    "request_id": pa.int64(),
+    "source": pa.string(),
+    "segments": pa.list_(pa.int64()),
+    "segment_lens": pa.list_(pa.int64()),
+    "prompt_len": pa.int64(),
+    "output_len": pa.int64(),
+}
+
+
+def to_table(trace: Trace) -> pa.Table:
+    offsets = pa.array(trace.seg_offsets.astype(np.int32), type=pa.int32())
+    source = pa.DictionaryArray.from_arrays(pa.array(trace.source_codes, type=pa.int32()),
+                                            pa.array(trace.sources, type=pa.string())).cast(pa.string())
+    arrays = [
+        pa.array(trace.request_id, type=pa.int64()),
+        source,
+        pa.ListArray.from_arrays(offsets, pa.array(trace.seg_ids, type=pa.int64())),
+        pa.ListArray.from_arrays(offsets, pa.array(trace.seg_lens, type=pa.int64())),
+        pa.array(trace.prompt_len, type=pa.int64()),
+        pa.array(trace.output_len, type=pa.int64()),
+    ]
+    schema = pa.schema([pa.field(name, typ) for name, typ in COLUMNS.items()],
+                       metadata={METADATA_KEY: json.dumps(trace.metadata, sort_keys=True).encode()})
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def write_trace(trace: Trace, path: str | os.PathLike[str]) -> None:
+    """Write ``trace`` to ``path`` atomically (no half-written file on any error)."""
+    table = to_table(trace)
+    with atomic_output(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
+
+
+def _read_table(path: str) -> pa.Table:
+    if not os.path.exists(path):
+        raise UserError(f"trace file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise UserError(f"trace file {path!r} is a directory, not a Parquet file")
+    try:
+        return pq.read_table(path)
+    except PermissionError:
+        raise UserError(f"trace file {path!r} is not readable (permission denied)") from None
+    except (pa.ArrowException, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"trace file {path!r} is not a readable Parquet file: {first}") from None
+
+
+def _check_columns(table: pa.Table, path: str) -> None:
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    if missing:
+        raise UserError(f"trace file {path!r} lacks column(s) {', '.join(missing)}; a trace needs "
+                        f"{', '.join(COLUMNS)}")
+    for name, typ in COLUMNS.items():
+        got = table.schema.field(name).type
+        ok = pa.types.is_integer(got) if typ == pa.int64() else \
+            (pa.types.is_string(got) or pa.types.is_large_string(got) or pa.types.is_dictionary(got)) \
+            if typ == pa.string() else (pa.types.is_list(got) or pa.types.is_large_list(got)) \
+            and pa.types.is_integer(got.value_type)
+        if not ok:
+            raise UserError(f"trace file {path!r}: column {name!r} has type {got}, expected {typ}")
+        if table.column(name).null_count:
+            raise UserError(f"trace file {path!r}: column {name!r} has missing values")
+
+
+def _metadata(table: pa.Table) -> dict[str, Any]:
+    raw = (table.schema.metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        return {}
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def from_table(table: pa.Table, path: str = "<table>") -> Trace:
+    """A Trace from a table with the trace columns; raises UserError when it is malformed."""
+    _check_columns(table, path)
+    segs = table.column("segments").combine_chunks()
+    lens = table.column("segment_lens").combine_chunks()
+    counts = pc.list_value_length(segs).to_numpy(zero_copy_only=False).astype(np.int64)
+    if not np.array_equal(counts, pc.list_value_length(lens).to_numpy(zero_copy_only=False)):
+        raise UserError(f"trace file {path!r}: segments and segment_lens differ in length on some row")
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    source = table.column("source").to_numpy(zero_copy_only=False).astype(str)
+    names, first, codes = np.unique(source, return_index=True, return_inverse=True)
+    first_seen = np.argsort(first, kind="stable")  # sources in order of first appearance
+    remap = np.empty(len(names), dtype=np.int32)
+    remap[first_seen] = np.arange(len(names), dtype=np.int32)
+    trace = Trace(
+        request_id=table.column("request_id").to_numpy().astype(np.int64),
+        source_codes=remap[codes].astype(np.int32),
+        sources=[str(names[i]) for i in first_seen],
+        seg_offsets=offsets,
+        seg_ids=pc.list_flatten(segs).to_numpy(zero_copy_only=False).astype(np.int64),
+        seg_lens=pc.list_flatten(lens).to_numpy(zero_copy_only=False).astype(np.int64),
+        output_len=table.column("output_len").to_numpy().astype(np.int64),
+        metadata=_metadata(table),
+    )
+    if not np.array_equal(trace.prompt_len, table.column("prompt_len").to_numpy()):
+        bad = int(np.argmax(trace.prompt_len != table.column("prompt_len").to_numpy()))
+        raise UserError(f"trace file {path!r}: row {bad} has prompt_len that is not the sum of its segment_lens")
+    try:
+        trace.validate()
+    except UserError as exc:
+        raise UserError(f"trace file {path!r} is malformed: {exc}") from None
+    return trace
+
+
+def read_trace(path: str | os.PathLike[str]) -> Trace:
+    """Read a trace file written by :func:`write_trace` (or any table with the same columns)."""
+    p = os.fspath(path)
+    return from_table(_read_table(p), p)
