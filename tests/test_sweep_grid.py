@@ -1,0 +1,67 @@
+"""Sweep grid specs: parsing, validation, cell keys and the identity that guards resumption."""
+
+from __future__ import annotations
+
+import pytest
+
+from blendsim.errors import UserError
+from blendsim.experiments.grid import Cell, SweepSpec, parse_engines, parse_names, parse_values
+
+
+def test_range_is_inclusive_and_free_of_float_noise() -> None:
+    values = parse_values("0.8:1.4:0.05", "density")
+    assert len(values) == 13
+    assert values[0] == 0.8 and values[-1] == 1.4
+    assert values[3] == 0.95  # 0.8 + 3 * 0.05 is 0.9500000000000001 before rounding
+
+
+def test_sharing_grid_of_the_paper() -> None:
+    assert parse_values("0.05:0.45:0.10", "sharing ratio") == (0.05, 0.15, 0.25, 0.35, 0.45)
+
+
+def test_list_is_sorted_and_deduplicated() -> None:
+    assert parse_values("1.4, 0.9,1.4", "density") == (0.9, 1.4)
+
+
+@pytest.mark.parametrize("spec", ["", "a:b:c", "0.8:1.4", "1.4:0.8:0.1", "0.8:1.4:0", "0.8:1.4:-0.1",
+                                  "x,1", "nan", "0.8:1.4:0.000001"])
+def test_bad_specs_are_one_clear_user_error(spec: str) -> None:
+    with pytest.raises(UserError) as err:
+        parse_values(spec, "density")
+    assert "\n" not in str(err.value)
+    assert "density" in str(err.value)
+
+
+def test_names_and_engines() -> None:
+    assert parse_names("all", "policy", ("fifo", "blend")) == ("fifo", "blend")
+    assert parse_names("blend,dfs,blend", "policy", ("dfs", "blend")) == ("blend", "dfs")
+    with pytest.raises(UserError, match="unknown policy 'lifo'"):
+        parse_names("lifo", "policy", ("dfs", "blend"))
+    assert parse_engines("both") == ("overlap", "serial")
+    with pytest.raises(UserError, match="unknown engine"):
+        parse_engines("pipelined")
+
+
+def test_spec_validation() -> None:
+    with pytest.raises(UserError, match="sharing ratio 1.2"):
+        SweepSpec(densities=(1.0,), sharings=(1.2,))
+    with pytest.raises(UserError, match="not positive"):
+        SweepSpec(densities=(0.0,), sharings=(0.3,))
+    with pytest.raises(UserError, match="--requests"):
+        SweepSpec(densities=(1.0,), sharings=(0.3,), requests=0)
+
+
+def test_identity_ignores_the_grid_but_not_what_decides_results() -> None:
+    a = SweepSpec(densities=(0.9, 1.0), sharings=(0.35,))
+    b = SweepSpec(densities=(0.9, 1.0, 1.1), sharings=(0.35, 0.05))
+    assert a.digest() == b.digest()  # a wider grid may reuse the cells
+    assert SweepSpec(densities=(0.9,), sharings=(0.35,), requests=999).digest() != a.digest()
+    assert SweepSpec(densities=(0.9,), sharings=(0.35,), engines=("serial",)).digest() != a.digest()
+    assert SweepSpec(densities=(0.9,), sharings=(0.35,), seed=1).digest() != a.digest()
+
+
+def test_cells_are_sharing_major_with_stable_keys() -> None:
+    spec = SweepSpec(densities=(0.9, 1.3), sharings=(0.05, 0.35))
+    assert [c.key for c in spec.cells] == ["d0.9000_s0.0500", "d1.3000_s0.0500", "d0.9000_s0.3500",
+                                           "d1.3000_s0.3500"]
+    assert Cell(1.05, 0.5).key == "d1.0500_s0.5000"
