@@ -13,7 +13,6 @@ import argparse
 import time
 
 import numpy as np
-
 from blendsim.sim.planner import make_plan
 from blendsim.traces.trace import Trace
 

@@ -6,9 +6,13 @@ insertion order. Only siblings move, so prefix locality is kept.
 **Split** (Algorithm 2, as decided here; blendserve.md §3.3 leaves the details open):
 
 * An *outlier* is a node below a root child whose density lies on the other side of the target
-  ``ρ(rt)`` than its parent's: the scanner on the parent's side would otherwise admit it as if it
-  were of the parent's kind. Leaves are outliers like any node (the "gap in the pseudo-code").
-  An outlier with an outlier ancestor waits for the next round (splits in one round never nest).
+  ``ρ(rt)`` than the rest of its parent's subtree (its siblings' requests and the parent's own):
+  the scanner on that side would otherwise admit it as if it were of its siblings' kind. Leaves are
+  outliers like any node (the "gap in the pseudo-code"). An outlier with an outlier ancestor waits
+  for the next round (splits in one round never nest). Within one round and one parent only
+  outliers on the side of that parent's top-priority outlier are taken: removing them can only
+  push the parent's rest further from their side, whereas one dominant outlier (a single huge
+  output among short ones) makes every short sibling look like an outlier until it is gone.
 * Splitting an outlier re-attaches it under the root, where sorting places it among the root's
   children by density; it recomputes its prefix: cost = ``prefix_len(parent)`` tokens.
 * Budget ``t`` in tokens: ``(1 - keep_sharing) × optimal saved tokens`` (default keeps 99 % of
@@ -78,15 +82,32 @@ def is_monotone(values: np.ndarray) -> bool:
 
 def outliers(tree: PrefixTree, target: float) -> np.ndarray:
     """Outlier node ids (see the module docstring), none an ancestor of another."""
-    rho = tree.density()
-    side = rho >= target
     par = tree.parent
+    v = np.arange(1, tree.num_nodes)
+    q = par[v]
+    comp = tree.comp()
+    rest_count = tree.count[q] - tree.count[v]
+    rest_comp = comp[q] - tree.token_comp * (tree.sum_d[v] + tree.seg_len[v] + tree.inner[v])
+    rest_mem = tree.sum_mem[q] - tree.sum_mem[v]
+    side = comp[v] >= target * tree.sum_mem[v]
+    rest_side = rest_comp >= target * rest_mem
     cand = np.zeros(tree.num_nodes, dtype=bool)
-    cand[1:] = (par[1:] != ROOT) & (side[1:] != side[par[1:]])
+    cand[1:] = (q != ROOT) & (tree.count[v] > 0) & (rest_count > 0) & (side != rest_side)
     below = np.zeros(tree.num_nodes, dtype=bool)
     for level in tree.levels[1:]:
         below[level] = below[par[level]] | cand[par[level]]
     return np.flatnonzero(cand & ~below)
+
+
+def one_side_per_parent(tree: PrefixTree, cand: np.ndarray, priority: np.ndarray, target: float) -> np.ndarray:
+    """``cand`` ranked by ``priority``, keeping per parent only the side of its top candidate."""
+    rank = np.lexsort((cand, -priority))
+    cand = cand[rank]
+    side = tree.comp()[cand] >= target * tree.sum_mem[cand]
+    _, first = np.unique(tree.parent[cand], return_index=True)
+    top_side = np.zeros(tree.num_nodes, dtype=bool)
+    top_side[tree.parent[cand[first]]] = side[first]
+    return cand[side == top_side[tree.parent[cand]]]
 
 
 def split(tree: PrefixTree, config: TransformConfig) -> SplitReport:
@@ -111,10 +132,11 @@ def split(tree: PrefixTree, config: TransformConfig) -> SplitReport:
             reason = "C2"
             break
         misplaced = np.abs(tree.comp()[cand] - target * tree.sum_mem[cand])
-        rank = np.lexsort((cand, -misplaced / cost))
-        take = np.cumsum(cost[rank]) <= budget - used
-        chosen = cand[rank][take]
-        used += int(cost[rank][take].sum())
+        ranked = one_side_per_parent(tree, cand, misplaced / cost, target)
+        cost = tree.prefix_len[tree.parent[ranked]]
+        take = np.cumsum(cost) <= budget - used
+        chosen = ranked[take]
+        used += int(cost[take].sum())
         tree.detach(chosen)
         rounds += 1
     detached = np.flatnonzero(tree.detached)

@@ -16,7 +16,7 @@ root through the node::
     comp(v)     = token_comp_time * (sum_d(v) + distinct(v))    # E3 after sharing, E6's numerator
     density(v)  = comp(v) / sum_mem(v)                          # ratio of sums with sharing (E6)
 
-``inner`` is additive: ``inner(v) = sum over children c of (seg_len(c) + inner(c))``. A node split
+``inner`` is additive: ``inner(v) = sum over children c with requests of (seg_len(c) + inner(c))``. A node split
 off and re-attached under the root gets ``seg_len = prefix_len``: it recomputes its whole prefix.
 Invariant: ``seg_len(c) == prefix_len(c) - prefix_len(parent(c))`` for every non-root node.
 
@@ -163,7 +163,8 @@ class PrefixTree:
             np.add.at(self.sum_d, par, self.sum_d[level])
             np.add.at(self.sum_p, par, self.sum_p[level])
             np.add.at(self.sum_mem, par, self.sum_mem[level])
-            np.add.at(self.inner, par, self.seg_len[level] + self.inner[level])
+            live = self.count[level] > 0  # a node whose requests were all split off computes nothing
+            np.add.at(self.inner, par, np.where(live, self.seg_len[level] + self.inner[level], 0))
 
     def subtree_sum(self, leaf_values: np.ndarray) -> np.ndarray:
         """Per node: the sum of ``leaf_values`` (by request position) over the node's leaves."""
