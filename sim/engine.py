@@ -84,12 +84,17 @@ class Engine:
         self.newest_dec: list[tuple[int, int, int]] = []  # (-seq, pos, version)
         self.prefill: deque[list[int]] = deque()  # [pos, remaining tokens, tokens before the chunk]
         self.prefill_pending = 0  # tokens queued for prefill
+        self.last_admit_tokens = 0  # prefill tokens (cache misses) of the latest admission
         self.requeue: deque[int] = deque()  # preempted requests, re-admitted first
         self._seq = 0
         # statistics
         self.saved_tokens = 0  # prompt tokens skipped by cache hits at first admission
         self.recomputed_tokens = 0  # prefill tokens of re-admissions after preemption
         self.preemptions = 0
+        self.gemm_done = 0  # GEMM tokens computed so far (prefill + decode)
+        self.kv_done = 0  # decode KV tokens read so far
+        self.outrun_heap: list[tuple[int, int, int]] = []  # (step, pos, version): left -> right
+        self.outruns = 0  # blend left requests re-accounted to the right partition
         self.prefill_completions = 0  # prefills that sampled a token (first ones and recomputes)
         self.finished = 0
         self.admitted_first: list[int] = []  # positions, in first-admission order
@@ -166,6 +171,7 @@ class Engine:
             self.recomputed_tokens += tokens
         self.prefill.append([pos, tokens, hit_tokens])
         self.prefill_pending += tokens
+        self.last_admit_tokens = tokens
         return True
 
     def admit_requeued(self) -> None:
@@ -201,8 +207,12 @@ class Engine:
         st = self.cost.step_time(BatchShape(p_tokens, pairs, n_dec, kv_read, p_seqs), self.cfg.engine)
         self.now += st.total_s
         self.private_blocks += grow
+        self.gemm_done += p_tokens + n_dec
+        self.kv_done += kv_read
         self._record(st, p_tokens, n_dec)
         self._finish_decodes(t)
+        if self.outrun_heap:
+            self._move_outruns(t)
         for pos in done:
             self._prefill_done(pos, t)
         self.step_index = t + 1
@@ -249,6 +259,22 @@ class Engine:
         self.grow_class[(t + 1 - so) % self.bs] += 1
         heapq.heappush(self.finish_heap, (self.finish_step[pos], pos, self.version[pos]))
         heapq.heappush(self.newest_dec, (-self.seq[pos], pos, self.version[pos]))
+        if self.side[pos] == 1 and self.d[pos] > self.d_hat[pos]:
+            # its token count passes the estimate after this many decode steps (paper §5)
+            at = t + max(self.d_hat[pos] - g + 1, 0)
+            heapq.heappush(self.outrun_heap, (at, pos, self.version[pos]))
+
+    def _move_outruns(self, t: int) -> None:
+        """Left requests that outran their estimate are re-accounted to the right partition."""
+        heap = self.outrun_heap
+        while heap and heap[0][0] <= t:
+            _, pos, ver = heapq.heappop(heap)
+            if ver != self.version[pos] or self.side[pos] != 1:
+                continue
+            self.side_load[1] -= self.side_charge[pos]
+            self.side_load[2] += self.side_charge[pos]
+            self.side[pos] = 2
+            self.outruns += 1
 
     def _release(self, pos: int, private: int) -> None:
         """A request finished: free its output KV, unreference its prompt."""

@@ -16,6 +16,7 @@ from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.profile import Profile
 from blendsim.profiler.specs import ModelSpec
 from blendsim.sim.admission import Admission, FcfsAdmission
+from blendsim.sim.blend_admission import BlendAdmission, carve_shares, sub_plan
 from blendsim.sim.config import EngineConfig, kv_capacity_tokens
 from blendsim.sim.engine import Engine
 from blendsim.sim.plan import Plan
@@ -81,14 +82,15 @@ def optimal_totals(trace: Trace) -> BatchShape:
                       prefill_seqs=len(trace))
 
 
-def _shares(trace: Trace, plan: Plan, dp: int) -> list[tuple[np.ndarray, Any]]:
-    """(positions, admission policy) per replica."""
+def _admissions(trace: Trace, plan: Plan, dp: int, model: ModelSpec, profile: Profile,
+                config: EngineConfig, capacity: int) -> list[Admission]:
+    """One admission policy per replica over its share (see :mod:`blendsim.sim.replicas`)."""
     if plan.two_sided:
-        from blendsim.sim.blend_admission import blend_shares
-
-        return blend_shares(trace, plan, dp)
+        ridge = profile.steps.ridge_tokens()
+        return [BlendAdmission(sub_plan(plan, idx), model, profile.hardware, config, capacity, ridge)
+                for idx in carve_shares(plan, dp)]
     weight = trace.prompt_len + plan.est_output_len
-    return [(part, FcfsAdmission(part)) for part in split_contiguous(plan.order, weight, dp)]
+    return [FcfsAdmission(part) for part in split_contiguous(plan.order, weight, dp)]
 
 
 def simulate(trace: Trace, plan: Plan, model: ModelSpec, profile: Profile,
@@ -104,7 +106,7 @@ def simulate(trace: Trace, plan: Plan, model: ModelSpec, profile: Profile,
     check_requests_fit(trace, capacity, config.block_size)
     started = time.perf_counter()
     pairs: list[tuple[Engine, Admission]] = []
-    for _positions, policy in _shares(trace, plan, dp):
+    for policy in _admissions(trace, plan, dp, model, profile, config, capacity):
         pairs.append((Engine(trace, plan.est_output_len, profile, config, capacity), policy))
     bar = _progress_bar(len(trace), progress)
     makespan = run_replicas(pairs, bar.update if bar else None)
@@ -125,6 +127,7 @@ def simulate(trace: Trace, plan: Plan, model: ModelSpec, profile: Profile,
         steps=_series(engines, config.block_size), admission=_admission(engines),
         extra={"dp": dp, "tp": profile.hardware.tp, "kv_capacity_tokens": capacity * config.block_size,
                "recomputed_tokens": sum(e.recomputed_tokens for e in engines),
+               "outruns": sum(e.outruns for e in engines),
                "prefill_completions": sum(e.prefill_completions for e in engines),
                "admission_rule": config.admission, "profile": profile.name},
     )

@@ -1,0 +1,197 @@
+"""``blend`` admission: two scanner streams blended by the dual-scan budgets (paper §5.3, E7, E8).
+
+Every step, before the engine runs it:
+
+1. preempted requests are re-admitted first, on the side they came from;
+2. the dual scan for the units under the cursors (recomputed whenever a cursor reaches another unit)
+   splits the KV memory into logical partitions ``M_L, M_R`` and gives per-step prefill budgets
+   ``C_L, C_R`` (tokens). A stream's budget is a credit: it grows by ``C`` per step, never banks
+   more than one step's worth, and an admission may overdraw it (a video prompt of 121 tokens under
+   ``C_R = 0.4`` is admitted once every ~300 steps: the paper's staggered steady state);
+3. the right (memory-heavy) stream admits while its credit is positive and its partition, charged
+   ``new prompt blocks + charge`` per request (the engine's admission rule, E8's ``p + d/2`` by
+   default), has room; an empty partition always takes one request;
+4. the left (compute-heavy) stream does the same with ``C_L`` and ``M_L`` (the paper), or, with
+   ``EngineConfig.blend_pacing``, is *paced* (design.md "The critical path"): its budget is the GEMM
+   tokens that keep this step's compute at ``r`` times the decode-attention time of the KV actually
+   resident, ``r = remaining compute / remaining memory work`` of the replica's share (planning
+   estimates minus work done), never below the profile's ridge (GEMM steps below it cost the same);
+   its memory is all that the right stream does not hold or still need. Once the right cursor has
+   no memory-heavy unit left, the paced left stream drains everything (the cursors meet there).
+
+A left request that outruns its estimated output is re-accounted from ``M_L`` to ``M_R`` (paper §5;
+the engine moves it when its token count passes the estimate).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from blendsim.profiler.cost import token_comp_time
+from blendsim.profiler.specs import HardwareSpec, ModelSpec
+from blendsim.sim.config import EngineConfig
+from blendsim.sim.engine import Engine
+from blendsim.sim.plan import Plan
+from blendsim.sim.scanner import DualScanner, ScanBudget
+
+LEFT, RIGHT = 1, 2
+
+
+class BlendAdmission:
+    """The dual-scanner admission of one replica's two-sided plan (module docstring)."""
+
+    def __init__(self, plan: Plan, model: ModelSpec, hw: HardwareSpec, config: EngineConfig,
+                 capacity_blocks: int, ridge_tokens: float = 0.0) -> None:
+        self.scanner = DualScanner(plan, refresh_target=config.blend_refresh_target)
+        self.pacing = config.blend_pacing
+        self.kv_bytes = float(model.kv_bytes_per_token)
+        self.block_bytes = self.kv_bytes * config.block_size
+        self.memory = capacity_blocks * self.block_bytes
+        self.capacity_blocks = capacity_blocks
+        self.tok_s = token_comp_time(model, hw)  # planning units: seconds at the datasheet peaks
+        self.kv_s = self.kv_bytes / hw.mem_bandwidth
+        self.comp_total = float(plan.unit_comp.sum())
+        self.mem_total = float(plan.unit_mem.sum())
+        self.ridge = ridge_tokens
+        self.credit = [0.0, 0.0, 0.0]
+        self._key: tuple[int, int, bool] | None = None
+        self._budget: ScanBudget | None = None
+        self.budget_changes = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.scanner.exhausted
+
+    def budget(self) -> ScanBudget | None:
+        s = self.scanner
+        left, right = s.left, s.right
+        if left is None or right is None:
+            return None
+        key = (left.unit, right.unit, s.met)
+        if key != self._key:
+            self._key = key
+            self._budget = s.budgets(self.memory, self.kv_bytes)
+            self.budget_changes += 1
+        return self._budget
+
+    def _right_is_memory_heavy(self) -> bool:
+        right = self.scanner.right
+        return right is not None and not self.scanner.met and right.density < self.scanner.target
+
+    # ------------------------------------------------------------------ one step
+    def admit(self, engine: Engine) -> None:
+        engine.admit_requeued()
+        if engine.requeue or self.scanner.exhausted:
+            return
+        b = self.budget()
+        assert b is not None
+        right_tokens = 0
+        if not (self.pacing and not self._right_is_memory_heavy()):
+            right_tokens = self._stream(engine, RIGHT, b.c_right, b.m_right / self.block_bytes)
+        b = self.budget()
+        if b is None:
+            return
+        if self.pacing:
+            reserved = engine.side_load[RIGHT]
+            if self._right_is_memory_heavy():
+                reserved = max(reserved, b.m_right / self.block_bytes)
+            self._stream(engine, LEFT, self._paced_left_budget(engine, right_tokens),
+                         self.capacity_blocks - reserved)
+        else:
+            self._stream(engine, LEFT, b.c_left, b.m_left / self.block_bytes)
+
+    def _paced_left_budget(self, engine: Engine, right_tokens: int) -> float:
+        """GEMM tokens this step may add from the left so compute keeps pace with resident memory."""
+        comp_left = self.comp_total - engine.gemm_done * self.tok_s
+        mem_left = self.mem_total - engine.kv_done * self.kv_s
+        if mem_left <= 0 or comp_left <= 0:
+            return float(engine.cfg.token_budget)  # no memory work left to pace against
+        ratio = comp_left / mem_left
+        target = max(ratio * engine.kv_read * self.kv_s / self.tok_s, self.ridge)
+        return max(target - engine.n_dec - right_tokens, 0.0)
+
+    def _stream(self, engine: Engine, side: int, per_step: float, partition_blocks: float) -> int:
+        """Admit from one stream under its credit and logical partition; returns the prefill tokens
+        admitted (cache misses: the credit is spent in GEMM tokens, hits cost none)."""
+        self.credit[side] = min(self.credit[side] + per_step, per_step)
+        if partition_blocks <= 0:
+            return 0
+        s = self.scanner
+        admitted = 0
+        while self.credit[side] > 0:
+            pos = s.peek_left() if side == LEFT else s.peek_right()
+            if pos is None:
+                break
+            load = engine.side_load[side]
+            if load and load + engine.footprint(pos) > partition_blocks:
+                break
+            if not engine.try_admit(pos, side):
+                break
+            if side == LEFT:
+                s.pop_left()
+            else:
+                s.pop_right()
+            tokens = engine.last_admit_tokens  # GEMM tokens: cache hits cost none
+            self.credit[side] -= tokens
+            admitted += tokens
+            if side == RIGHT and self.pacing and not self._right_is_memory_heavy():
+                break
+        return admitted
+
+
+def carve_shares(plan: Plan, parts: int) -> list[np.ndarray]:
+    """Cut a two-sided plan into ``parts`` shares (blendserve.md §4.6): share k takes a run of units
+    from the left end and a run from the right end, so that every share holds about 1/parts of the
+    plan's compute and of its memory work (so each has about the target density); the last share is
+    what is left in the middle. Returns each share's request indices into ``plan.order``, in
+    left-to-right order; sharing is lost only at the cuts."""
+    n = len(plan.order)
+    if parts == 1 or n == 0:
+        return [np.arange(n)]
+    sizes = np.diff(plan.unit_bounds)
+    per_c = np.repeat(plan.unit_comp / np.maximum(sizes, 1), sizes)
+    per_m = np.repeat(plan.unit_mem / np.maximum(sizes, 1), sizes)
+    cl = np.concatenate(([0.0], np.cumsum(per_c)))  # compute of the first x requests
+    ml = np.concatenate(([0.0], np.cumsum(per_m)))
+    cr = np.concatenate(([0.0], np.cumsum(per_c[::-1])))  # compute of the last y requests
+    mr = np.concatenate(([0.0], np.cumsum(per_m[::-1])))
+    c_tot, m_tot = cl[-1], ml[-1]
+    cuts = [(0, 0)]
+    for k in range(1, parts):
+        x_lo, x_hi = cuts[-1][0], n - cuts[-1][1]
+
+        def y_for(x: int, k: int = k) -> int:
+            need = k * m_tot / parts - ml[x]
+            y = int(np.searchsorted(mr, need, side="left"))
+            return min(max(y, cuts[-1][1]), n - x)
+
+        while x_lo < x_hi:  # smallest x whose share reaches 1/parts of the compute
+            mid = (x_lo + x_hi) // 2
+            if cl[mid] + cr[y_for(mid)] >= k * c_tot / parts:
+                x_hi = mid
+            else:
+                x_lo = mid + 1
+        cuts.append((x_lo, y_for(x_lo)))
+    shares = []
+    for (x0, y0), (x1, y1) in zip(cuts, cuts[1:], strict=False):
+        shares.append(np.concatenate((np.arange(x0, x1), np.arange(n - y1, n - y0))))
+    x_last, y_last = cuts[-1]
+    shares.append(np.arange(x_last, n - y_last))
+    return shares
+
+
+def sub_plan(plan: Plan, idx: np.ndarray) -> Plan:
+    """The two-sided plan of the requests at ``idx`` (indices into ``plan.order``, increasing):
+    units are cut where the share is cut; a cut unit keeps its per-request mean cost and lengths."""
+    sizes = np.diff(plan.unit_bounds)
+    unit_of = np.repeat(np.arange(plan.num_units), sizes)[idx]
+    change = np.flatnonzero(np.diff(unit_of) != 0) + 1
+    gaps = np.flatnonzero(np.diff(idx) != 1) + 1
+    starts = np.unique(np.concatenate(([0], change, gaps))) if len(idx) else np.zeros(0, dtype=np.int64)
+    bounds = np.concatenate((starts, [len(idx)])).astype(np.int64)
+    units = unit_of[starts] if len(idx) else np.zeros(0, dtype=np.int64)
+    counts = np.diff(bounds).astype(np.float64)
+    scale = counts / np.maximum(sizes[units], 1)
+    return Plan(plan.policy, plan.order[idx], bounds, plan.unit_comp[units] * scale,
+                plan.unit_mem[units] * scale, plan.unit_prompt[units].copy(), plan.unit_output[units].copy(),
+                plan.est_output_len, two_sided=True, target_density=plan.target_density,
+                stats=dict(plan.stats))
