@@ -22,7 +22,8 @@ known to the planner, as the paper notes that video generation has deterministic
 (frames × tokens per frame). With ~20 videos in a 40K preset and CV ~1, a single sampled video
 otherwise sets the estimate of all of them and can be off by 10× (4× in density, squared in memory).
 
-``length_noise`` = σ injects multiplicative error ``exp(σ·z)``, ``z ~ N(0, 1)`` per request, into
+``length_noise`` = σ injects multiplicative error ``exp(σ·z − σ²/2)`` (mean 1, so estimates stay
+unbiased on average), ``z ~ N(0, 1)`` per request, into
 every estimate that is not a known (sampled) length: all requests for ``oracle``. Estimates are
 rounded and at least 1 token. Deterministic for a seed.
 """
@@ -142,7 +143,7 @@ def estimate_output_lengths(
         est = np.where(known, true_len, est)
         noisy = ~known
     if length_noise > 0:
-        noise = np.exp(length_noise * _rng(seed, 3).standard_normal(n))
+        noise = np.exp(length_noise * _rng(seed, 3).standard_normal(n) - length_noise**2 / 2)
         est = np.where(noisy, est * noise, est)
     lengths = np.maximum(np.rint(est), 1).astype(np.int64) if n else np.zeros(0, dtype=np.int64)
     return LengthEstimate(lengths, sampled, known, estimator)
