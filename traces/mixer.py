@@ -20,7 +20,7 @@ from blendsim.errors import UserError, unknown
 from blendsim.profiler.cost import set_density
 from blendsim.profiler.specs import HardwareSpec, ModelSpec, get_gpu, get_model
 from blendsim.traces.assemble import assemble
-from blendsim.traces.solve import DENSITY_TOL, SHARING_TOL, feasible_ranges, solve_counts
+from blendsim.traces.solve import DENSITY_TOL, SHARING_TOL, feasible_band, feasible_ranges, solve_counts
 from blendsim.traces.sources import Source, get_source
 from blendsim.traces.streams import SourceStream, density_factor
 from blendsim.traces.trace import Trace
@@ -121,22 +121,22 @@ def make_trace(mix: Sequence[str], density: float, sharing: float, requests: int
         draw_seed = seed if attempt == 0 else seed + 7919 * attempt
         streams = [SourceStream(s, draw_seed, requests) for s in sources]
         if attempt == 0:
-            (s_lo, s_hi), rho_range = feasible_ranges(streams, sharing, factor, reference=requests)
+            _, rho_range = feasible_band(streams, sharing, factor, reference=requests)
             if rho_range is None or not rho_range[0] * (1 - DENSITY_TOL) <= density <= rho_range[1] * (1 + DENSITY_TOL):
                 raise _infeasible(streams, names, density, sharing, factor, requests)
         say(f"solving counts for density {density}, sharing {sharing}")
-        counts, rho, s, err = solve_counts(streams, requests, density, sharing, factor)
-        if best is None or err < best[4]:
-            best = (streams, counts, rho, s, err)
+        counts, offsets, rho, s, err = solve_counts(streams, requests, density, sharing, factor)
+        if best is None or err < best[5]:
+            best = (streams, counts, offsets, rho, s, err)
         if err <= GOOD_ENOUGH:
             break
     assert best is not None
-    streams, counts, rho, s, err = best
+    streams, counts, offsets, rho, s, err = best
     if err > 1.0:
         raise _infeasible(streams, names, density, sharing, factor, requests, found=(rho, s))
     say("assembling " + ", ".join(f"{src.name} {n}" for src, n in zip(sources, counts, strict=True)))
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0xA77])))
-    trace = assemble([st.block.head(int(n)) for st, n in zip(streams, counts, strict=True)],
+    trace = assemble([st.block.window(int(o), int(n)) for st, o, n in zip(streams, offsets, counts, strict=True)],
                      [src.name for src in sources], arrival, rng)
     measured_sharing = trace.sharing()
     measured_density = set_density(trace.prompt_len, trace.output_len, model_spec, gpu_spec, trace.saved_tokens())
@@ -145,6 +145,8 @@ def make_trace(mix: Sequence[str], density: float, sharing: float, requests: int
         "seed": seed,
         "sources": [src.name for src in sources],
         "counts": {src.name: int(n) for src, n in zip(sources, counts, strict=True)},
+        # each source's requests are draw positions [offset, offset + count) of its seeded stream
+        "draw": {"seed": int(streams[0].seed), "offsets": {src.name: int(o) for src, o in zip(sources, offsets, strict=True)}},
         "targets": {"density": density, "sharing": sharing, "requests": requests},
         "model": model_spec.name,
         "gpu": gpu_spec.name,

@@ -54,12 +54,17 @@ def _bounded_lstsq(a: np.ndarray, b: np.ndarray, upper: float) -> np.ndarray:
 
 
 def _newton(streams: Sequence[SourceStream], n0: np.ndarray, free: np.ndarray, total: float,
-            density: float, sharing: float, factor: float, iterations: int = 6) -> np.ndarray:
-    """Counts (real) solving the linearised equations, only ``free`` entries moving."""
+            density: float, sharing: float, factor: float, iterations: int = 6,
+            offsets: np.ndarray | None = None) -> np.ndarray:
+    """Counts (real) solving the linearised equations, only ``free`` entries moving.
+
+    Fixed entries contribute their exact totals (from ``offsets``, for a window of the draw).
+    """
     n = n0.astype(np.float64).copy()
+    offsets = np.zeros(len(n), dtype=np.int64) if offsets is None else offsets
     for _ in range(iterations):
         at = [max(1, int(round(x))) for x in n]
-        tot = np.array([s.totals(m) for s, m in zip(streams, at, strict=True)])
+        tot = np.array([s.window_totals(int(o), m) for s, o, m in zip(streams, offsets, at, strict=True)])
         slope = np.array([s.slopes(m) for s, m in zip(streams, at, strict=True)])
         a, b = _system(tot, slope, n, total, density, sharing, factor)
         b = b - a[:, ~free] @ n[~free]
@@ -87,19 +92,47 @@ def _round(n: np.ndarray, total: int, fixed: np.ndarray) -> np.ndarray:
     return out
 
 
+Solution = tuple[np.ndarray, np.ndarray, float, float, float]  # counts, offsets, density, sharing, error
+
+
+def _evaluate(streams: Sequence[SourceStream], counts: np.ndarray, offsets: np.ndarray, factor: float,
+              density: float, sharing: float) -> Solution:
+    rho, s = achieved(list(streams), counts, factor, offsets)
+    return counts, offsets, rho, s, error(rho, s, density, sharing)
+
+
+def _best_windows(stream: SourceStream, count: int, others: np.ndarray, density: float, sharing: float,
+                  factor: float, keep: int) -> np.ndarray:
+    """Offsets of the ``keep`` windows of ``count`` requests that best complete the other sources' totals.
+
+    ``others`` = (tokens, saved, mem) of the other sources. Window saved tokens are approximated by
+    prefix differences here; candidates are re-solved and measured exactly afterwards.
+    """
+    stream.ensure(count + 512)
+    last = max(1, min(512, len(stream) - count + 1))
+    o = np.arange(last)
+    tok = stream.tokens[o + count] - stream.tokens[o]
+    sav = stream.saved[o + count] - stream.saved[o]
+    mem = stream.mem[o + count] - stream.mem[o]
+    tok, sav, mem = tok + others[0], sav + others[1], mem + others[2]
+    err = np.maximum(np.abs(factor * (tok - sav) / mem / density - 1) / DENSITY_TOL,
+                     np.abs(sav / tok - sharing) / SHARING_TOL)
+    return o[np.argsort(err, kind="stable")[:keep]]
+
+
 def solve_counts(streams: Sequence[SourceStream], total: int, density: float, sharing: float,
-                 factor: float, max_candidates: int = 400) -> tuple[np.ndarray, float, float, float]:
-    """Best integer counts found: (counts, achieved density, achieved sharing, error).
+                 factor: float, max_candidates: int = 400, good_enough: float = 0.34) -> Solution:
+    """Best integer counts found: (counts, offsets, achieved density, achieved sharing, error).
 
     The source with the fewest requests (videos: a few heavy requests make its totals lumpy) is
     scanned over integers near the mean-based estimate, nearest first; the others are solved by
-    Newton on their exact totals for each candidate.
+    Newton on their exact totals for each candidate. If that is not within a third of the tolerance,
+    the draw is refined: other windows of the small source's draw (which videos are taken) are tried.
     """
     k = len(streams)
+    zero = np.zeros(k, dtype=np.int64)
     if k == 1:
-        counts = np.array([total], dtype=np.int64)
-        rho, s = achieved(list(streams), counts, factor)
-        return counts, rho, s, error(rho, s, density, sharing)
+        return _evaluate(streams, np.array([total], dtype=np.int64), zero, factor, density, sharing)
     start = _mean_solve(streams, total, density, sharing, factor)
     small = int(np.argmin(start))
     centre = float(start[small])
@@ -107,22 +140,52 @@ def solve_counts(streams: Sequence[SourceStream], total: int, density: float, sh
     candidates = sorted(range(1, upper + 1), key=lambda c: abs(c - centre))[:max_candidates]
     free = np.ones(k, dtype=bool)
     free[small] = False
-    best: tuple[np.ndarray, float, float, float] | None = None
+    best: Solution | None = None
     for c in candidates:
         trial = start.copy()
         trial[small] = c
         counts = _round(_newton(streams, trial, free, total, density, sharing, factor), total, ~free)
         if counts.min() < 1:
             continue
-        rho, s = achieved(list(streams), counts, factor)
-        err = error(rho, s, density, sharing)
-        if best is None or err < best[3]:
-            best = (counts, rho, s, err)
-        if err < 0.1:
+        found = _evaluate(streams, counts, zero, factor, density, sharing)
+        if best is None or found[4] < best[4]:
+            best = found
+        if found[4] < 0.1:
             break
     if best is None:
         raise UserError(f"cannot split {total} requests over {k} sources with at least one request each")
+    if best[4] <= good_enough:
+        return best
+    for c in candidates[:6]:
+        trial = start.copy()
+        trial[small] = c
+        counts = _round(_newton(streams, trial, free, total, density, sharing, factor), total, ~free)
+        others = np.sum([s.totals(int(n)) for i, (s, n) in enumerate(zip(streams, counts, strict=True))
+                         if i != small], axis=0)
+        for o in _best_windows(streams[small], c, others, density, sharing, factor, keep=4):
+            offsets = zero.copy()
+            offsets[small] = o
+            counts = _round(_newton(streams, trial, free, total, density, sharing, factor, offsets=offsets),
+                            total, ~free)
+            if counts.min() < 1:
+                continue
+            found = _evaluate(streams, counts, offsets, factor, density, sharing)
+            if found[4] < best[4]:
+                best = found
+            if best[4] <= good_enough:
+                return best
     return best
+
+
+def feasible_band(streams: Sequence[SourceStream], sharing: float, factor: float,
+                  reference: int) -> tuple[tuple[float, float], tuple[float, float] | None]:
+    """Like :func:`feasible_ranges`, with the density range over the whole sharing tolerance band."""
+    share_range, _ = feasible_ranges(streams, sharing, factor, reference)
+    lo, hi = max(sharing - SHARING_TOL, share_range[0]), min(sharing + SHARING_TOL, share_range[1])
+    ranges = [feasible_ranges(streams, float(x), factor, reference)[1] for x in np.linspace(lo, hi, 9)] \
+        if lo <= hi else []
+    found = [r for r in ranges if r is not None]
+    return share_range, ((min(r[0] for r in found), max(r[1] for r in found)) if found else None)
 
 
 def feasible_ranges(streams: Sequence[SourceStream], sharing: float, factor: float,

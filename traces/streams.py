@@ -62,6 +62,15 @@ class SourceStream:
         self.ensure(n)
         return np.array([self.tokens[n], self.saved[n], self.mem[n]])
 
+    def window_totals(self, offset: int, n: int) -> np.ndarray:
+        """Exact (tokens, saved, mem) of requests ``offset .. offset + n - 1`` taken on their own."""
+        if offset == 0:
+            return self.totals(n)
+        self.ensure(offset + n)
+        a, b = offset, offset + n
+        saved = float(self.block.window(a, n).saved_per_request().sum())
+        return np.array([self.tokens[b] - self.tokens[a], saved, self.mem[b] - self.mem[a]])
+
     def slopes(self, n: int) -> np.ndarray:
         """Marginal (tokens, saved, mem) per extra request around ``n`` (a secant over a window)."""
         w = max(50, n // 10)
@@ -71,7 +80,10 @@ class SourceStream:
                 - np.array([self.tokens[lo], self.saved[lo], self.mem[lo]])) / max(1, hi - lo)
 
 
-def achieved(streams: list[SourceStream], counts: np.ndarray, factor: float) -> tuple[float, float]:
-    """Exact (density, sharing) of the trace made of the first ``counts[i]`` requests of each stream."""
-    tokens, saved, mem = np.sum([s.totals(int(n)) for s, n in zip(streams, counts, strict=True)], axis=0)
+def achieved(streams: list[SourceStream], counts: np.ndarray, factor: float,
+             offsets: np.ndarray | None = None) -> tuple[float, float]:
+    """Exact (density, sharing) of the trace made of ``counts[i]`` requests of each stream (from ``offsets[i]``)."""
+    offsets = np.zeros(len(streams), dtype=np.int64) if offsets is None else offsets
+    tokens, saved, mem = np.sum([s.window_totals(int(o), int(n))
+                                 for s, o, n in zip(streams, offsets, counts, strict=True)], axis=0)
     return factor * (tokens - saved) / mem, saved / tokens

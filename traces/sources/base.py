@@ -55,9 +55,13 @@ class SourceBlock:
 
     def head(self, n: int) -> SourceBlock:
         """The first ``n`` requests."""
-        end = int(self.seg_offsets[n])
-        return SourceBlock(self.output_len[:n], self.seg_offsets[: n + 1], self.seg_ids[:end],
-                           self.seg_lens[:end])
+        return self.window(0, n)
+
+    def window(self, offset: int, n: int) -> SourceBlock:
+        """Requests ``offset .. offset + n - 1`` (ids unchanged, so the segment invariant still holds)."""
+        a, b = int(self.seg_offsets[offset]), int(self.seg_offsets[offset + n])
+        return SourceBlock(self.output_len[offset:offset + n], self.seg_offsets[offset:offset + n + 1] - a,
+                           self.seg_ids[a:b], self.seg_lens[a:b])
 
 
 class Source(ABC):
