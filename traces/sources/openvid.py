@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from blendsim.traces.sources.base import Source, SourceBlock, bounded_lognormal, single_turn_block, streams, to_tokens
+from blendsim.traces.sources.base import (
+    Source,
+    SourceBlock,
+    bounded_lognormal,
+    single_turn_block,
+    streams,
+    to_tokens,
+)
 
 TOKENS_PER_FRAME = 256
 RAW_MEAN_TOKENS = 43726.0  # paper Fig. 2
