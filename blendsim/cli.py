@@ -71,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("blendsim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # output piped into `head` and the like: stop quietly, as Unix tools do
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
