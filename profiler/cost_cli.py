@@ -12,6 +12,7 @@ import argparse
 import json
 from typing import Any
 
+from blendsim.errors import UserError
 from blendsim.profiler.cost import BatchShape, comp_time, mem_time, set_density
 from blendsim.profiler.profile import DEFAULT_GPU, Profile, resolve_profile
 from blendsim.profiler.specs import get_model
@@ -24,8 +25,6 @@ from blendsim.profiler.step_model import (
     lm_head_weight_bytes,
     prefill_attn_flops,
 )
-
-from blendsim.errors import UserError
 
 
 def register(sub: Any) -> None:
@@ -149,8 +148,8 @@ def print_text(out: dict[str, Any], profile: Profile) -> None:
         for engine in ENGINES:
             e = s[engine]
             print(f"  {engine:8s} {ms(e['total_s'])} = C {ms(e['compute_s'])}, M {ms(e['memory_s'])}, "
-                  f"overhead {ms(e['overhead_s'])}   {e['achieved_tflops']:.1f} / "
-                  f"{s['peak_tflops']:.1f} TFLOP/s   {e['achieved_gbps']:.0f} / {s['peak_gbps']:.0f} GB/s")
+                  f"overhead {ms(e['overhead_s'])}   {e['achieved_tflops']:.4g} / "
+                  f"{s['peak_tflops']:.4g} TFLOP/s   {e['achieved_gbps']:.4g} / {s['peak_gbps']:.4g} GB/s")
 
 
 def ms(seconds: float) -> str:

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from blendsim.errors import UserError, atomic_output, unknown
 from blendsim.profiler.cost import BatchShape, StepTime
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
 from blendsim.profiler.step_model import StepModel, StepParams
-
-from blendsim.errors import UserError, atomic_output, unknown
 
 FORMAT = "blendsim-profile/1"
 BUILTIN_DIR = Path(__file__).parent / "profiles"
@@ -78,8 +77,9 @@ class Profile:
         if self.model is not None and self.model != model.name:
             raise UserError(f"profile {self.name!r} was measured for model {self.model!r}, "
                             f"not {model.name!r}; profile that model or use a built-in profile")
-        if tp != 1 and self.hardware.name.startswith("cpu"):
-            raise UserError(f"tensor parallelism (tp={tp}) needs a GPU profile, not {self.name!r}")
+        if tp != 1 and self.hardware.interconnect_bandwidth <= 0:
+            raise UserError(f"tensor parallelism (tp={tp}) needs a profile with an interconnect "
+                            f"bandwidth; {self.name!r} has none")
         return dataclasses.replace(self, hardware=self.hardware.with_tp(tp), bound_model=model)
 
     def step_time(self, shape: BatchShape, engine: str = "overlap") -> StepTime:

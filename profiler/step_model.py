@@ -10,7 +10,8 @@ compute ``C`` (GEMMs and prefill attention)
       The saturating form makes the compute term linear, ``2 P_layers (n + n_half) / (F e_max)``,
       i.e. ``n_half`` acts as a fixed number of "wasted" tokens per step.
     * the LM head GEMM over the ``s = decode_seqs + prefill_seqs`` sequences that produce logits this
-      step (the same form, with the LM head's parameters and weights);
+      step (the same form, with the LM head's parameters and weights, times ``lm_head_time_scale``
+      because its very wide shape runs at a different efficiency than the layers' GEMMs);
     * causal prefill attention: ``4 L (heads x head_dim)`` FLOPs per query-key pair (Q K^T and P V are
       ``2 head_dim`` FLOPs per pair and head each) at the attention efficiency ``a``.
 memory ``M`` (decode attention)
@@ -32,10 +33,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from blendsim.errors import unknown
 from blendsim.profiler.cost import BatchShape, StepTime
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
-
-from blendsim.errors import unknown
 
 ENGINES = ("serial", "overlap")
 
@@ -55,6 +55,7 @@ class StepParams:
     gemm_latency_s: float = 0.0  # fixed time of the GEMMs of one step (launches, all layers)
     decode_attn_latency_s: float = 0.0  # fixed time of decode attention in a step that has decodes
     prefill_attn_latency_s: float = 0.0  # fixed time of prefill attention in a step with prefill
+    lm_head_time_scale: float = 1.0  # LM head time / the GEMM curve's prediction for its shape
 
     def validate(self) -> list[str]:
         """Problems with the values, as readable strings (empty when valid)."""
@@ -63,6 +64,8 @@ class StepParams:
             v = getattr(self, name)
             if not 0.0 < v <= 2.0:
                 bad.append(f"{name}={v} not in (0, 2]")
+        if not 0.0 < self.lm_head_time_scale <= 10.0:
+            bad.append(f"lm_head_time_scale={self.lm_head_time_scale} not in (0, 10]")
         if not 0.0 <= self.kappa <= 1.0:
             bad.append(f"kappa={self.kappa} not in [0, 1]")
         for name in ("gemm_n_half", "step_overhead_s", "seq_overhead_s", "gemm_latency_s",
@@ -123,14 +126,15 @@ class StepModel:
         bw_w = hardware.mem_bandwidth * params.weight_bw_eff
         self._h = params.gemm_n_half
         self._c_layer = layer_gemm_flops(model, 1.0) / f_gemm  # s per token at e_max
-        self._c_lm = lm_head_flops(model, 1.0) / f_gemm
+        self._c_lm = lm_head_flops(model, 1.0) / f_gemm * params.lm_head_time_scale
         self._c_layer_best = self._c_layer
         self._c_lm_best = self._c_lm
         self._w_layer = layer_weight_bytes(model) / bw_w
-        self._w_lm = lm_head_weight_bytes(model) / bw_w
+        self._w_lm = lm_head_weight_bytes(model) / bw_w * params.lm_head_time_scale
         self._attn = prefill_attn_flops(model, 1.0) / (hardware.peak_flops * params.attn_eff)
         self._kv = decode_kv_bytes(model, 1.0) / (hardware.mem_bandwidth * params.kv_bw_eff)
-        self._ar = allreduce_bytes_per_token(model, hardware.tp) / hardware.interconnect_bandwidth
+        ar_bytes = allreduce_bytes_per_token(model, hardware.tp)
+        self._ar = ar_bytes / hardware.interconnect_bandwidth if ar_bytes else 0.0
         self._kappa = params.kappa
         self._t_step = params.step_overhead_s
         self._t_seq = params.seq_overhead_s

@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from blendsim.errors import UserError
 from blendsim.profiler.cost import BatchShape, set_density
 from blendsim.profiler.profile import builtin_profile, resolve_profile
 from blendsim.profiler.specs import GPUS, HardwareSpec, ModelSpec, get_model
@@ -18,10 +22,6 @@ from blendsim.profiler.step_model import (
     lm_head_flops,
     prefill_attn_flops,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from blendsim.errors import UserError
 
 # 2 layers, hidden 8, 2 heads x 4, 1 KV head x 4, MLP 16, vocab 10
 TOY = ModelSpec("toy", 2, 8, 2, 1, 4, 16, 10, params=1000.0)

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+
+from blendsim.errors import UserError
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.profile import Profile, builtin_names, builtin_profile, load_profile, resolve_profile
 from blendsim.profiler.specs import get_model
-
-from blendsim.errors import UserError
 
 
 def measured_copy(model: str | None) -> Profile:

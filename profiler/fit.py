@@ -1,0 +1,176 @@
+"""Fit the step model's parameters to microbenchmark timings (scipy least squares).
+
+Each operator is fitted on its own, with relative residuals ``predicted / measured - 1`` so that small
+and large shapes weigh the same, and reported as MAPE (mean absolute percentage error, a fraction):
+
+gemm      ``max(c (n + n_half) / e_max, W / (BW w))`` over tokens n           (e_max, n_half, w)
+lm_head   the same curve times ``lm_head_time_scale`` over sequences          (scale)
+decode    ``lat + kv_tokens x kv_bytes / (BW k)``                              (k, lat)
+prefill   ``lat + pairs x 4 L heads head_dim / (F a)``                         (a, lat)
+sampling  ``t_step + t_seq x seqs``                                            (t_step, t_seq)
+overlap   ``max(g, a) + kappa min(g, a)`` against two-stream runs (CUDA only)  (kappa)
+
+Predictions go through :class:`StepModel` itself, so the fitted numbers mean exactly what the
+simulator uses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from blendsim.profiler.specs import HardwareSpec, ModelSpec
+from blendsim.profiler.step_model import StepModel, StepParams
+
+CPU_KAPPA = 1.0  # a CPU process runs one operator after the other: no overlap
+
+
+@dataclass
+class Measurements:
+    """Timings in seconds for the whole model (all layers)."""
+
+    gemm: list[tuple[int, float]] = field(default_factory=list)  # (tokens, s)
+    lm_head: list[tuple[int, float]] = field(default_factory=list)  # (seqs, s)
+    decode: list[tuple[int, int, float]] = field(default_factory=list)  # (batch, kv_len, s)
+    prefill: list[tuple[int, int, float]] = field(default_factory=list)  # (q_len, ctx, s)
+    sampling: list[tuple[int, float]] = field(default_factory=list)  # (seqs, s)
+    concurrent: list[tuple[float, float, float]] = field(default_factory=list)  # (gemm, attn, both)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    params: StepParams
+    mape: dict[str, float]  # operator -> mean absolute percentage error (fraction)
+    points: dict[str, int]  # operator -> number of measurements
+
+
+def causal_pairs(q_len: float, ctx: float) -> float:
+    """Query-key pairs of a causal chunk of q_len tokens after ctx cached ones (BatchShape's rule)."""
+    return q_len * ctx + q_len * (q_len + 1) / 2
+
+
+def _base(**kw: float) -> StepParams:
+    values = dict(gemm_eff_max=1.0, gemm_n_half=0.0, weight_bw_eff=1.0, kv_bw_eff=1.0, attn_eff=1.0,
+                  kappa=CPU_KAPPA, step_overhead_s=0.0, seq_overhead_s=0.0)
+    values.update(kw)
+    return StepParams(**values)
+
+
+def _best_fit(residuals: Callable[[np.ndarray], np.ndarray], starts: Sequence[Sequence[float]],
+              lower: Sequence[float], upper: Sequence[float]) -> np.ndarray:
+    """Least squares from several starting points; the lowest cost wins."""
+    best = None
+    for x0 in starts:
+        x0c = np.clip(np.asarray(x0, dtype=float), lower, upper)
+        res = least_squares(residuals, x0c, bounds=(lower, upper), x_scale="jac")
+        if best is None or res.cost < best.cost:
+            best = res
+    assert best is not None
+    return np.asarray(best.x)
+
+
+def _mape(pred: Sequence[float], meas: Sequence[float]) -> float:
+    p, m = np.asarray(pred, dtype=float), np.asarray(meas, dtype=float)
+    return float(np.mean(np.abs(p / m - 1.0)))
+
+
+def fit_gemm(points: list[tuple[int, float]], model: ModelSpec, hw: HardwareSpec) -> np.ndarray:
+    """(e_max, n_half, weight_bw_eff) of the layer GEMMs.
+
+    No separate latency is fitted: in the compute regime it is indistinguishable from ``n_half``
+    (``lat + c (n + h) = c (n + h + lat / c)``) and in the weight regime from ``weight_bw_eff``.
+    """
+    n = np.array([p[0] for p in points], dtype=float)
+    t = np.array([p[1] for p in points], dtype=float)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        sm = StepModel(_base(gemm_eff_max=x[0], gemm_n_half=x[1], weight_bw_eff=x[2]), model, hw)
+        return np.array([sm.gemm_time(k) for k in n]) / t - 1.0
+
+    unit = StepModel(_base(), model, hw)
+    e0 = float(np.max([unit.gemm_time(k) / s for k, s in zip(n, t, strict=True)]))
+    w0 = float(np.max(unit.gemm_time(1) / t))
+    starts = [(e0, h, w0) for h in (1.0, 16.0, 128.0, 1024.0)]
+    return _best_fit(residuals, starts, [1e-4, 0.0, 1e-4], [2.0, 1e5, 2.0])
+
+
+def fit_linear(x: Sequence[float], t: Sequence[float]) -> tuple[float, float]:
+    """(intercept >= 0, slope >= 0) of t = a + b x, minimising relative error."""
+    xa, ta = np.asarray(x, dtype=float), np.asarray(t, dtype=float)
+    slope0 = float(np.median(ta / np.maximum(xa, 1e-30)))
+
+    def residuals(v: np.ndarray) -> np.ndarray:
+        return (v[0] + v[1] * xa) / ta - 1.0
+
+    scale = [float(np.min(ta)), slope0]
+    res = least_squares(residuals, [scale[0] * 0.1, slope0], bounds=([0.0, 0.0], [np.inf, np.inf]),
+                        x_scale=[max(s, 1e-30) for s in scale])
+    return float(res.x[0]), float(res.x[1])
+
+
+def fit_kappa(triples: list[tuple[float, float, float]]) -> float:
+    """Median interference (both - max) / min, clipped to [0, 1]."""
+    ks = [(both - max(g, a)) / min(g, a) for g, a, both in triples if min(g, a) > 0]
+    return float(np.clip(np.median(ks), 0.0, 1.0)) if ks else CPU_KAPPA
+
+
+def fit_profile(meas: Measurements, model: ModelSpec, hw: HardwareSpec) -> FitResult:
+    """Fit every operator measured; the GEMM, decode and prefill fits need at least 2 points each."""
+    for name in ("gemm", "decode", "prefill"):
+        if len(getattr(meas, name)) < 2:
+            raise ValueError(f"need at least 2 {name} measurements to fit, got {len(getattr(meas, name))}")
+    e_max, n_half, w_eff = (float(v) for v in fit_gemm(meas.gemm, model, hw))
+    gemm_p = _base(gemm_eff_max=e_max, gemm_n_half=n_half, weight_bw_eff=w_eff)
+    unit = StepModel(gemm_p, model, hw)
+    lm_scale = 1.0
+    if meas.lm_head:
+        lm_scale = math.exp(float(np.mean([math.log(s / unit.lm_head_time(k)) for k, s in meas.lm_head])))
+
+    kv_unit = StepModel(_base(), model, hw)  # at efficiency 1: time per KV token and per pair at peak
+    kv_x = [kv_unit.decode_attn_time(b * kv) for b, kv, _ in meas.decode]
+    dec_lat, dec_slope = fit_linear(kv_x, [s for *_, s in meas.decode])
+    pre_x = [kv_unit.prefill_attn_time(causal_pairs(q, c)) for q, c, _ in meas.prefill]
+    pre_lat, pre_slope = fit_linear(pre_x, [s for *_, s in meas.prefill])
+    t_step = t_seq = 0.0
+    if len(meas.sampling) >= 2:
+        t_step, t_seq = fit_linear([k for k, _ in meas.sampling], [s for _, s in meas.sampling])
+    kappa = fit_kappa(meas.concurrent) if meas.concurrent else CPU_KAPPA
+
+    params = StepParams(
+        gemm_eff_max=e_max, gemm_n_half=n_half, weight_bw_eff=w_eff, kv_bw_eff=1.0 / dec_slope,
+        attn_eff=1.0 / pre_slope, kappa=kappa, step_overhead_s=t_step, seq_overhead_s=t_seq,
+        decode_attn_latency_s=dec_lat, prefill_attn_latency_s=pre_lat,
+        lm_head_time_scale=lm_scale,
+    )
+    return FitResult(params, errors(meas, params, model, hw), points_of(meas))
+
+
+def errors(meas: Measurements, params: StepParams, model: ModelSpec, hw: HardwareSpec) -> dict[str, float]:
+    """MAPE of each measured operator under ``params``."""
+    sm = StepModel(params, model, hw)
+    out = {
+        "gemm": _mape([sm.gemm_time(n) for n, _ in meas.gemm], [s for _, s in meas.gemm]),
+        "decode_attention": _mape([sm.decode_attn_time(b * kv) for b, kv, _ in meas.decode],
+                                  [s for *_, s in meas.decode]),
+        "prefill_attention": _mape([sm.prefill_attn_time(causal_pairs(q, c)) for q, c, _ in meas.prefill],
+                                   [s for *_, s in meas.prefill]),
+    }
+    if meas.lm_head:
+        out["lm_head"] = _mape([sm.lm_head_time(k) for k, _ in meas.lm_head], [s for _, s in meas.lm_head])
+    if len(meas.sampling) >= 2:
+        out["sampling"] = _mape([params.step_overhead_s + params.seq_overhead_s * k for k, _ in meas.sampling],
+                                [s for _, s in meas.sampling])
+    if meas.concurrent:
+        out["overlap"] = _mape([max(g, a) + params.kappa * min(g, a) for g, a, _ in meas.concurrent],
+                               [b for *_, b in meas.concurrent])
+    return out
+
+
+def points_of(meas: Measurements) -> dict[str, int]:
+    return {"gemm": len(meas.gemm), "lm_head": len(meas.lm_head), "decode_attention": len(meas.decode),
+            "prefill_attention": len(meas.prefill), "sampling": len(meas.sampling),
+            "overlap": len(meas.concurrent)}
