@@ -8,9 +8,10 @@ Every step, before the engine runs it:
    ``C_L, C_R`` (tokens). A stream's budget is a credit: it grows by ``C`` per step, never banks
    more than one step's worth, and an admission may overdraw it (a video prompt of 121 tokens under
    ``C_R = 0.4`` is admitted once every ~300 steps: the paper's staggered steady state);
-3. the right (memory-heavy) stream admits while its credit is positive and its partition, charged
-   ``new prompt blocks + charge`` per request (the engine's admission rule, E8's ``p + d/2`` by
-   default), has room; an empty partition always takes one request;
+3. the right (memory-heavy) stream admits while its credit is positive and its partition has room:
+   a side's use is the larger of its admission charges (``new prompt blocks + charge`` per request,
+   E8's ``p + d/2`` by default) and the KV its requests actually hold ("current used KV", which
+   outgrows the charges when lifetimes line up); an empty partition always takes one request;
 4. the left (compute-heavy) stream does the same with ``C_L`` and ``M_L`` (the paper), or, with
    ``EngineConfig.blend_pacing``, is *paced* (design.md "The critical path"): its budget is the GEMM
    tokens that keep this step's compute at ``r`` times the decode-attention time of the KV actually
@@ -26,6 +27,7 @@ the engine moves it when its token count passes the estimate).
 from __future__ import annotations
 
 import numpy as np
+
 from blendsim.profiler.cost import token_comp_time
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
 from blendsim.sim.config import EngineConfig
@@ -91,7 +93,7 @@ class BlendAdmission:
         if b is None:
             return
         if self.pacing:
-            reserved = engine.side_load[RIGHT]
+            reserved = engine.side_blocks(RIGHT)
             if self._right_is_memory_heavy():
                 reserved = max(reserved, b.m_right / self.block_bytes)
             self._stream(engine, LEFT, self._paced_left_budget(engine, right_tokens),
@@ -113,6 +115,8 @@ class BlendAdmission:
         """Admit from one stream under its credit and logical partition; returns the prefill tokens
         admitted (cache misses: the credit is spent in GEMM tokens, hits cost none)."""
         self.credit[side] = min(self.credit[side] + per_step, per_step)
+        if engine.n_running == 0 and per_step > 0:
+            self.credit[side] = per_step  # an idle engine has nothing to wait for
         if partition_blocks <= 0:
             return 0
         s = self.scanner
@@ -121,7 +125,7 @@ class BlendAdmission:
             pos = s.peek_left() if side == LEFT else s.peek_right()
             if pos is None:
                 break
-            load = engine.side_load[side]
+            load = engine.side_blocks(side)
             if load and load + engine.footprint(pos) > partition_blocks:
                 break
             if not engine.try_admit(pos, side):

@@ -29,6 +29,7 @@ from collections import deque
 from typing import Protocol
 
 import numpy as np
+
 from blendsim.profiler.cost import BatchShape, StepTime
 from blendsim.sim.config import EngineConfig
 from blendsim.sim.kvcache import RadixCache
@@ -79,6 +80,8 @@ class Engine:
         self.n_running = 0
         self.n_dec = 0
         self.kv_read = 0  # decode KV tokens the next step reads
+        self.side_dec = [0, 0, 0]  # decoding requests per side
+        self.side_kv = [0, 0, 0]  # their KV tokens (what they read next step): actual per-side use
         self.grow_class = [0] * self.bs
         self.finish_heap: list[tuple[int, int, int]] = []
         self.newest_dec: list[tuple[int, int, int]] = []  # (-seq, pos, version)
@@ -127,6 +130,11 @@ class Engine:
     @property
     def idle(self) -> bool:
         return self.n_running == 0 and not self.requeue
+
+    def side_blocks(self, side: int) -> int:
+        """KV blocks a side holds or is charged for: the larger of its admission charges and the
+        actual KV of its decoding requests (which outgrows the charges under ``expected``)."""
+        return max(self.side_load[side], self.side_kv[side] // self.bs)
 
     def footprint(self, pos: int) -> int:
         """Blocks an admission of ``pos`` would charge if nothing were cached (planning use)."""
@@ -237,11 +245,16 @@ class Engine:
                 continue
             self.version[pos] += 1
             self.n_dec -= 1
-            self.kv_read -= self.kv0[pos] + (t - self.t0[pos])
+            kv = self.kv0[pos] + (t - self.t0[pos])
+            self.kv_read -= kv
+            self.side_dec[self.side[pos]] -= 1
+            self.side_kv[self.side[pos]] -= kv
             self.grow_class[(self.t0[pos] + 1 - self.so0[pos]) % self.bs] -= 1
             self.gen[pos] = self.d[pos]
             self._release(pos, self.blocks(self.so0[pos] + t - self.t0[pos]))
         self.kv_read += self.n_dec
+        for side, n in enumerate(self.side_dec):
+            self.side_kv[side] += n
 
     def _prefill_done(self, pos: int, t: int) -> None:
         self.prefill_completions += 1
@@ -256,6 +269,8 @@ class Engine:
         self.finish_step[pos] = t + self.d[pos] - g
         self.n_dec += 1
         self.kv_read += self.p[pos] + so + 1
+        self.side_dec[self.side[pos]] += 1
+        self.side_kv[self.side[pos]] += self.p[pos] + so + 1
         self.grow_class[(t + 1 - so) % self.bs] += 1
         heapq.heappush(self.finish_heap, (self.finish_step[pos], pos, self.version[pos]))
         heapq.heappush(self.newest_dec, (-self.seq[pos], pos, self.version[pos]))
@@ -273,6 +288,11 @@ class Engine:
                 continue
             self.side_load[1] -= self.side_charge[pos]
             self.side_load[2] += self.side_charge[pos]
+            kv = self.kv0[pos] + (t + 1 - self.t0[pos])
+            self.side_dec[1] -= 1
+            self.side_kv[1] -= kv
+            self.side_dec[2] += 1
+            self.side_kv[2] += kv
             self.side[pos] = 2
             self.outruns += 1
 
@@ -323,7 +343,10 @@ class Engine:
         self.version[pos] += 1
         done_steps = t - 1 - self.t0[pos]
         self.n_dec -= 1
-        self.kv_read -= self.kv0[pos] + done_steps + 1
+        kv = self.kv0[pos] + done_steps + 1
+        self.kv_read -= kv
+        self.side_dec[self.side[pos]] -= 1
+        self.side_kv[self.side[pos]] -= kv
         self.grow_class[(self.t0[pos] + 1 - self.so0[pos]) % self.bs] -= 1
         self.gen[pos] += done_steps
         self.private_blocks -= self.blocks(self.so0[pos] + done_steps)

@@ -107,26 +107,31 @@ def chrome_trace(result: SimResult) -> dict[str, Any]:
     if not len(s.get("step", ())):
         return {"traceEvents": events, "displayTimeUnit": "ms"}
     replicas = np.asarray(s["replica"])
-    for r in np.unique(replicas):
+    names = np.unique(replicas)
+    per_replica = max(1, CHROME_MAX_SLICES // len(names))
+    for r in names.tolist():
         idx = np.flatnonzero(replicas == r)
-        events.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": int(r),
-                       "args": {"name": f"replica {int(r)}"}})
-        group = max(1, -(-len(idx) // max(1, CHROME_MAX_SLICES // len(np.unique(replicas)))))
+        events.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": r, "args": {"name": f"replica {r}"}})
+        group = max(1, -(-len(idx) // per_replica))
+        starts = np.arange(0, len(idx), group)
+        last = np.minimum(starts + group, len(idx)) - 1
         end = np.asarray(s["time"])[idx]
-        dur = np.asarray(s["step_s"])[idx]
-        for a in range(0, len(idx), group):
-            b = min(a + group, len(idx))
-            rows = idx[a:b]
-            start = float(end[a] - dur[a])
-            args = {"steps": f"{int(s['step'][rows[0]])}-{int(s['step'][rows[-1]])}",
-                    "prefill_tokens": int(np.sum(s["prefill_tokens"][rows])),
-                    "decode_tokens": int(np.sum(s["decode_tokens"][rows])),
-                    "compute_ms": round(float(np.sum(s["compute_s"][rows])) * 1e3, 4),
-                    "memory_ms": round(float(np.sum(s["memory_s"][rows])) * 1e3, 4)}
-            events.append({"name": "step" if group == 1 else f"{b - a} steps", "ph": "X", "pid": 0,
-                           "tid": int(r), "ts": start * 1e6, "dur": float(end[b - 1] - start) * 1e6,
-                           "args": args})
-            events.append({"name": f"replica {int(r)}", "ph": "C", "pid": 0, "ts": start * 1e6,
-                           "args": {"running": int(s["running"][rows[-1]]),
-                                    "kv_used_tokens": int(s["kv_used_tokens"][rows[-1]])}})
+        begin = (end - np.asarray(s["step_s"])[idx])[starts] * 1e6
+        dur = end[last] * 1e6 - begin
+        sums = {k: np.add.reduceat(np.asarray(s[k])[idx], starts).tolist()
+                for k in ("prefill_tokens", "decode_tokens", "compute_s", "memory_s")}
+        first_step = np.asarray(s["step"])[idx][starts].tolist()
+        last_step = np.asarray(s["step"])[idx][last].tolist()
+        running = np.asarray(s["running"])[idx][last].tolist()
+        kv = np.asarray(s["kv_used_tokens"])[idx][last].tolist()
+        name = "step" if group == 1 else f"{group} steps"
+        for j, (ts, du) in enumerate(zip(begin.tolist(), dur.tolist(), strict=True)):
+            events.append({"name": name, "ph": "X", "pid": 0, "tid": r, "ts": ts, "dur": du,
+                           "args": {"steps": f"{first_step[j]}-{last_step[j]}",
+                                    "prefill_tokens": int(sums["prefill_tokens"][j]),
+                                    "decode_tokens": int(sums["decode_tokens"][j]),
+                                    "compute_ms": round(sums["compute_s"][j] * 1e3, 4),
+                                    "memory_ms": round(sums["memory_s"][j] * 1e3, 4)}})
+            events.append({"name": f"replica {r}", "ph": "C", "pid": 0, "ts": ts,
+                           "args": {"running": running[j], "kv_used_tokens": kv[j]}})
     return {"traceEvents": events, "displayTimeUnit": "ms"}

@@ -6,6 +6,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+
+from blendsim.errors import UserError
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import MODELS
 from blendsim.sim.config import EngineConfig, kv_capacity_tokens
@@ -13,8 +15,6 @@ from blendsim.sim.plan import Plan
 from blendsim.sim.run import simulate
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
-
-from blendsim.errors import UserError
 
 LLAMA = MODELS["llama-3-8b"]
 A100 = builtin_profile("a100-80g").bind(LLAMA)
@@ -45,7 +45,7 @@ def dfs_order(trace: Trace) -> np.ndarray:
 
 
 def small(tokens: int, **kw: object) -> EngineConfig:
-    return EngineConfig(kv_capacity_override=tokens, **kw)  # type: ignore[arg-type]
+    return EngineConfig(kv_capacity_override=tokens, **kw)
 
 
 @pytest.mark.parametrize("admission", ["expected", "final"])
