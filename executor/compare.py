@@ -1,0 +1,208 @@
+"""Measured vs simulated: per (policy, backend) throughput and makespan, blend's speedups, step MAPE.
+
+Sign convention (one for every error here): ``error = simulated / measured - 1``, a signed fraction.
+For throughput a positive error means the simulator is optimistic (predicts more tokens/s than were
+measured); for makespan a positive error means it predicts a longer run. ``mape`` is the mean of
+``|predicted - measured| / measured`` over steps.
+
+``comparison.json``::
+
+    {"format": "blendsim-comparison/1",
+     "entries": [{"policy", "backend", "measured_tok_s", "simulated_tok_s", "error",
+                  "measured_makespan_s", "simulated_makespan_s", "makespan_error", "complete",
+                  ... backend extras: step_mape, operators, ...}, ...],
+     "speedups": [{"backend", "policy", "baseline", "measured", "simulated", "error"}, ...],
+     "meta": {...}}
+
+``comparison.md`` is the same for people.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from blendsim.errors import UserError, atomic_output
+
+if TYPE_CHECKING:
+    from blendsim.executor.torch_backend import ReplayResult
+
+FORMAT = "blendsim-comparison/1"
+TARGET_POLICY = "blend"
+
+
+def signed_error(measured: float, simulated: float) -> float:
+    """``simulated / measured - 1`` (NaN when nothing was measured)."""
+    return simulated / measured - 1.0 if measured > 0 else math.nan
+
+
+def mape(measured: Sequence[float] | np.ndarray, predicted: Sequence[float] | np.ndarray) -> float:
+    """Mean absolute percentage error of ``predicted`` against ``measured``, as a fraction."""
+    m = np.asarray(measured, dtype=np.float64)
+    p = np.asarray(predicted, dtype=np.float64)
+    if m.shape != p.shape or m.size == 0:
+        raise ValueError(f"mape needs two equal, non-empty series, got {m.shape} and {p.shape}")
+    if np.any(m <= 0):
+        raise ValueError("mape needs positive measured values")
+    return float(np.mean(np.abs(p - m) / m))
+
+
+@dataclass(frozen=True)
+class ComparisonEntry:
+    """One policy on one backend, against the simulation of the same steps or trace."""
+
+    policy: str
+    backend: str
+    measured_tok_s: float
+    simulated_tok_s: float
+    measured_makespan_s: float
+    simulated_makespan_s: float
+    complete: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def error(self) -> float:
+        return signed_error(self.measured_tok_s, self.simulated_tok_s)
+
+    @property
+    def makespan_error(self) -> float:
+        return signed_error(self.measured_makespan_s, self.simulated_makespan_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy, "backend": self.backend, "measured_tok_s": self.measured_tok_s,
+                "simulated_tok_s": self.simulated_tok_s, "error": self.error,
+                "measured_makespan_s": self.measured_makespan_s,
+                "simulated_makespan_s": self.simulated_makespan_s, "makespan_error": self.makespan_error,
+                "complete": self.complete, **self.extra}
+
+
+def entry_from_replay(replay: ReplayResult) -> ComparisonEntry:
+    """A torch replay compared step by step with the steps it replayed (same token numerator)."""
+    d = replay.to_dict()
+    extra = {k: d[k] for k in ("step_mape", "step_mape_wall", "operators", "clock", "device", "steps",
+                               "simulated_steps", "engine", "interrupted")}
+    return ComparisonEntry(replay.policy, "torch", d["throughput_tok_s"], d["simulated_tok_s"],
+                           d["makespan_s"], d["simulated_makespan_s"], replay.complete, extra)
+
+
+def entry_from_results(simulated: dict[str, Any], measured: dict[str, Any], backend: str) -> ComparisonEntry:
+    """An end-to-end run (e.g. vLLM) against the simulation of the whole trace: both result dicts in
+    the simulator's schema (``SimResult.to_dict`` / ``ExecResult.to_dict``)."""
+    if simulated.get("policy") != measured.get("policy"):
+        raise UserError(f"comparing policy {measured.get('policy')!r} with a simulation of "
+                        f"{simulated.get('policy')!r}")
+    complete = bool(measured.get("completed", measured.get("complete", True)))
+    extra: dict[str, Any] = {k: measured[k] for k in ("steps", "sharing", "preemptions", "device", "engine")
+             if k in measured}
+    extra["simulated_sharing"] = simulated.get("sharing")
+    extra["simulated_steps"] = simulated.get("steps")
+    return ComparisonEntry(str(measured["policy"]), backend, float(measured["throughput_tok_s"]),
+                           float(simulated["throughput_tok_s"]), float(measured["makespan_s"]),
+                           float(simulated["makespan_s"]), complete, extra)
+
+
+def speedups(entries: Sequence[ComparisonEntry], target: str = TARGET_POLICY) -> list[dict[str, Any]]:
+    """Per backend, ``target``'s throughput over each other policy's, measured and simulated."""
+    out = []
+    for backend in dict.fromkeys(e.backend for e in entries):
+        mine = {e.policy: e for e in entries if e.backend == backend}
+        if target not in mine:
+            continue
+        t = mine[target]
+        for base, b in mine.items():
+            if base == target or b.measured_tok_s <= 0 or b.simulated_tok_s <= 0:
+                continue
+            meas = t.measured_tok_s / b.measured_tok_s
+            sim = t.simulated_tok_s / b.simulated_tok_s
+            out.append({"backend": backend, "policy": target, "baseline": base, "measured": meas,
+                        "simulated": sim, "error": signed_error(meas, sim)})
+    return out
+
+
+@dataclass
+class Comparison:
+    entries: list[ComparisonEntry]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        errors = [abs(e.error) for e in self.entries if math.isfinite(e.error)]
+        return {"format": FORMAT, "entries": [e.to_dict() for e in self.entries],
+                "speedups": speedups(self.entries), "max_abs_error": max(errors, default=None),
+                "meta": self.meta}
+
+    def to_markdown(self) -> str:
+        d = self.to_dict()
+        lines = ["# Measured vs simulated", ""]
+        lines += [f"- {k}: {v}" for k, v in self.meta.items() if not isinstance(v, dict)]
+        lines += ["", "Error = simulated / measured - 1 (positive: the simulator predicts more "
+                  "throughput, or a longer makespan, than measured).", "",
+                  "| policy | backend | measured tok/s | simulated tok/s | error | measured makespan "
+                  "| simulated makespan | makespan error | step MAPE | complete |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for e in d["entries"]:
+            step = e.get("step_mape")
+            lines.append(f"| {e['policy']} | {e['backend']} | {e['measured_tok_s']:,.1f} | "
+                         f"{e['simulated_tok_s']:,.1f} | {_pct(e['error'])} | {e['measured_makespan_s']:.2f} s | "
+                         f"{e['simulated_makespan_s']:.2f} s | {_pct(e['makespan_error'])} | "
+                         f"{'-' if step is None else f'{step:.1%}'} | {'yes' if e['complete'] else 'no'} |")
+        if d["speedups"]:
+            lines += ["", "## Speedup of blend", "", "| backend | over | measured | simulated | error |",
+                      "|---|---|---:|---:|---:|"]
+            lines += [f"| {s['backend']} | {s['baseline']} | {s['measured']:.3f}x | {s['simulated']:.3f}x | "
+                      f"{_pct(s['error'])} |" for s in d["speedups"]]
+        ops = [(e["policy"], e["operators"]) for e in d["entries"] if e.get("operators")]
+        if ops:
+            lines += ["", "## Torch replay by operator", "",
+                      "| policy | operator | measured s | predicted s | bias | MAPE |", "|---|---|---:|---:|---:|---:|"]
+            for policy, table in ops:
+                for op, v in table.items():
+                    bias = _pct(v["bias"]) if "bias" in v else "-"
+                    err = f"{v['mape']:.1%}" if "mape" in v else "-"
+                    lines.append(f"| {policy} | {op} | {v['measured_s']:.2f} | {v['predicted_s']:.2f} | {bias} | "
+                                 f"{err} |")
+        return "\n".join(lines) + "\n"
+
+    def write(self, out_dir: str | Path) -> list[Path]:
+        d = Path(out_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        write_json(d / "comparison.json", self.to_dict())
+        with atomic_output(d / "comparison.md") as tmp:
+            tmp.write_text(self.to_markdown())
+        return [d / "comparison.json", d / "comparison.md"]
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:+.1%}"
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(float(x)) else None
+    return x
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """JSON with NaN/inf as null, written atomically."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+
+
+def write_parquet(path: str | Path, columns: dict[str, np.ndarray]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({k: pa.array(np.asarray(v)) for k, v in columns.items()})
+    with atomic_output(path) as tmp:
+        pq.write_table(table, tmp)

@@ -1,0 +1,253 @@
+"""``--backend torch``: plan, simulate with step capture, replay the steps on torch, measure.
+
+Which steps: every simulated step of every replica, or, with ``max_steps``, the first ``max_steps``
+of each replica (``select="first"``) or ``max_steps`` spread evenly over the run (``select="even"``,
+which covers prefill-heavy and decode-heavy phases alike). Replicas (``dp``) replay one after
+another on the one device; each replica's steps are its own, from the simulator's data-parallel
+split, and the measured makespan is the largest replica's sum, as if they had run side by side.
+
+Throughput on both sides uses one numerator: for a complete replay, all the trace's tokens (as
+``simulate`` counts them); for a partial one, the GEMM tokens (prefill + decode) of the replayed
+steps. Measured and simulated then differ only by their step times.
+
+Ctrl-C stops the replay after the current step and keeps what was measured (``interrupted``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from blendsim.errors import UserError
+from blendsim.executor.step_capture import CapturedSteps, simulate_captured
+from blendsim.executor.torch_replay import OPERATORS, StepReplayer
+from blendsim.profiler.profile import Profile
+from blendsim.profiler.specs import ModelSpec
+from blendsim.sim.config import EngineConfig
+from blendsim.sim.result import SimResult
+from blendsim.traces.trace import Trace
+
+SELECTIONS = ("first", "even")
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """How to replay. ``max_steps`` (per replica) None = all; ``threads`` None = the profile's."""
+
+    device: str = "cpu"
+    max_steps: int | None = None
+    select: str = "first"
+    clock: str = "auto"
+    warmup: int = 2
+    threads: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UserError(f"--max-steps must be >= 1, got {self.max_steps}")
+        if self.select not in SELECTIONS:
+            raise UserError(f"unknown step selection {self.select!r}; valid: {', '.join(SELECTIONS)}")
+
+
+def select_rows(captured: CapturedSteps, max_steps: int | None, select: str) -> np.ndarray:
+    """Rows of ``captured`` to replay, replica by replica, in step order."""
+    out = []
+    for r in captured.replicas:
+        rows = captured.rows_of(r)
+        if max_steps is not None and len(rows) > max_steps:
+            if select == "first":
+                rows = rows[:max_steps]
+            else:
+                rows = rows[np.unique(np.linspace(0, len(rows) - 1, max_steps).round().astype(np.int64))]
+        out.append(rows)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class ReplayResult:
+    """A replay: the simulation it replays, the captured shapes, and per replayed row the measured
+    times (``measured`` maps ``step_s``, ``wall_s``, ``cpu_s`` and ``<op>_s`` to arrays aligned with
+    ``rows``). Rows not reached (interrupt) are absent from ``rows``."""
+
+    policy: str
+    engine: str
+    device: str
+    sim: SimResult
+    captured: CapturedSteps
+    rows: np.ndarray
+    measured: dict[str, np.ndarray]
+    clock: str
+    wall_s: float
+    interrupted: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.rows) == len(self.captured) and not self.interrupted
+
+    def _makespan(self, times: np.ndarray) -> float:
+        rep = self.captured.columns["replica"][self.rows]
+        return float(max((times[rep == r].sum() for r in np.unique(rep)), default=0.0))
+
+    @property
+    def tokens(self) -> int:
+        if self.complete:
+            return self.sim.total_tokens
+        c = self.captured.columns
+        return int(c["prefill_tokens"][self.rows].sum() + c["decode_seqs"][self.rows].sum())
+
+    @property
+    def measured_makespan_s(self) -> float:
+        return self._makespan(self.measured["step_s"])
+
+    @property
+    def simulated_makespan_s(self) -> float:
+        return self._makespan(self.captured.columns["pred_step_s"][self.rows])
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.captured.columns["pred_step_s"][self.rows]
+
+    def operator_errors(self) -> dict[str, dict[str, float]]:
+        """Per operator: MAPE over the steps that run it and the signed bias sum(pred)/sum(meas) - 1.
+        ``head`` is predicted as LM head + per-step/per-sequence overhead (the CPU profile's overhead
+        is its sampling fit); ``other`` is the step time outside the four operators (Python, loop)."""
+        from blendsim.executor.compare import mape
+
+        c = {k: v[self.rows] for k, v in self.captured.columns.items()}
+        pred = {"gemm": c["pred_gemm_s"], "decode_attn": c["pred_decode_attn_s"],
+                "prefill_attn": c["pred_prefill_attn_s"], "head": c["pred_lm_head_s"] + c["pred_overhead_s"]}
+        out = {}
+        for op in OPERATORS:
+            meas = self.measured[f"{op}_s"]
+            mask = (pred[op] > 0) & np.isfinite(meas)
+            if mask.any():
+                out[op] = {"mape": mape(meas[mask], pred[op][mask]),
+                           "bias": float(pred[op][mask].sum() / meas[mask].sum() - 1.0),
+                           "measured_s": float(meas[mask].sum()), "predicted_s": float(pred[op][mask].sum())}
+        other = self.measured["step_s"] - sum(self.measured[f"{op}_s"] for op in OPERATORS)
+        if np.isfinite(other).all():
+            out["other"] = {"measured_s": float(other.sum()), "predicted_s": 0.0}
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The simulator's result schema (measured), plus the replay's own fields."""
+        from blendsim.executor.compare import mape
+
+        mk = self.measured_makespan_s
+        s = self.sim
+        return {
+            "policy": self.policy, "engine": self.engine, "requests": s.requests,
+            "total_tokens": self.tokens, "makespan_s": mk, "throughput_tok_s": self.tokens / mk if mk else 0.0,
+            "steps": int(len(self.rows)), "preemptions": s.preemptions, "sharing": s.sharing,
+            "optimal_sharing": s.optimal_sharing, "optimal_time_s": None, "fraction_of_optimal": None,
+            "plan_s": s.plan_s, "sim_s": self.wall_s,
+            "backend": "torch", "device": self.device, "clock": self.clock, "complete": self.complete,
+            "interrupted": self.interrupted, "simulated_steps": len(self.captured),
+            "simulated_makespan_s": self.simulated_makespan_s,
+            "simulated_tok_s": self.tokens / self.simulated_makespan_s if self.simulated_makespan_s else 0.0,
+            "step_mape": mape(self.measured["step_s"], self.predicted) if len(self.rows) else None,
+            "step_mape_wall": mape(self.measured["wall_s"], self.predicted) if len(self.rows) else None,
+            "operators": self.operator_errors(), "options": self.options,
+        }
+
+    def step_columns(self) -> dict[str, np.ndarray]:
+        """Per replayed step: the simulator's series columns (``step_s`` measured), the exact shape,
+        the predictions (``pred_*``) and the measured split (``meas_*``)."""
+        c = {k: v[self.rows] for k, v in self.captured.columns.items()}
+        series = {k: np.asarray(v)[self.rows] for k, v in self.sim.steps.items()}
+        out: dict[str, np.ndarray] = {
+            "replica": c["replica"], "step": c["step"], "prefill_tokens": c["prefill_tokens"],
+            "decode_tokens": c["decode_seqs"], "running": series["running"],
+            "kv_used_tokens": series["kv_used_tokens"], "step_s": self.measured["step_s"],
+            "prefill_seqs": c["prefill_seqs"], "prefill_attn_pairs": c["prefill_attn_pairs"],
+            "decode_kv_tokens": c["decode_kv_tokens"],
+        }
+        out.update({k: v for k, v in c.items() if k.startswith("pred_")})
+        out.update({f"meas_{k}": v for k, v in self.measured.items()})
+        return out
+
+    def write(self, out_dir: str) -> list[str]:
+        from blendsim.executor.compare import write_json, write_parquet
+
+        base = f"{out_dir}/{self.policy}_torch"
+        write_json(f"{base}.json", self.to_dict())
+        write_parquet(f"{base}_steps.parquet", self.step_columns())
+        return [f"{base}.json", f"{base}_steps.parquet"]
+
+
+def prepare_device(device: str, threads: int | None, profile: Profile) -> str:
+    """Check the device (a CUDA request without a GPU is a UserError) and set CPU threads to
+    ``threads`` or the profile's measured thread count (default 1)."""
+    from blendsim.profiler.measure import check_device
+
+    dev = check_device(device)
+    if dev.type == "cpu":
+        n = threads if threads is not None else int(profile.provenance.software.get("threads", "1") or 1)
+        if n < 1:
+            raise UserError(f"--threads must be >= 1, got {n}")
+        torch.set_num_threads(n)
+        from blendsim.profiler.measure import cpu_name
+
+        return f"{cpu_name()}, {n} thread(s)"
+    return torch.cuda.get_device_name(dev)
+
+
+def replay_policy(trace: Trace, policy: str, model: ModelSpec, profile: Profile, config: EngineConfig,
+                  options: ReplayOptions | None = None, *, dp: int = 1, progress: bool = False) -> ReplayResult:
+    """Plan ``trace`` with ``policy``, simulate it under ``profile`` and ``config`` capturing every
+    step, then replay the selected steps on torch (module docstring)."""
+    from blendsim.sim.planner import make_plan
+
+    opts = options or ReplayOptions()
+    device = prepare_device(opts.device, opts.threads, profile)
+    bound = profile if profile.bound_model is not None else profile.bind(model)
+    started = time.perf_counter()
+    plan = make_plan(trace, policy, model, bound.hardware, seed=opts.seed)
+    plan_s = time.perf_counter() - started
+    sim, captured = simulate_captured(trace, plan, model, bound, config, dp)
+    sim.plan_s = plan_s
+    rows = select_rows(captured, opts.max_steps, opts.select)
+    shapes = [captured.shape(int(r)) for r in rows]
+    replayer = StepReplayer(model, shapes, opts.device, seed=opts.seed, clock=opts.clock)
+    for shape in shapes[: opts.warmup]:
+        replayer.run(shape, config.engine)
+    names = ("step_s", "wall_s", "cpu_s", *(f"{op}_s" for op in OPERATORS))
+    measured: dict[str, list[float]] = {k: [] for k in names}
+    interrupted = False
+    bar = _bar(len(shapes), progress)
+    t0 = time.perf_counter()
+    try:
+        for shape in shapes:
+            t = replayer.run(shape, config.engine)
+            for k, v in (("step_s", t.step_s), ("wall_s", t.wall_s), ("cpu_s", t.cpu_s),
+                         *((f"{op}_s", t.ops.get(op, math.nan)) for op in OPERATORS)):
+                measured[k].append(v)
+            if bar is not None:
+                bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
+    if bar is not None:
+        bar.close()
+    done = len(measured["step_s"])
+    clock = "cuda-events" if replayer.cuda else ("thread-cpu" if replayer.use_cpu_clock else "wall")
+    return ReplayResult(policy, config.engine, device, sim, captured, rows[:done],
+                        {k: np.asarray(v, dtype=np.float64) for k, v in measured.items()}, clock,
+                        time.perf_counter() - t0, interrupted,
+                        {"max_steps": opts.max_steps, "select": opts.select, "dp": dp, "warmup": opts.warmup,
+                         "threads": torch.get_num_threads(), "profile": bound.name, "seed": opts.seed})
+
+
+def _bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="step", desc="replay", file=sys.stderr, mininterval=1.0)
