@@ -71,8 +71,7 @@ def heatmap(ax: Any, values: np.ndarray, xs: Sequence[float], ys: Sequence[float
     if center is not None and finite.size:
         half = max(abs(vmax - center), abs(center - vmin), 1e-3)
         vmin, vmax = center - half, center + half
-    cm = matplotlib.colormaps[cmap].copy()
-    cm.set_bad("#d9d9d9")
+    cm = matplotlib.colormaps[cmap].with_extremes(bad="#d9d9d9")
     im = ax.imshow(masked, origin="lower", aspect="auto", cmap=cm, vmin=vmin, vmax=vmax)
     ax.set_xticks(range(len(xs)), [f"{x:.2f}" for x in xs], rotation=45 if len(xs) > 8 else 0)
     ax.set_yticks(range(len(ys)), [f"{y:.2f}" for y in ys])
