@@ -1,0 +1,139 @@
+"""What an execution measured: per-step records and the run's result, in the simulator's schema.
+
+``ExecResult.to_dict`` has the keys of :data:`blendsim.sim.result.RESULT_KEYS` (``sim_s`` is the
+wall time of the measured run, ``optimal_time_s`` and ``fraction_of_optimal`` are null because they
+need a profile; the comparison fills them) plus ``backend``, ``device`` and the measured extras.
+``ExecResult.steps`` maps :data:`STEP_COLUMNS` to equal-length arrays; its first columns are the
+simulator's ``SERIES_COLUMNS`` (``compute_s`` and ``memory_s`` are NaN: a real engine does not split
+its time), followed by each step's exact composition.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blendsim.errors import UserError, atomic_output
+
+STEP_COLUMNS = ("replica", "step", "time", "prefill_tokens", "decode_tokens", "running", "kv_used_tokens",
+                "compute_s", "memory_s", "step_s",
+                # exact composition (BatchShape fields) and bookkeeping
+                "prefill_seqs", "prefill_attn_pairs", "decode_kv_tokens", "cached_tokens",
+                "admitted", "finished", "preempted", "waiting")
+
+
+@dataclass
+class StepRecord:
+    """One engine step: its composition (as :class:`blendsim.profiler.cost.BatchShape` counts it)
+    and its wall time. ``time`` is the step's end, seconds since the run's first step started."""
+
+    step: int
+    time: float
+    step_s: float
+    prefill_tokens: int
+    prefill_seqs: int
+    prefill_attn_pairs: float
+    decode_seqs: int
+    decode_kv_tokens: int
+    running: int
+    kv_used_tokens: int
+    cached_tokens: int  # prompt tokens served by the prefix cache to requests first scheduled now
+    admitted: int
+    finished: int
+    preempted: int
+    waiting: int
+
+    def as_row(self, replica: int = 0) -> tuple[float, ...]:
+        return (replica, self.step, self.time, self.prefill_tokens, self.decode_seqs, self.running,
+                self.kv_used_tokens, float("nan"), float("nan"), self.step_s, self.prefill_seqs,
+                self.prefill_attn_pairs, self.decode_kv_tokens, self.cached_tokens, self.admitted,
+                self.finished, self.preempted, self.waiting)
+
+
+def steps_to_columns(records: list[StepRecord], replica: int = 0) -> dict[str, np.ndarray]:
+    rows = [r.as_row(replica) for r in records]
+    arr = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(STEP_COLUMNS))
+    out = {}
+    for j, name in enumerate(STEP_COLUMNS):
+        col = arr[:, j]
+        floats = name in ("time", "compute_s", "memory_s", "step_s", "prefill_attn_pairs")
+        out[name] = col if floats else col.astype(np.int64)
+    return out
+
+
+@dataclass
+class ExecResult:
+    """A measured run of one policy's admission order. ``completed`` is True when every request
+    finished with exactly its output length (``wrong_lengths`` lists those that did not)."""
+
+    policy: str
+    backend: str
+    device: str
+    engine: str
+    requests: int
+    finished_requests: int
+    total_tokens: int  # sum(p + d) of the finished requests
+    makespan_s: float
+    steps: list[StepRecord]
+    preemptions: int
+    cached_tokens: int  # prompt tokens served by the prefix cache, first schedules only
+    optimal_sharing: float  # the trace's sharing with an unbounded cache (Trace.sharing)
+    block_sharing_bound: float  # the same at the engine's block granularity, in this order
+    engine_start_s: float
+    wall_s: float
+    interrupted: bool = False
+    wrong_lengths: list[int] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def throughput_tok_s(self) -> float:
+        return self.total_tokens / self.makespan_s if self.makespan_s > 0 else 0.0
+
+    @property
+    def completed(self) -> bool:
+        return self.finished_requests == self.requests and not self.wrong_lengths
+
+    def to_dict(self) -> dict[str, Any]:
+        denom = self.total_tokens if self.total_tokens else 1
+        return {
+            "policy": self.policy, "engine": self.engine, "requests": self.requests,
+            "total_tokens": self.total_tokens, "makespan_s": self.makespan_s,
+            "throughput_tok_s": self.throughput_tok_s, "steps": len(self.steps),
+            "preemptions": self.preemptions, "sharing": self.cached_tokens / denom,
+            "optimal_sharing": self.optimal_sharing, "optimal_time_s": None, "fraction_of_optimal": None,
+            "plan_s": 0.0, "sim_s": self.wall_s,
+            "backend": self.backend, "device": self.device, "finished_requests": self.finished_requests,
+            "completed": self.completed, "interrupted": self.interrupted,
+            "wrong_lengths": self.wrong_lengths[:20], "cached_tokens": self.cached_tokens,
+            "block_sharing_bound": self.block_sharing_bound, "engine_start_s": self.engine_start_s,
+            "step_time_sum_s": float(sum(r.step_s for r in self.steps)), "config": self.config,
+        }
+
+    def step_columns(self) -> dict[str, np.ndarray]:
+        return steps_to_columns(self.steps)
+
+    def write(self, out_dir: str | Path) -> list[Path]:
+        """Write ``<policy>_<backend>.json`` and ``<policy>_<backend>_steps.parquet`` into ``out_dir``."""
+        d = Path(out_dir)
+        if d.exists() and not d.is_dir():
+            raise UserError(f"--out {str(d)!r} exists and is not a directory")
+        d.mkdir(parents=True, exist_ok=True)
+        stem = d / f"{self.policy}_{self.backend}"
+        paths = [Path(f"{stem}.json"), Path(f"{stem}_steps.parquet")]
+        with atomic_output(paths[0]) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_parquet(paths[1], self.step_columns())
+        return paths
+
+
+def write_parquet(path: Path, columns: dict[str, np.ndarray]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({k: pa.array(np.asarray(v)) for k, v in columns.items()})
+    with atomic_output(path) as tmp:
+        pq.write_table(table, tmp)
