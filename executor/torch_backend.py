@@ -173,8 +173,14 @@ class ReplayResult:
         return out
 
     def write(self, out_dir: str) -> list[str]:
+        from pathlib import Path
+
         from blendsim.executor.compare import write_json, write_parquet
 
+        d = Path(out_dir)
+        if d.exists() and not d.is_dir():
+            raise UserError(f"--out {out_dir!r} exists and is not a directory")
+        d.mkdir(parents=True, exist_ok=True)
         base = f"{out_dir}/{self.policy}_torch"
         write_json(f"{base}.json", self.to_dict())
         write_parquet(f"{base}_steps.parquet", self.step_columns())

@@ -1,0 +1,219 @@
+"""The CPU validation: simulate a scaled trace, run it for real, and compare.
+
+:func:`run_validation` does, in ``out_dir``:
+
+1. ``trace.parquet``: the scaled trace (:mod:`blendsim.executor.validation_trace`);
+2. ``profile_cpu.json``: a kernel profile of this CPU for SmolLM2-135M (the profiler's quick grid,
+   one torch thread), unless one is given; an engine-calibrated profile (``calibrated_profile``, from
+   the executor's calibration) is used for the vLLM side when given;
+3. per policy (``fifo``, ``dfs``, ``blend``): plan and simulate under an engine configuration that
+   matches the vLLM-CPU engine (serial composition, 128-token KV blocks, the engine's token budget,
+   running cap and KV size), written under ``sim/``;
+4. ``--backend vllm``: each policy's admission order replayed on vLLM-CPU, one subprocess per policy
+   (one engine per process), by ``python -m blendsim.executor.validate --vllm-child SPEC`` run with
+   ``vllm_python`` (default: this interpreter), written under ``vllm/``;
+5. ``--backend torch``: each policy's simulated steps replayed on torch CPU
+   (:mod:`blendsim.executor.torch_backend`), written under ``torch/``;
+6. ``comparison.json`` and ``comparison.md`` (:mod:`blendsim.executor.compare`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blendsim.errors import UserError
+from blendsim.executor.compare import (
+    Comparison,
+    ComparisonEntry,
+    entry_from_replay,
+    entry_from_results,
+)
+from blendsim.profiler.profile import Profile, load_profile
+from blendsim.profiler.specs import ModelSpec, get_model
+from blendsim.sim.config import EngineConfig
+
+POLICIES = ("fifo", "dfs", "blend")
+BACKENDS = ("vllm", "torch")
+MODEL = "smollm2-135m"
+INSTALL_HINT = "install it with `blendsim executor setup --device cpu`"
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class ValidationSetup:
+    """The engine both sides run: vLLM-CPU's settings and the simulator's matching EngineConfig.
+
+    block_size 128: vLLM-CPU's KV block (prefix hits come in whole blocks, the simulator must match).
+    """
+
+    kv_cache_gib: float = 2.0
+    token_budget: int = 2048
+    max_running: int = 256
+    block_size: int = 128
+    vllm_threads: int = 2
+    torch_threads: int = 1
+
+    def engine_config(self, model: ModelSpec) -> EngineConfig:
+        tokens = int(self.kv_cache_gib * GiB) // model.kv_bytes_per_token
+        return EngineConfig(engine="serial", token_budget=self.token_budget, max_running=self.max_running,
+                            block_size=self.block_size, kv_capacity_override=tokens - tokens % self.block_size)
+
+
+def check_vllm(python: str) -> None:
+    """vLLM must import in ``python``; otherwise a UserError saying how to install it."""
+    if python == sys.executable:
+        if importlib.util.find_spec("vllm") is None:
+            raise UserError(f"vLLM is not installed in this environment ({sys.executable}); {INSTALL_HINT}, "
+                            "or validate the torch backend only (--backend torch)")
+        return
+    probe = subprocess.run([python, "-c", "import vllm, blendsim"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        tail = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        raise UserError(f"--vllm-python {python!r} cannot import vllm and blendsim ({tail}); {INSTALL_HINT}")
+
+
+def kernel_profile(out_dir: Path, model: ModelSpec, threads: int, say: Callable[[str], None]) -> Profile:
+    """Profile this CPU for ``model`` (quick grid) and save it as ``profile_cpu.json``."""
+    import torch
+
+    from blendsim.profiler.measure import QUICK
+    from blendsim.profiler.profile_cli import build_profile
+
+    torch.set_num_threads(threads)
+    say(f"profiling this CPU for {model.name} ({threads} thread(s), quick grid)")
+    profile, _meas, _fit = build_profile(model, torch.device("cpu"), QUICK, threads, progress=False)
+    profile.save(out_dir / "profile_cpu.json")
+    return profile
+
+
+def run_vllm_child(spec_path: str) -> int:
+    """Subprocess body: replay one policy's admission order on vLLM (see the module docstring)."""
+    from blendsim.executor.vllm_backend import run_vllm
+    from blendsim.executor.vllm_engine import VllmRunConfig
+    from blendsim.traces.io import read_trace
+
+    spec = json.loads(Path(spec_path).read_text())
+    trace = read_trace(spec["trace"])
+    order = np.load(spec["order"])
+    config = VllmRunConfig(**spec["config"])
+    run_vllm(trace, order, config, policy=spec["policy"], max_steps=spec.get("max_steps"), out_dir=spec["out"])
+    return 0
+
+
+def _vllm_entry(policy: str, trace_path: Path, sim: Any, setup: ValidationSetup, out: Path, python: str,
+                model_dir: str, max_steps: int | None) -> ComparisonEntry:
+    out.mkdir(parents=True, exist_ok=True)
+    order_path = out / f"{policy}_order.npy"
+    np.save(order_path, np.asarray(sim.admission["position"], dtype=np.int64))
+    config = {"model_dir": model_dir, "kv_cache_gib": setup.kv_cache_gib,
+              "max_num_batched_tokens": setup.token_budget, "max_num_seqs": setup.max_running,
+              "block_size": setup.block_size, "threads": setup.vllm_threads, "device": "cpu"}
+    spec = {"trace": str(trace_path), "order": str(order_path), "config": config, "policy": policy,
+            "out": str(out), "max_steps": max_steps}
+    spec_path = out / f"{policy}_spec.json"
+    spec_path.write_text(json.dumps(spec, indent=2))
+    proc = subprocess.run([python, "-m", "blendsim.executor.validate", "--vllm-child", str(spec_path)],
+                          capture_output=True, text=True)
+    (out / f"{policy}_child.log").write_text(proc.stdout + proc.stderr)
+    result_path = out / f"{policy}_vllm.json"
+    if proc.returncode != 0 or not result_path.is_file():
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"the vLLM run of {policy} failed (exit {proc.returncode}): {tail}; "
+                        f"log: {out / f'{policy}_child.log'}")
+    return entry_from_results(sim.to_dict(), json.loads(result_path.read_text()), "vllm")
+
+
+def run_validation(out_dir: str | Path, *, quick: bool = False, backends: Sequence[str] = BACKENDS,
+                   policies: Sequence[str] = POLICIES, profile_path: str | None = None,
+                   calibrated_profile: str | None = None, setup: ValidationSetup | None = None,
+                   torch_max_steps: int | None = None, vllm_max_steps: int | None = None,
+                   vllm_python: str | None = None, model_dir: str | None = None, seed: int = 0,
+                   say: Callable[[str], None] | None = None) -> Comparison:
+    """The whole CPU validation (module docstring); returns the comparison it wrote."""
+    from blendsim.executor.torch_backend import ReplayOptions, replay_policy
+    from blendsim.executor.validation_trace import validation_trace
+    from blendsim.sim.planner import make_plan
+    from blendsim.sim.run import simulate
+    from blendsim.traces.io import write_trace
+
+    log = say or (lambda _m: None)
+    setup = setup or ValidationSetup()
+    for b in backends:
+        if b not in BACKENDS:
+            raise UserError(f"unknown backend {b!r}; valid: {', '.join(BACKENDS)}")
+    python = vllm_python or sys.executable
+    if "vllm" in backends:
+        check_vllm(python)
+        model_dir = model_dir or _default_model_dir()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    model = get_model(MODEL)
+    trace = validation_trace(quick, seed)
+    write_trace(trace, out / "trace.parquet")
+    log(f"trace: {len(trace)} requests, {int(trace.prompt_len.sum() + trace.output_len.sum()):,} tokens, "
+        f"sharing {trace.sharing():.3f}")
+    kernel = (load_profile(profile_path) if profile_path
+              else kernel_profile(out, model, setup.torch_threads, log)).bind(model)
+    engine_profile = load_profile(calibrated_profile).bind(model) if calibrated_profile else kernel
+    config = setup.engine_config(model)
+    entries: list[ComparisonEntry] = []
+    for policy in policies:
+        if "vllm" in backends:
+            plan = make_plan(trace, policy, model, engine_profile.hardware, seed=seed)
+            sim = simulate(trace, plan, model, engine_profile, config)
+            sim.write(out / "sim")
+            log(f"{policy}: simulated {sim.throughput_tok_s:,.0f} tok/s; running on vLLM-CPU")
+            entry = _vllm_entry(policy, out / "trace.parquet", sim, setup, out / "vllm", python, str(model_dir),
+                                vllm_max_steps)
+            entries.append(entry)
+            log(f"{policy}: vLLM measured {entry.measured_tok_s:,.0f} tok/s (error {entry.error:+.1%})")
+        if "torch" in backends:
+            opts = ReplayOptions(device="cpu", max_steps=torch_max_steps, select="even",
+                                 threads=setup.torch_threads, seed=seed)
+            replay = replay_policy(trace, policy, model, kernel, config, opts)
+            replay.write(str(_mkdir(out / "torch")))
+            entry = entry_from_replay(replay)
+            entries.append(entry)
+            log(f"{policy}: torch replay of {len(replay.rows)} steps: step MAPE "
+                f"{entry.extra['step_mape']:.1%}, throughput error {entry.error:+.1%}")
+    meta = {"device": "cpu", "model": model.name, "requests": len(trace), "quick": quick,
+            "kernel_profile": kernel.name, "engine_profile": engine_profile.name,
+            "engine_calibrated": calibrated_profile is not None, "setup": asdict(setup),
+            "trace_mix": trace.metadata.get("mix"), "wall_s": time.perf_counter() - started}
+    comparison = Comparison(entries, meta)
+    comparison.write(out)
+    return comparison
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _default_model_dir() -> str:
+    from blendsim.executor.model_prep import default_model_dir, is_prepared
+
+    d = default_model_dir()
+    if not is_prepared(d):
+        raise UserError(f"the SmolLM2-135M model directory {str(d)!r} is not prepared; {INSTALL_HINT} "
+                        "(or `blendsim executor prepare-model`)")
+    return str(d)
+
+
+if __name__ == "__main__":  # the vLLM child: python -m blendsim.executor.validate --vllm-child SPEC
+    if len(sys.argv) != 3 or sys.argv[1] != "--vllm-child":
+        sys.exit("usage: python -m blendsim.executor.validate --vllm-child SPEC.json")
+    sys.exit(run_vllm_child(sys.argv[2]))
