@@ -87,6 +87,7 @@ class ExecResult:
     wall_s: float
     interrupted: bool = False
     wrong_lengths: list[int] = field(default_factory=list)
+    admitted_order: list[int] = field(default_factory=list)  # positions, as vLLM first scheduled them
     config: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -111,6 +112,7 @@ class ExecResult:
             "wrong_lengths": self.wrong_lengths[:20], "cached_tokens": self.cached_tokens,
             "block_sharing_bound": self.block_sharing_bound, "engine_start_s": self.engine_start_s,
             "step_time_sum_s": float(sum(r.step_s for r in self.steps)), "config": self.config,
+            "admitted_order": self.admitted_order,
         }
 
     def step_columns(self) -> dict[str, np.ndarray]:

