@@ -12,7 +12,7 @@ import torch
 from blendsim.errors import UserError
 from blendsim.executor.step_capture import CapturingProfile, simulate_captured
 from blendsim.executor.torch_backend import ReplayOptions, replay_policy, select_rows
-from blendsim.executor.torch_replay import StepReplayer, decode_batch, prefill_chunks
+from blendsim.executor.torch_replay import StepReplayer, StepTiming, decode_batch, prefill_chunks
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import ModelSpec, model_from_config
@@ -131,7 +131,7 @@ def test_interrupted_replay_keeps_what_it_measured(tiny: ModelSpec, monkeypatch:
     real = StepReplayer.run
     calls = {"n": 0}
 
-    def flaky(self: StepReplayer, shape: BatchShape, engine: str = "serial"):  # type: ignore[no-untyped-def]
+    def flaky(self: StepReplayer, shape: BatchShape, engine: str = "serial") -> StepTiming:
         calls["n"] += 1
         if calls["n"] > 5:
             raise KeyboardInterrupt
