@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
+
 from blendsim.sim.engine import Engine
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 import simpy
+
 from blendsim.sim.admission import Admission
 from blendsim.sim.engine import Engine
 

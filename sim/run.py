@@ -12,6 +12,8 @@ import time
 from typing import Any
 
 import numpy as np
+
+from blendsim.errors import UserError
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.profile import Profile
 from blendsim.profiler.specs import ModelSpec
@@ -23,8 +25,6 @@ from blendsim.sim.plan import Plan
 from blendsim.sim.replicas import run_replicas, split_contiguous
 from blendsim.sim.result import SimResult
 from blendsim.traces.trace import Trace
-
-from blendsim.errors import UserError
 
 __all__ = ["EngineConfig", "SimResult", "simulate", "simulate_policy", "kv_capacity_blocks",
            "optimal_totals"]

@@ -7,10 +7,9 @@ import json
 import sys
 from typing import Any
 
+from blendsim.errors import UserError, unknown
 from blendsim.sim.config import ADMISSION_RULES, ENGINES, EngineConfig
 from blendsim.sim.result import SimResult
-
-from blendsim.errors import UserError, unknown
 
 POLICY_CHOICES = ("fifo", "dfs", "balance", "blend")
 DEFAULT_MODEL = "llama-3-8b"

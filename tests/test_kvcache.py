@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 
-from blendsim.sim.kvcache import RadixCache
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from blendsim.sim.kvcache import RadixCache
 
 
 def test_shared_prefix_is_held_once() -> None:
