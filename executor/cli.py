@@ -31,7 +31,8 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-running", type=int, default=256, help="max_num_seqs")
     g.add_argument("--block-size", type=int, default=128, help="KV block (vLLM-CPU: 128)")
     g.add_argument("--waiting-limit", type=int, default=64, help="requests handed to vLLM not yet scheduled")
-    g.add_argument("--threads", type=int, default=2, help="engine threads (OMP_NUM_THREADS)")
+    g.add_argument("--threads", type=int, default=1,
+                   help="engine threads (OMP_NUM_THREADS; 1 avoids OpenMP spin-wait stalls on a shared 2-core machine)")
     g.add_argument("--vllm-python", help="interpreter of an environment with vLLM (default: this one)")
 
 

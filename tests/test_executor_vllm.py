@@ -1,0 +1,98 @@
+"""The vLLM backend on vLLM's CPU build with SmolLM2-135M (skipped, with the reason, without them).
+
+One engine per process: every run here goes through ``run_isolated`` (a subprocess). The trace is
+small (12 requests, two shared system prompts) so the whole file takes well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blendsim.executor.model_prep import default_model_dir, is_prepared
+from blendsim.executor.prompts import block_saved_tokens
+from blendsim.executor.vllm_engine import VllmRunConfig, vllm_installed
+from blendsim.traces.request import Request
+from blendsim.traces.trace import Trace
+
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.skipif(vllm_installed() is None,
+                       reason="vLLM is not installed here (`blendsim executor setup --device cpu`)"),
+    pytest.mark.skipif(not is_prepared(default_model_dir()),
+                       reason=f"no SmolLM2 model directory at {default_model_dir()} "
+                              "(`blendsim executor prepare-model`)"),
+]
+
+
+def _trace() -> Trace:
+    reqs = []
+    for i in range(12):
+        system = 1 if i % 3 else 2  # 300- and 200-token shared prompts
+        reqs.append(Request(i, f"s{system}", (system, 100 + i), (300 if system == 1 else 200, 20 + 7 * i),
+                            4 + (i * 5) % 23))
+    return Trace.from_requests(reqs)
+
+
+def _config(**kw: object) -> VllmRunConfig:
+    base = dict(model_dir=str(default_model_dir()), kv_cache_gib=1.0, max_num_batched_tokens=512,
+                max_num_seqs=8, waiting_limit=3, threads=1)
+    base.update(kw)
+    return VllmRunConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def trace_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Trace, Path]:
+    from blendsim.traces.io import write_trace
+
+    tr = _trace()
+    path = tmp_path_factory.mktemp("trace") / "t.parquet"
+    write_trace(tr, path)
+    return tr, path
+
+
+def test_replay_completes_in_order_with_the_traces_sharing(trace_file: tuple[Trace, Path], tmp_path: Path) -> None:
+    from blendsim.executor.isolate import run_isolated
+
+    tr, path = trace_file
+    order = np.array([5, 0, 3, 11, 1, 2, 4, 6, 7, 8, 9, 10])
+    res = run_isolated(path, order, _config(), "fifo", tmp_path)
+    assert res["completed"] and res["finished_requests"] == 12 and res["wrong_lengths"] == []
+    assert res["admitted_order"] == order.tolist()  # vLLM admitted in the given order
+    # nothing is evicted in a 1 GiB cache: hits are exactly the block-granular bound
+    assert res["cached_tokens"] == block_saved_tokens(tr, order, 128)
+    assert res["cached_tokens"] % 128 == 0 and res["config"]["engine_block_size"] == 128
+    import pyarrow.parquet as pq
+
+    steps = pq.read_table(tmp_path / "fifo_vllm_steps.parquet").to_pydict()
+    prompt, out = int(tr.prompt_len.sum()), int(tr.output_len.sum())
+    assert sum(steps["prefill_tokens"]) + res["cached_tokens"] == prompt  # each prompt token once
+    assert sum(steps["decode_tokens"]) == out - len(tr)  # the prefill step samples the first token
+    assert sum(steps["finished"]) == 12 and max(steps["running"]) <= 8
+    assert all(t > 0 for t in steps["step_s"]) and res["steps"] == len(steps["step"])
+    assert res["total_tokens"] == prompt + out and res["throughput_tok_s"] > 0
+
+
+def test_max_steps_keeps_what_was_measured(trace_file: tuple[Trace, Path], tmp_path: Path) -> None:
+    from blendsim.executor.isolate import run_isolated
+
+    _tr, path = trace_file
+    res = run_isolated(path, np.arange(12), _config(), "dfs", tmp_path, max_steps=5)
+    assert res["steps"] == 5 and not res["completed"]
+    assert json.loads((tmp_path / "dfs_vllm.json").read_text())["steps"] == 5
+
+
+def test_model_dir_that_does_not_load_is_a_user_error(trace_file: tuple[Trace, Path], tmp_path: Path) -> None:
+    from blendsim.errors import UserError
+    from blendsim.executor.isolate import run_isolated
+
+    _tr, path = trace_file
+    bad = tmp_path / "model"
+    bad.mkdir()
+    cfg = json.loads((default_model_dir() / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps(cfg))  # a config but no weights
+    with pytest.raises(UserError, match="does not load in vLLM"):
+        run_isolated(path, np.arange(12), _config(model_dir=str(bad)), "fifo", tmp_path / "out")
