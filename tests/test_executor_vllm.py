@@ -41,7 +41,7 @@ def _config(**kw: object) -> VllmRunConfig:
     base = dict(model_dir=str(default_model_dir()), kv_cache_gib=1.0, max_num_batched_tokens=512,
                 max_num_seqs=8, waiting_limit=3, threads=1)
     base.update(kw)
-    return VllmRunConfig(**base)  # type: ignore[arg-type]
+    return VllmRunConfig(**base)
 
 
 @pytest.fixture(scope="module")
