@@ -10,8 +10,9 @@ any validation trace (whose requests mix sources and lengths).
 Every step's exact composition (``BatchShape`` counts from the scheduler's output) and wall time is
 recorded; the serial step model's parameters (GEMM efficiency curve, weight-bound bandwidth, KV and
 attention efficiencies, per-step and per-sequence overheads, attention latencies) are fitted by least
-squares on relative residuals ``predicted / measured - 1``, starting from the kernel profile's values,
-whose hardware peaks are kept. The first steps of the run (warm-up) are left out of the fit.
+squares on relative residuals ``predicted / measured - 1`` plus one residual for the total time
+(weighted by the square root of the step count, so the fitted model keeps the run's total, which is
+what throughput depends on), starting from the kernel profile's values, whose hardware peaks are kept. The first steps of the run (warm-up) are left out of the fit.
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ class Phase:
 
 # prefill shapes (output 2: one decode), then decode batches at short and long contexts
 FULL_GRID = (Phase(1, 1800, 2), Phase(1, 3500, 2), Phase(4, 450, 2), Phase(12, 100, 2), Phase(2, 900, 2),
-             Phase(1, 16, 48), Phase(4, 24, 40), Phase(16, 200, 32), Phase(48, 64, 24), Phase(32, 900, 24),
-             Phase(96, 300, 16), Phase(160, 100, 16), Phase(8, 1500, 32))
+             Phase(1, 16, 48), Phase(4, 24, 40), Phase(16, 200, 32), Phase(48, 64, 24), Phase(24, 700, 24),
+             Phase(96, 128, 16), Phase(160, 40, 16), Phase(8, 1500, 32))
 QUICK_GRID = (Phase(1, 1800, 2), Phase(4, 450, 2), Phase(2, 900, 2), Phase(1, 16, 24), Phase(16, 200, 16),
-              Phase(48, 64, 12), Phase(32, 900, 12), Phase(128, 100, 8))
+              Phase(48, 64, 12), Phase(16, 900, 12), Phase(128, 40, 8))
 
 
 def phase_trace(grid: tuple[Phase, ...]) -> tuple[Trace, list[np.ndarray]]:
@@ -132,9 +133,15 @@ def fit_engine_profile(records: list[StepRecord], kernel: Profile, model: ModelS
 
     x0 = np.clip([getattr(base, f) for f in FIT_FIELDS], lower, upper)
     starts = [x0, np.clip(x0 * 0.5, lower, upper), np.clip(x0 * 2.0, lower, upper)]
+    weight = np.sqrt(len(times))
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        pred = predict(x)  # per-step shape, and the total (what throughput depends on)
+        return np.append(pred / times - 1.0, weight * (pred.sum() / times.sum() - 1.0))
+
     best = None
     for start in starts:
-        res = least_squares(lambda x: predict(x) / times - 1.0, start, bounds=(lower, upper), x_scale="jac")
+        res = least_squares(residuals, start, bounds=(lower, upper), x_scale="jac")
         if best is None or res.cost < best.cost:
             best = res
     assert best is not None

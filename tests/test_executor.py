@@ -15,6 +15,7 @@ from blendsim.executor import model_prep, setup, vllm_engine
 from blendsim.executor.prompts import PromptBuilder, block_saved_tokens
 from blendsim.executor.records import STEP_COLUMNS, ExecResult, StepRecord
 from blendsim.executor.vllm_backend import check_fits, check_order
+from blendsim.profiler.cost import BatchShape
 from blendsim.sim.result import RESULT_KEYS, SERIES_COLUMNS
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
@@ -157,3 +158,35 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path: Path, capsys: pytest.Capt
     assert main(["validate", "--device", "cuda", "--out", str(tmp_path / "v")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("blendsim: error:")
+
+
+def test_calibration_fit_recovers_engine_overheads() -> None:
+    import dataclasses
+
+    from blendsim.executor.calibrate import FULL_GRID, fit_engine_profile, phase_trace, shapes_and_times
+    from blendsim.profiler.profile import builtin_profile
+    from blendsim.profiler.specs import get_model
+
+    model = get_model("smollm2-135m")
+    kernel = builtin_profile("a100-80g")
+    trace, groups = phase_trace(FULL_GRID)
+    assert len(trace) == sum(p.requests for p in FULL_GRID) and len(groups) == len(FULL_GRID)
+    # an "engine" 20 ms per step and 0.3 ms per sequence slower than the kernels (the CPU figures)
+    truth = dataclasses.replace(kernel.params, step_overhead_s=0.02, seq_overhead_s=3e-4)
+    engine = dataclasses.replace(kernel, params=truth).bind(model)
+    records = []
+    for k, (n_dec, kv, pre, pairs) in enumerate([(d, d * c, p, p * p / 2) for d in (0, 1, 8, 64, 160)
+                                                  for c in (100, 900) for p in (0, 256, 2000)]):
+        if n_dec + pre == 0:
+            continue
+        shape = BatchShape(pre, pairs, n_dec, kv, 1 if pre else 0)
+        records.append(StepRecord(step=k, time=0.0, step_s=engine.step_time(shape, "serial").total_s,
+                                  prefill_tokens=pre, prefill_seqs=shape.prefill_seqs, prefill_attn_pairs=pairs,
+                                  decode_seqs=n_dec, decode_kv_tokens=kv, running=n_dec, kv_used_tokens=0,
+                                  cached_tokens=0, admitted=0, finished=0, preempted=0, waiting=0))
+    profile, report = fit_engine_profile(records, kernel, model)
+    shapes, times = shapes_and_times(records)
+    assert len(shapes) == len(records) - 3  # warm-up steps are left out
+    assert report["step_mape"] < 0.02 and abs(report["total_time_error"]) < 0.01
+    assert profile.model == "smollm2-135m" and profile.provenance.measured
+    assert abs(profile.params.step_overhead_s - 0.02) < 0.004
