@@ -151,7 +151,13 @@ class SweepSpec:
 
     def describe(self) -> str:
         hw = f"profile {self.profile}" if self.profile else f"{self.gpu}" + (f" x{self.tp} (TP)" if self.tp > 1 else "")
-        return (f"{len(self.densities)} densities x {len(self.sharings)} sharing ratio(s) = {len(self.cells)} cells; "
+        return (f"{_count(len(self.densities), 'density', 'densities')} x "
+                f"{_count(len(self.sharings), 'sharing ratio', 'sharing ratios')} = "
+                f"{_count(len(self.cells), 'cell', 'cells')}; "
                 f"policies {','.join(self.policies)}; engine {','.join(self.engines)}; "
                 f"mix {','.join(self.mix)}; {self.requests} requests per trace; model {self.model} on {hw}"
                 + (f"; dp {self.dp}" if self.dp > 1 else "") + f"; seed {self.seed}")
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"

@@ -48,13 +48,18 @@ def new_figure(nrows: int = 1, ncols: int = 1, width: float = 6.4, height: float
                **kwargs: Any) -> tuple[Figure, np.ndarray]:
     """A figure and a 2-D array of axes (always 2-D, so callers index ``axes[r, c]``)."""
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
-                             **kwargs)
+                             layout="constrained", **kwargs)
     return fig, axes
+
+
+def figure_legend(fig: Figure, ax: Any, ncol: int = 5) -> None:
+    """One legend for the whole figure, under the panels (from ``ax``'s labelled artists)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=8, frameon=False)
 
 
 def save_png(fig: Figure, path: Path) -> Path:
     """Write ``fig`` to ``path`` atomically and close it."""
-    fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
     plt.close(fig)

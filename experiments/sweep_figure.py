@@ -91,7 +91,7 @@ def plot_heatmaps(spec: SweepSpec, rows: Sequence[dict[str, Any]], path: Path,
                   baselines: Sequence[str] | None = None, title: str | None = None) -> Path:
     bases = list(baselines or [p for p in spec.policies if p != "blend"])
     engines = list(spec.engines)
-    fig, axes = new_figure(len(engines), len(bases), width=max(5.0, 0.55 * len(spec.densities) + 1.8),
+    fig, axes = new_figure(len(engines), len(bases), width=max(6.5, 0.55 * len(spec.densities) + 1.8),
                            height=max(3.2, 0.5 * len(spec.sharings) + 1.6))
     for i, engine in enumerate(engines):
         for j, base in enumerate(bases):

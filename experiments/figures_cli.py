@@ -1,0 +1,99 @@
+"""``blendsim figures``: every paper figure and table, and the studies beyond the paper.
+
+Runs the scripts in :data:`FIGURES` order into ``--out``; they share one cache of simulation runs
+(``OUT/.cache``), so the preset runs behind fig7, fig9, table3 and the beyond-paper studies are simulated
+once. Writes ``OUT/summary.md``: each script's files and its numbers next to the paper's. A script
+that fails is reported and the others still run (exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from blendsim.errors import UserError, atomic_output
+from blendsim.experiments.common import SCALES
+from blendsim.experiments.figure_base import FIGURES, FigureOutput, prepare_dir
+from blendsim.experiments.grid import parse_names
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "figures", help="regenerate the paper's figures and tables (PNG + CSV each)",
+        description="Run every figure/table script (fig3, fig7, fig9, fig10, fig11, fig12, fig13-15, table3, "
+                    "serial_vs_overlap, estimation_sensitivity, gpu_profiles) and write PNG + CSV files and "
+                    "summary.md (our numbers next to the paper's) into --out.")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--quick", action="store_const", const="quick", dest="scale",
+                       help="smaller traces and coarser grids (about 15 minutes on 2 cores)")
+    scale.add_argument("--tiny", action="store_const", const="tiny", dest="scale",
+                       help="tiny traces (a smoke test; numbers are not meaningful)")
+    p.add_argument("--out", default="figures", help="output directory (default %(default)s)")
+    p.add_argument("--only", default="all", help=f"comma list of scripts to run (default all: {', '.join(FIGURES)})")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default all cores)")
+    p.set_defaults(func=cmd_figures)
+
+
+def run_figures(names: list[str], out: Path, scale: str, jobs: int | None = None) -> list[FigureOutput | str]:
+    """Run ``names`` in order; each entry is the script's output, or the one-line reason it failed."""
+    cfg = SCALES[scale] if jobs is None else SCALES[scale].with_(jobs=jobs)
+    results: list[FigureOutput | str] = []
+    for name in names:
+        print(f"[{name}] running ({scale} scale)", flush=True)
+        start = time.perf_counter()
+        try:
+            module = importlib.import_module(f"blendsim.experiments.{name}")
+            res: FigureOutput = module.run(out, cfg, out / ".cache")
+        except UserError as exc:
+            results.append(f"{name}: error: {exc}")
+        except Exception as exc:  # one broken script must not cost the others
+            with open(out / "errors.log", "a") as fh:
+                fh.write(f"--- {name}\n{traceback.format_exc()}\n")
+            results.append(f"{name}: failed: {type(exc).__name__}: {exc} (traceback in {out / 'errors.log'})")
+        else:
+            res.wall_s = time.perf_counter() - start
+            results.append(res)
+            for line in res.headline:
+                print(f"  {line}")
+            print(f"  wrote {', '.join(p.name for p in res.paths)} in {res.wall_s:.0f} s", flush=True)
+            continue
+        print(f"  {results[-1]}", file=sys.stderr, flush=True)
+    return results
+
+
+def write_summary(results: list[FigureOutput | str], out: Path, scale: str, wall_s: float) -> Path:
+    lines = [f"# blendsim figures ({scale} scale)", "", f"Total wall time {wall_s:.0f} s.", ""]
+    for res in results:
+        if isinstance(res, str):
+            lines += [f"## {res.split(':')[0]}", "", f"**{res}**", ""]
+            continue
+        lines += [f"## {res.name} ({res.wall_s:.0f} s)", ""]
+        lines += [f"![{p.name}]({p.name})" for p in res.paths if p.suffix == ".png"]
+        lines += ["", *[f"- {h}" for h in res.headline], ""]
+        lines += ["Files: " + ", ".join(f"`{p.name}`" for p in res.paths), ""]
+    path = out / "summary.md"
+    with atomic_output(path) as tmp:
+        tmp.write_text("\n".join(lines))
+    return path
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    names = list(parse_names(args.only, "figure script", FIGURES))
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    out = prepare_dir(Path(args.out))
+    scale = args.scale or "full"
+    start = time.perf_counter()
+    results = run_figures(names, out, scale, args.jobs)
+    wall = time.perf_counter() - start
+    summary = write_summary(results, out, scale, wall)
+    failed = [r for r in results if isinstance(r, str)]
+    print(f"figures: {len(results) - len(failed)} of {len(results)} scripts done in {wall:.0f} s; see {summary}")
+    for line in failed:
+        print(f"blendsim: {line}", file=sys.stderr)
+    return 1 if failed else 0
