@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 
 from blendsim.errors import UserError
-from blendsim.executor.vllm_engine import GiB, VllmRunConfig, kv_bytes_per_token, read_model_config
+from blendsim.executor.vllm_engine import (
+    GiB,
+    VllmRunConfig,
+    check_device,
+    kv_bytes_per_token,
+    read_model_config,
+)
 from blendsim.profiler.specs import ModelSpec
 from blendsim.sim.config import EngineConfig
 from blendsim.traces.trace import Trace
@@ -46,6 +52,7 @@ def _check_vllm_side(trace: Trace, cfg: VllmRunConfig, python: str | None) -> No
     from blendsim.executor.validate import check_vllm
     from blendsim.executor.vllm_backend import check_fits
 
+    check_device(cfg.device)
     check_vllm(python or sys.executable)
     model_cfg = read_model_config(cfg.model_dir)
     kv_tokens = int(cfg.kv_cache_gib * GiB) // kv_bytes_per_token(model_cfg)
