@@ -190,3 +190,22 @@ def test_calibration_fit_recovers_engine_overheads() -> None:
     assert report["step_mape"] < 0.02 and abs(report["total_time_error"]) < 0.01
     assert profile.model == "smollm2-135m" and profile.provenance.measured
     assert abs(profile.params.step_overhead_s - 0.02) < 0.004
+
+
+def test_execute_rejects_bad_input_before_running(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from blendsim.traces.io import write_trace
+
+    path = tmp_path / "t.parquet"
+    write_trace(_trace(), path)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["execute", str(path), "--backend", "vllm", "--device", "cuda", "--out", str(tmp_path / "o")]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+    monkeypatch.setattr(vllm_engine, "vllm_installed", lambda: None)
+    assert main(["execute", str(path), "--backend", "vllm", "--model-dir", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("does not exist" in err or "not installed" in err)
+    assert not (tmp_path / "o").exists()
