@@ -36,8 +36,8 @@ class FigureConfig:
     ``quick`` finishes ``blendsim figures --quick`` within 15 minutes on 2 cores; ``tiny`` is for tests."""
 
     scale: str = "full"
-    preset_requests: int | None = None  # None: the mixer's default preset size
-    grid_requests: int = 2000
+    preset_requests: int | None = 400_000  # paper §6.2: main workloads hold >= 400,000 requests
+    grid_requests: int = 40_000  # paper A.3: 40,000 requests per mixed workload
     grid_densities: str = "0.8:1.4:0.05"  # Figure 11 (blendserve.md §6.3)
     grid_sharings: str = "0.05:0.45:0.10"
     appendix_densities: str = "0.8:1.4:0.05"  # Figures 13-15
