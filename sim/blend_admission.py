@@ -33,6 +33,7 @@ from blendsim.profiler.specs import HardwareSpec, ModelSpec
 from blendsim.sim.config import EngineConfig
 from blendsim.sim.engine import Engine
 from blendsim.sim.plan import Plan
+from blendsim.sim.projected_peak import RightProjection
 from blendsim.sim.scanner import DualScanner, ScanBudget
 
 LEFT, RIGHT = 1, 2
@@ -45,6 +46,7 @@ class BlendAdmission:
                  capacity_blocks: int, ridge_tokens: float = 0.0) -> None:
         self.scanner = DualScanner(plan, refresh_target=config.blend_refresh_target)
         self.pacing = config.blend_pacing
+        self.chunk_pacing = config.blend_pacing and config.blend_chunk_pacing
         self.kv_bytes = float(model.kv_bytes_per_token)
         self.block_bytes = self.kv_bytes * config.block_size
         self.memory = capacity_blocks * self.block_bytes
@@ -58,6 +60,9 @@ class BlendAdmission:
         self._key: tuple[int, int, bool] | None = None
         self._budget: ScanBudget | None = None
         self.budget_changes = 0
+        self.projected = config.right_admission == "projected_peak"
+        self._projection: RightProjection | None = None
+        self._projection_key = -1
 
     @property
     def exhausted(self) -> bool:
@@ -81,6 +86,7 @@ class BlendAdmission:
 
     # ------------------------------------------------------------------ one step
     def admit(self, engine: Engine) -> None:
+        engine.prefill_cap = self._prefill_cap(engine)
         engine.admit_requeued()
         if engine.requeue or self.scanner.exhausted:
             return
@@ -93,7 +99,9 @@ class BlendAdmission:
         if b is None:
             return
         if self.pacing:
-            reserved = engine.side_blocks(RIGHT)
+            reserved: float = engine.side_blocks(RIGHT)
+            if self.projected and engine.side_members[RIGHT]:  # what the right residents will grow to
+                reserved = max(reserved, self._right_projection(engine).peak(engine.step_index) / engine.bs)
             if self._right_is_memory_heavy():
                 reserved = max(reserved, b.m_right / self.block_bytes)
             self._stream(engine, LEFT, self._paced_left_budget(engine, right_tokens),
@@ -101,15 +109,50 @@ class BlendAdmission:
         else:
             self._stream(engine, LEFT, b.c_left, b.m_left / self.block_bytes)
 
-    def _paced_left_budget(self, engine: Engine, right_tokens: int) -> float:
-        """GEMM tokens this step may add from the left so compute keeps pace with resident memory."""
+    def _paced_target(self, engine: Engine) -> float | None:
+        """GEMM tokens of this step that keep compute at pace with the resident memory: ``r`` x
+        the decode-attention time, ``r`` = remaining compute / remaining memory work, never below
+        the ridge; None when no memory work is left to pace against."""
         comp_left = self.comp_total - engine.gemm_done * self.tok_s
         mem_left = self.mem_total - engine.kv_done * self.kv_s
         if mem_left <= 0 or comp_left <= 0:
+            return None
+        return max(comp_left / mem_left * engine.kv_read * self.kv_s / self.tok_s, self.ridge)
+
+    def _paced_left_budget(self, engine: Engine, right_tokens: int) -> float:
+        """GEMM tokens this step may add from the left so compute keeps pace with resident memory."""
+        target = self._paced_target(engine)
+        if target is None:
             return float(engine.cfg.token_budget)  # no memory work left to pace against
-        ratio = comp_left / mem_left
-        target = max(ratio * engine.kv_read * self.kv_s / self.tok_s, self.ridge)
         return max(target - engine.n_dec - right_tokens, 0.0)
+
+    def _prefill_cap(self, engine: Engine) -> int | None:
+        """Prefill tokens the next step may run (``EngineConfig.blend_chunk_pacing``): the paced
+        target less the decodes, while the pacing is on; None (the whole token budget) otherwise."""
+        if not self.chunk_pacing or self.scanner.exhausted:
+            return None
+        target = self._paced_target(engine)
+        return None if target is None else max(int(target) - engine.n_dec, 0)
+
+    def _fits_partition(self, engine: Engine, side: int, pos: int, partition_blocks: float) -> bool:
+        """Whether admitting ``pos`` keeps ``side`` within its partition (an empty one takes any)."""
+        if not engine.side_members[side]:
+            return True
+        if side == RIGHT and self.projected:
+            peak = self._right_projection(engine).peak_with(engine.step_index, engine.p[pos],
+                                                            engine.d_hat[pos])
+            return peak <= partition_blocks * engine.bs
+        load = engine.side_blocks(side)
+        return not load or load + engine.footprint(pos) <= partition_blocks
+
+    def _right_projection(self, engine: Engine) -> RightProjection:
+        """The right residents' projection, rebuilt only when their set changed."""
+        if self._projection is None or self._projection_key != engine.side_changes[RIGHT]:
+            members = engine.side_members[RIGHT]
+            self._projection = RightProjection([engine.est_end[i] for i in members],
+                                               [engine.est_final[i] for i in members])
+            self._projection_key = engine.side_changes[RIGHT]
+        return self._projection
 
     def _stream(self, engine: Engine, side: int, per_step: float, partition_blocks: float) -> int:
         """Admit from one stream under its credit and logical partition; returns the prefill tokens
@@ -125,8 +168,7 @@ class BlendAdmission:
             pos = s.peek_left() if side == LEFT else s.peek_right()
             if pos is None:
                 break
-            load = engine.side_blocks(side)
-            if load and load + engine.footprint(pos) > partition_blocks:
+            if not self._fits_partition(engine, side, pos, partition_blocks):
                 break
             if not engine.try_admit(pos, side):
                 break

@@ -13,6 +13,7 @@ from blendsim.errors import UserError, unknown
 
 ENGINES = ("overlap", "serial")
 ADMISSION_RULES = ("expected", "final")
+RIGHT_ADMISSION_RULES = ("projected_peak", "expected")
 
 # blendserve.md §4.2 (Figure 6): "80 GB GPU, 20 GB reserved for weights and buffers, so M = 60 GB".
 # Llama-3-8B's weights are 8.03e9 params x 2 bytes = 16.06 GB, so the activation/buffer reserve that
@@ -39,6 +40,22 @@ class EngineConfig:
     blend_pacing: blend only. Pace the compute-heavy (left) stream so the left units run out when
         the memory-heavy (right) units do, from the right work still to run and the KV actually
         resident (design.md "The critical path"); ``False`` keeps the paper's steady-state budgets.
+    blend_chunk_pacing: blend with ``blend_pacing`` only. While the compute stream is paced, cap each
+        step's prefill tokens at the paced GEMM target less the step's decodes, so admitted prompts
+        are chunked over the following steps (the paper's ``C_L, C_R`` are prefill tokens *per
+        step*, prompts chunked: blendserve.md §4.3) instead of running in one burst followed by
+        decode-only steps below the weight-bound ridge, which pay the GEMM weight read whatever
+        their token count (``False``: prefill takes the step's whole token budget, vLLM-style).
+    right_admission: blend only, how the memory-heavy (right) stream checks its partition ``M_R``.
+        ``projected_peak``: admit a right request only if the projected peak KV of the right
+        side's residents plus it stays within ``M_R``, each resident growing one token per step to
+        its prompt + estimated output and freeing it all at its estimated end
+        (:mod:`blendsim.sim.projected_peak`); with accurate estimates the right side never outgrows
+        its partition, however the long requests line up. ``expected``: the side's charges (the
+        ``admission`` rule's) or its actual KV, whichever is larger, plus the candidate's charge,
+        within ``M_R``: long requests admitted close together can later outgrow the partition
+        together (the first engineer's rule; measured beside it in docs/simulator.md). The global
+        KV check of ``admission`` applies under both.
     kv_capacity_override: KV tokens per replica, replacing the derived capacity (tests, what-ifs).
     blend_refresh_target: blend only. Recompute the target density rho(rt) from the units still
         unscanned (the paper keeps it constant; ``False``).
@@ -53,6 +70,8 @@ class EngineConfig:
     expected_fraction: float = 0.5
     blend_pacing: bool = True
     blend_refresh_target: bool = False
+    right_admission: str = "projected_peak"
+    blend_chunk_pacing: bool = True
     kv_capacity_override: int | None = None
 
     def __post_init__(self) -> None:
@@ -60,6 +79,8 @@ class EngineConfig:
             raise unknown("engine", self.engine, ENGINES)
         if self.admission not in ADMISSION_RULES:
             raise unknown("admission rule", self.admission, ADMISSION_RULES)
+        if self.right_admission not in RIGHT_ADMISSION_RULES:
+            raise unknown("right admission rule", self.right_admission, RIGHT_ADMISSION_RULES)
         if self.token_budget < 128 or self.token_budget % 128:
             raise UserError(f"token budget must be a positive multiple of 128, got {self.token_budget}")
         if self.max_running < 1:

@@ -71,6 +71,8 @@ class Engine:
         self.finish_step = [0] * n
         self.priv0 = [0] * n  # private blocks it held when it entered decode
         self.finished_len = [-1] * n
+        self.est_end = [0] * n  # step its estimated output ends, set at admission (projected peak)
+        self.est_final = [0] * n  # KV tokens it holds then: prompt + estimated output
         # aggregate state
         self.step_index = 1
         self.now = 0.0
@@ -82,12 +84,15 @@ class Engine:
         self.kv_read = 0  # decode KV tokens the next step reads
         self.side_dec = [0, 0, 0]  # decoding requests per side
         self.side_kv = [0, 0, 0]  # their KV tokens (what they read next step): actual per-side use
+        self.side_members: list[set[int]] = [set(), set(), set()]  # running requests per side
+        self.side_changes = [0, 0, 0]  # bumps whenever a side's members change
         self.grow_class = [0] * self.bs
         self.finish_heap: list[tuple[int, int, int]] = []
         self.newest_dec: list[tuple[int, int, int]] = []  # (-seq, pos, version)
         self.prefill: deque[list[int]] = deque()  # [pos, remaining tokens, tokens before the chunk]
         self.prefill_pending = 0  # tokens queued for prefill
         self.last_admit_tokens = 0  # prefill tokens (cache misses) of the latest admission
+        self.prefill_cap: int | None = None  # prefill tokens the next step may run (None: the budget)
         self.requeue: deque[int] = deque()  # preempted requests, re-admitted first
         self._seq = 0
         # statistics
@@ -96,6 +101,8 @@ class Engine:
         self.preemptions = 0
         self.gemm_done = 0  # GEMM tokens computed so far (prefill + decode)
         self.kv_done = 0  # decode KV tokens read so far
+        self.pairs_done = 0.0  # prefill attention query-key pairs computed so far
+        self.chunks_done = 0  # prefill chunks run so far (each samples logits: the LM head's rows)
         self.outrun_heap: list[tuple[int, int, int]] = []  # (step, pos, version): left -> right
         self.outruns = 0  # blend left requests re-accounted to the right partition
         self.prefill_completions = 0  # prefills that sampled a token (first ones and recomputes)
@@ -166,6 +173,13 @@ class Engine:
         self.side[pos] = side
         self.side_charge[pos] = new_blocks + charge
         self.side_load[side] += new_blocks + charge
+        self.side_members[side].add(pos)
+        self.side_changes[side] += 1
+        # estimated end: after the queued prefill (whole steps of the current room), then one
+        # token per step up to the estimate
+        delay = (self.prefill_pending + self.p[pos] - hit_tokens + g) // max(self.prefill_room, 1)
+        self.est_end[pos] = self.step_index + delay + target - g
+        self.est_final[pos] = self.p[pos] + target
         first = self.seq[pos] == 0
         self._seq += 1
         self.seq[pos] = self._seq
@@ -194,6 +208,8 @@ class Engine:
         n_dec, kv_read = self.n_dec, self.kv_read
         grow = self.grow_class[t % self.bs]
         room = self.cfg.token_budget - n_dec
+        if self.prefill_cap is not None:
+            room = min(room, self.prefill_cap)
         p_tokens = p_seqs = 0
         pairs = 0.0
         done: list[int] = []
@@ -217,6 +233,8 @@ class Engine:
         self.private_blocks += grow
         self.gemm_done += p_tokens + n_dec
         self.kv_done += kv_read
+        self.pairs_done += pairs
+        self.chunks_done += p_seqs
         self._record(st, p_tokens, n_dec)
         self._finish_decodes(t)
         if self.outrun_heap:
@@ -267,6 +285,9 @@ class Engine:
         self.t0[pos], self.so0[pos] = t, so
         self.kv0[pos] = self.p[pos] + so
         self.finish_step[pos] = t + self.d[pos] - g
+        # its decode started: the estimated end is now known exactly (the prefill may have waited)
+        self.est_end[pos] = t + max(self.d_hat[pos] - g, 0)
+        self.side_changes[self.side[pos]] += 1
         self.n_dec += 1
         self.kv_read += self.p[pos] + so + 1
         self.side_dec[self.side[pos]] += 1
@@ -294,6 +315,10 @@ class Engine:
             self.side_dec[2] += 1
             self.side_kv[2] += kv
             self.side[pos] = 2
+            self.side_members[1].discard(pos)
+            self.side_members[2].add(pos)
+            self.side_changes[1] += 1
+            self.side_changes[2] += 1
             self.outruns += 1
 
     def _release(self, pos: int, private: int) -> None:
@@ -306,6 +331,8 @@ class Engine:
 
     def _drop(self, pos: int) -> None:
         self.n_running -= 1
+        self.side_members[self.side[pos]].discard(pos)
+        self.side_changes[self.side[pos]] += 1
         self.charge_total -= self.charge[pos]
         self.side_load[self.side[pos]] -= self.side_charge[pos]
         self.charge[pos] = self.side_charge[pos] = 0

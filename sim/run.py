@@ -19,6 +19,7 @@ from blendsim.profiler.profile import Profile
 from blendsim.profiler.specs import ModelSpec
 from blendsim.sim.admission import Admission, FcfsAdmission
 from blendsim.sim.blend_admission import BlendAdmission, carve_shares, sub_plan
+from blendsim.sim.breakdown import time_breakdown
 from blendsim.sim.config import EngineConfig, kv_capacity_tokens
 from blendsim.sim.engine import Engine
 from blendsim.sim.plan import Plan
@@ -116,7 +117,14 @@ def simulate(trace: Trace, plan: Plan, model: ModelSpec, profile: Profile,
     engines = [e for e, _ in pairs]
     _check_complete(trace, engines)
     total = int(trace.prompt_len.sum() + trace.output_len.sum())
-    optimum = profile.optimal_time(optimal_totals(trace), config.engine) / dp
+    best = optimal_totals(trace)
+    optimum = profile.optimal_time(best, config.engine) / dp
+    series = _series(engines, config.block_size)
+    work = BatchShape(int(series["prefill_tokens"].sum()), sum(e.pairs_done for e in engines),
+                      int(series["decode_tokens"].sum()), sum(e.kv_done for e in engines),
+                      sum(e.chunks_done for e in engines))
+    breakdown = time_breakdown(series, work, best, profile.steps, config.engine, config.token_budget,
+                               int(trace.output_len.max()) if len(trace) else 0, dp, makespan)
     return SimResult(
         policy=plan.policy, engine=config.engine, requests=len(trace), total_tokens=total,
         makespan_s=makespan, steps_run=sum(e.step_index - 1 for e in engines),
@@ -124,12 +132,13 @@ def simulate(trace: Trace, plan: Plan, model: ModelSpec, profile: Profile,
         sharing=sum(e.saved_tokens for e in engines) / total if total else 0.0,
         optimal_sharing=trace.sharing(), optimal_time_s=optimum,
         plan_s=float(plan.stats.get("plan_s", 0.0) if plan_s is None else plan_s), sim_s=sim_s,
-        steps=_series(engines, config.block_size), admission=_admission(engines),
+        steps=series, admission=_admission(engines),
         extra={"dp": dp, "tp": profile.hardware.tp, "kv_capacity_tokens": capacity * config.block_size,
                "recomputed_tokens": sum(e.recomputed_tokens for e in engines),
                "outruns": sum(e.outruns for e in engines),
                "prefill_completions": sum(e.prefill_completions for e in engines),
-               "admission_rule": config.admission, "profile": profile.name},
+               "admission_rule": config.admission, "right_admission": config.right_admission,
+               "profile": profile.name, "breakdown": breakdown},
     )
 
 

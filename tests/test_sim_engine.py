@@ -136,3 +136,21 @@ def test_data_parallel_splits_the_work() -> None:
     assert set(np.unique(two.steps["replica"])) == {0, 1}
     assert two.makespan_s < one.makespan_s
     assert sorted(two.admission["position"].tolist()) == list(range(len(tr)))
+
+
+@pytest.mark.parametrize("engine", ["overlap", "serial"])
+def test_time_breakdown_adds_up_and_bounds_the_run(engine: str) -> None:
+    tr = toy_trace()
+    res = simulate(tr, hand_plan(tr, dfs_order(tr), "dfs"), LLAMA, A100, EngineConfig(engine=engine))
+    b = res.to_dict()["breakdown"]
+    parts = b["compute_led_s"] + b["memory_led_s"] + b["interference_s"] + b["overhead_s"]
+    assert parts == pytest.approx(res.makespan_s, rel=1e-9)
+    assert b["compute_s"] == pytest.approx(res.steps["compute_s"].sum())
+    # the work is the optimum's (DFS, cache large enough; chunked prompts add a few LM-head rows)
+    assert b["lost_work_s"] == pytest.approx(0.0, abs=1e-4 * b["optimal_compute_s"])
+    assert b["compute_s"] == pytest.approx(b["work_compute_s"] + b["gemm_fixed_s"] + b["weight_bound_s"])
+    assert b["gemm_fixed_s"] > 0 and b["weight_bound_s"] >= -1e-9 and b["overhead_s"] > 0
+    assert b["critical_path_steps"] == int(tr.output_len.max())
+    assert res.optimal_time_s <= b["step_bound_s"] <= res.makespan_s
+    assert b["critical_path_s"] <= res.makespan_s
+    assert 0 < b["compute_busy"] <= 1 and 0 < b["memory_busy"] <= 1

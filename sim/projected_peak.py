@@ -1,0 +1,76 @@
+"""Projected peak KV of a set of decoding requests: the ``projected_peak`` right-side admission.
+
+A running request ``i`` is expected to end at step ``e_i`` holding ``F_i`` KV tokens (its prompt plus
+its estimated output); until then it grows by one token per step, so at step ``t < e_i`` it holds
+``F_i - (e_i - t)`` tokens and at ``t >= e_i`` nothing. The sum over a set is piecewise linear and
+increasing between ends, so its maximum over future steps is reached just before one of the ends:
+
+    S_j = sum over i with e_i >= e_j of (F_i - e_i)  +  (count of those) * e_j     (ends sorted).
+
+``RightProjection`` keeps these sums for one side's residents (rebuilt only when the set changes:
+an admission, completion, preemption or re-accounting; between changes every request moves along
+its own line, so the ``S_j`` are absolute and stay valid) and answers in O(log m) + one vectorised
+max over the residents whether a candidate ``(p, d_hat)`` admitted now keeps the projected peak of
+the set plus the candidate within a limit.
+
+Residents past their estimated end (they outran the estimate) are assumed to end at the next step:
+they count at the current step, with the KV their linear growth gives them now, and not later.
+With exact estimates nobody outruns, and the side's KV never exceeds the limit by construction
+(up to the prefill delay between admission and first decode, and block rounding).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+
+import numpy as np
+
+
+def projected_peak(ends: np.ndarray, finals: np.ndarray, now: int) -> float:
+    """Brute force reference: the peak over steps ``t >= now`` of sum_i [t < e_i] (F_i - e_i + t).
+
+    Residents with ``e_i <= now`` are overdue and counted at ``now`` only (module docstring)."""
+    if len(ends) == 0:
+        return 0.0
+    base = float(np.sum(finals - ends) + len(ends) * now)  # everyone, extrapolated to now
+    peak = base
+    for t in np.unique(ends[ends > now]):
+        alive = ends >= t
+        peak = max(peak, float(np.sum(finals[alive] - ends[alive]) + alive.sum() * t))
+    return peak
+
+
+class RightProjection:
+    """Sorted ends and suffix sums of one side's residents (module docstring)."""
+
+    def __init__(self, ends: list[int], finals: list[int]) -> None:
+        order = np.argsort(np.asarray(ends, dtype=np.int64), kind="stable")
+        e = np.asarray(ends, dtype=np.float64)[order]
+        f = np.asarray(finals, dtype=np.float64)[order]
+        self.ends = e.tolist()
+        self.m = len(e)
+        # suffix sums over i >= j of (F_i - e_i), with a trailing 0 for "no resident left"
+        self.suffix = np.concatenate((np.cumsum((f - e)[::-1])[::-1], [0.0]))
+        self.count = np.arange(self.m, -1, -1, dtype=np.float64)
+        self.s = self.suffix[:-1] + self.count[:-1] * e  # S_j: total just before the j-th end
+        self.s_plus_e = self.s + e
+
+    def peak(self, now: int) -> float:
+        """Projected peak KV tokens of the residents alone over steps from ``now`` on."""
+        peak = float(self.suffix[0] + self.count[0] * now)
+        j0 = bisect_right(self.ends, now)
+        return max(peak, float(self.s[j0:].max())) if j0 < self.m else peak
+
+    def peak_with(self, now: int, prompt: int, est_output: int) -> float:
+        """Projected peak KV tokens of the residents plus a request admitted at ``now`` with
+        ``prompt`` tokens that decodes ``est_output`` tokens (ending at ``now + est_output``)."""
+        end_new = now + max(est_output, 1)
+        final_new = prompt + est_output
+        # now: every resident at its extrapolated KV, plus the candidate's prompt
+        peak = float(self.suffix[0] + self.count[0] * now) + prompt
+        j0 = bisect_right(self.ends, now)  # first resident not overdue
+        js = bisect_left(self.ends, end_new)  # first resident still running when the candidate ends
+        if js > j0:  # just before each resident end while the candidate runs
+            peak = max(peak, float(self.s_plus_e[j0:js].max()) + final_new - end_new)
+        # just before the candidate ends: it holds final_new, residents ending later hold theirs
+        return max(peak, float(self.suffix[js] + self.count[js] * end_new) + final_new)
