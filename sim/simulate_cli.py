@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from blendsim.errors import UserError, unknown
-from blendsim.sim.config import ADMISSION_RULES, ENGINES, EngineConfig
+from blendsim.sim.config import ADMISSION_RULES, ENGINES, RIGHT_ADMISSION_RULES, EngineConfig
 from blendsim.sim.result import SimResult
 
 POLICY_CHOICES = ("fifo", "dfs", "balance", "blend")
@@ -37,6 +37,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--admission", default=defaults.admission,
                    help="KV charged at admission: expected (prompt + half the estimated output) or "
                         "final (prompt + all of it) (default: expected)")
+    p.add_argument("--right-admission", default=defaults.right_admission,
+                   help="blend: how the memory-heavy stream checks its partition: projected_peak (the "
+                        "residents' future peak KV plus the candidate's) or expected (charges) "
+                        f"(default: {defaults.right_admission})")
+    p.add_argument("--no-chunk-pacing", action="store_true",
+                   help="blend: let prefill take the whole token budget instead of the paced GEMM target")
     p.add_argument("--no-pacing", action="store_true",
                    help="blend: keep the paper's steady-state budgets (no critical-path pacing)")
     p.add_argument("--token-budget", type=int, default=defaults.token_budget,
@@ -69,12 +75,15 @@ def run(args: argparse.Namespace) -> int:
         raise unknown("engine", args.engine, ENGINES)
     if args.admission not in ADMISSION_RULES:
         raise unknown("admission rule", args.admission, ADMISSION_RULES)
+    if args.right_admission not in RIGHT_ADMISSION_RULES:
+        raise unknown("right admission rule", args.right_admission, RIGHT_ADMISSION_RULES)
     if args.dp < 1:
         raise UserError(f"--dp must be >= 1, got {args.dp}")
     trace = read_trace(args.trace)
     model = get_model(args.model or str(trace.metadata.get("model") or DEFAULT_MODEL))
     profile = resolve_profile(args.gpu, args.profile, model, args.tp)
     config = EngineConfig(engine=args.engine, admission=args.admission, blend_pacing=not args.no_pacing,
+                          right_admission=args.right_admission, blend_chunk_pacing=not args.no_chunk_pacing,
                           token_budget=args.token_budget, max_running=args.max_running)
     progress = len(trace) >= PROGRESS_MIN_REQUESTS and sys.stderr.isatty()
     results: list[SimResult] = []
@@ -99,14 +108,16 @@ def run(args: argparse.Namespace) -> int:
 
 def format_table(rows: list[dict[str, Any]], title: str) -> str:
     """A readable table of results, one row per policy."""
-    head = ("policy", "tok/s", "makespan", "% optimum", "sharing", "% of s_o", "preempt", "steps",
+    head = ("policy", "tok/s", "makespan", "% optimum", "% bound", "sharing", "% of s_o", "preempt", "steps",
             "vs dfs", "plan s", "sim s")
     lines = [title]
     body = []
     for r in rows:
         kept = r["sharing"] / r["optimal_sharing"] * 100 if r["optimal_sharing"] else 100.0
         body.append((r["policy"], f"{r['throughput_tok_s']:,.0f}", _duration(r["makespan_s"]),
-                     f"{r['fraction_of_optimal'] * 100:.1f}", f"{r['sharing']:.3f}", f"{kept:.1f}",
+                     f"{r['fraction_of_optimal'] * 100:.1f}",
+                     f"{r['breakdown']['fraction_of_step_bound'] * 100:.1f}" if "breakdown" in r else "-",
+                     f"{r['sharing']:.3f}", f"{kept:.1f}",
                      str(r["preemptions"]), str(r["steps"]),
                      f"{r['speedup_vs_dfs']:.3f}x" if "speedup_vs_dfs" in r else "-",
                      f"{r['plan_s']:.2f}", f"{r['sim_s']:.2f}"))
@@ -119,6 +130,11 @@ def format_table(rows: list[dict[str, Any]], title: str) -> str:
         lines.append(f"optimum: {_duration(r['optimal_time_s'])} at sharing {r['optimal_sharing']:.3f} "
                      f"({r['total_tokens'] / r['optimal_time_s']:,.0f} tok/s); "
                      f"{r['total_tokens']:,} tokens")
+        if "breakdown" in r:
+            b = r["breakdown"]
+            lines.append(f"step bound: {_duration(b['step_bound_s'])} (the optimum plus the fixed cost of "
+                         f"{b['step_bound_steps']:,} steps, the longest output {b['critical_path_steps']:,}); "
+                         f"'% bound' = step bound / makespan")
     return "\n".join(lines)
 
 

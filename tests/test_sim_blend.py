@@ -91,6 +91,7 @@ def test_cli_all_policies_json_and_outputs(tmp_path, capsys, trace1) -> None:
             "preemptions", "sharing", "optimal_sharing", "optimal_time_s", "fraction_of_optimal", "plan_s",
             "sim_s"}
     assert keys <= set(rows[0])
+    assert rows[3]["breakdown"]["step_bound_s"] <= rows[3]["makespan_s"]
     steps = pq.read_table(out / "blend_overlap_steps.parquet").to_pandas()
     assert {"step", "time", "prefill_tokens", "decode_tokens", "running", "kv_used_tokens", "compute_s",
             "memory_s", "step_s"} <= set(steps.columns)
@@ -109,4 +110,6 @@ def test_cli_user_errors(tmp_path, capsys, trace1) -> None:
     assert main(["simulate", str(path), "--policy", "lifo"]) == 2
     assert "lifo" in capsys.readouterr().err
     assert main(["simulate", str(path), "--engine", "warp"]) == 2
+    assert main(["simulate", str(path), "--right-admission", "psychic"]) == 2
+    assert "right admission" in capsys.readouterr().err
     assert main(["simulate", str(tmp_path / "missing.parquet")]) == 2
