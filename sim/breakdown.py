@@ -16,9 +16,11 @@ work terms, no per-step cost at all. So a run of ``S`` steps pays, on top of the
 * imbalance: steps led by one resource while the other idles (the busy fractions show it).
 
 No policy can take fewer steps than the longest request's output (each output token is one step),
-so ``critical_path_s = longest output x the cheapest step``, and ``step_bound_s`` is the optimum
-with the fixed per-step cost of the fewest steps any run needs (``max(longest output, GEMM tokens /
-token budget)`` per replica) added: the best a step-based engine can do under this profile.
+so ``critical_path_s = longest output x the cheapest step``. Nor fewer than the GEMM tokens over the
+token budget, nor fewer than the decode KV reads over the KV capacity (a step's decode attention
+reads at most the whole cache). ``step_bound_s`` is the optimum with the fixed per-step cost of the
+fewest steps any run needs (the largest of those three, per replica) added: the best a step-based
+engine can do under this profile and KV capacity.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class StepLine:
 
 
 def time_breakdown(series: dict[str, np.ndarray], work: BatchShape, optimal: BatchShape, sm: StepModel,
-                   engine: str, token_budget: int, longest_output: int, dp: int,
+                   engine: str, token_budget: int, kv_capacity_tokens: int, longest_output: int, dp: int,
                    makespan: float) -> dict[str, Any]:
     """The breakdown of a run (module docstring). ``series`` is the run's per-step series (every
     replica), ``work`` the totals the run executed (its prefill tokens, attention pairs, decodes,
@@ -91,7 +93,8 @@ def time_breakdown(series: dict[str, np.ndarray], work: BatchShape, optimal: Bat
     opt_c = line.work_compute(optimal)
     opt_m = line.per_kv * optimal.decode_kv_tokens
     gemm_tokens = optimal.prefill_tokens + optimal.decode_seqs
-    s_min = max(int(longest_output), math.ceil(gemm_tokens / dp / token_budget))
+    s_min = max(int(longest_output), math.ceil(gemm_tokens / dp / token_budget),
+                math.ceil(optimal.decode_kv_tokens / dp / max(kv_capacity_tokens, 1)))
     seqs = optimal.decode_seqs + optimal.prefill_seqs
     step_bound = (compose(opt_c / dp + s_min * line.fixed, opt_m / dp, sm.params.kappa, engine)
                   + s_min * line.step_overhead + (line.seq_overhead * seqs + line.token_overhead * gemm_tokens) / dp)

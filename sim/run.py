@@ -124,7 +124,8 @@ def simulate(trace: Trace, plan: Plan, model: ModelSpec, profile: Profile,
                       int(series["decode_tokens"].sum()), sum(e.kv_done for e in engines),
                       sum(e.chunks_done for e in engines))
     breakdown = time_breakdown(series, work, best, profile.steps, config.engine, config.token_budget,
-                               int(trace.output_len.max()) if len(trace) else 0, dp, makespan)
+                               capacity * config.block_size, int(trace.output_len.max()) if len(trace) else 0,
+                               dp, makespan)
     return SimResult(
         policy=plan.policy, engine=config.engine, requests=len(trace), total_tokens=total,
         makespan_s=makespan, steps_run=sum(e.step_index - 1 for e in engines),
