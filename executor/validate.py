@@ -171,6 +171,9 @@ def run_validation(out_dir: str | Path, *, quick: bool = False, backends: Sequen
             entries.append(entry)
             log(f"{policy}: torch replay of {len(replay.rows)} steps: step MAPE "
                 f"{entry.extra['step_mape']:.1%}, throughput error {entry.error:+.1%}")
+            if replay.interrupted:  # Ctrl-C: keep what was measured, compare it, stop
+                log("interrupted: writing the comparison of what was measured")
+                break
     meta = {"device": "cpu", "model": model.name, "requests": len(trace), "quick": quick,
             "kernel_profile": kernel.name, "engine_profile": engine_profile.name,
             "engine_calibrated": calibrated_profile is not None, "setup": asdict(setup),
