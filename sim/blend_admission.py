@@ -47,6 +47,7 @@ class BlendAdmission:
         self.scanner = DualScanner(plan, refresh_target=config.blend_refresh_target)
         self.pacing = config.blend_pacing
         self.chunk_pacing = config.blend_pacing and config.blend_chunk_pacing
+        self.request_credit = config.blend_request_credit
         self.kv_bytes = float(model.kv_bytes_per_token)
         self.block_bytes = self.kv_bytes * config.block_size
         self.memory = capacity_blocks * self.block_bytes
@@ -94,7 +95,8 @@ class BlendAdmission:
         assert b is not None
         right_tokens = 0
         if not (self.pacing and not self._right_is_memory_heavy()):
-            right_tokens = self._stream(engine, RIGHT, b.c_right, b.m_right / self.block_bytes)
+            per_step = b.m_right / self.kv_bytes if self.request_credit else b.c_right
+            right_tokens = self._stream(engine, RIGHT, per_step, b.m_right / self.block_bytes)
         b = self.budget()
         if b is None:
             return
@@ -154,6 +156,22 @@ class BlendAdmission:
             self._projection_key = engine.side_changes[RIGHT]
         return self._projection
 
+    def _credit_cost(self, engine: Engine, side: int, pos: int, gemm_tokens: int) -> float:
+        """What admitting ``pos`` spends from its stream's credit. The paced left budget is in GEMM
+        tokens (cache hits cost none). E8's budget ``C = N p / d`` is in prompt tokens, one request
+        every ``d / N`` steps: the whole prompt is spent, so cached prefixes do not speed admissions
+        past that rate. With ``blend_request_credit`` the right stream's budget is E8 per request:
+        ``M_R`` KV token-steps per step, each admission spending its own ``(p + d_hat/2) d_hat``
+        (Little's law: the side then holds ``M_R`` on average, and a long request is followed by a
+        gap as long as its own KV-time needs, not the unit mean's)."""
+        if side == LEFT and self.pacing:
+            return gemm_tokens
+        p = engine.p[pos]
+        if side == RIGHT and self.request_credit:
+            d = engine.d_hat[pos]
+            return (p + d / 2) * d
+        return p
+
     def _stream(self, engine: Engine, side: int, per_step: float, partition_blocks: float) -> int:
         """Admit from one stream under its credit and logical partition; returns the prefill tokens
         admitted (cache misses: the credit is spent in GEMM tokens, hits cost none)."""
@@ -177,7 +195,7 @@ class BlendAdmission:
             else:
                 s.pop_right()
             tokens = engine.last_admit_tokens  # GEMM tokens: cache hits cost none
-            self.credit[side] -= tokens
+            self.credit[side] -= self._credit_cost(engine, side, pos, tokens)
             admitted += tokens
             if side == RIGHT and self.pacing and not self._right_is_memory_heavy():
                 break

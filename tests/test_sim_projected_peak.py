@@ -88,3 +88,30 @@ def test_right_side_never_outgrows_its_partition_with_exact_estimates() -> None:
     worst_ex, _, preempted_ex = run_tracking_right("expected")
     assert worst_ex > 0
     assert preempted_ex > preempted
+
+
+def test_request_credit_spaces_right_admissions_by_their_own_kv_time() -> None:
+    """E8 per request: after admitting (p, d_hat), the right stream waits about (p + d_hat/2) d_hat / M_R
+    steps (its credit banks at most one step) unless the engine is idle."""
+    trace, plan = two_unit_case()
+    cfg = EngineConfig(kv_capacity_override=200_000)
+    blocks = 200_000 // cfg.block_size
+    engine = Engine(trace, plan.est_output_len, A100, cfg, blocks)
+    adm = BlendAdmission(plan, LLAMA, A100.hardware, cfg, blocks, A100.steps.ridge_tokens())
+    last: tuple[int, float] | None = None  # (step, steps its KV-time needs)
+    gaps_checked = 0
+    while not (engine.idle and adm.exhausted):
+        before = len(engine.admitted_first)
+        idle = engine.n_running == 0
+        adm.admit(engine)
+        b = adm.budget()
+        for pos in engine.admitted_first[before:]:
+            if engine.side[pos] != RIGHT or b is None or b.case != "normal":
+                continue
+            if last is not None and not idle:
+                assert engine.step_index - last[0] >= last[1] - 1
+                gaps_checked += 1
+            d = engine.d_hat[pos]
+            last = (engine.step_index, (engine.p[pos] + d / 2) * d / (b.m_right / LLAMA.kv_bytes_per_token))
+        engine.step()
+    assert gaps_checked >= 10
