@@ -44,6 +44,7 @@ class FigureConfig:
     appendix_sharings: str = "0.05:0.45:0.10"
     wildchat_sharings: str = "0.20:0.40:0.05"  # Figure 15: WildChat alone already shares 0.19
     fig12_presets: tuple[str, ...] = PRESETS
+    study_presets: tuple[str, ...] = PRESETS  # table3 and gpu_profiles
     estimation_presets: tuple[str, ...] = ("trace1", "trace2")  # high sharing: where estimates steer most
     sample_rates: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
     noise_levels: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
@@ -61,9 +62,10 @@ SCALES = {
     "full": FigureConfig(),
     "quick": FigureConfig(scale="quick", preset_requests=40_000, grid_requests=20_000,
                           grid_densities="0.8:1.4:0.1", grid_sharings="0.05:0.45:0.1",
-                          appendix_densities="0.8:1.4:0.2", appendix_sharings="0.05:0.45:0.2",
+                          appendix_densities="0.8:1.4:0.3", appendix_sharings="0.05:0.45:0.2",
                           wildchat_sharings="0.20:0.40:0.1", sample_rates=(0.001, 0.01, 0.1, 1.0),
                           noise_levels=(0.0, 0.25, 0.5, 1.0), fig12_presets=("trace1", "trace2"),
+                          study_presets=("trace1", "trace4"),
                           estimation_presets=("trace2",)),
     "tiny": FigureConfig(scale="tiny", preset_requests=1000, grid_requests=1000, grid_densities="0.9,1.3",
                          grid_sharings="0.05,0.35", appendix_densities="0.9,1.3",

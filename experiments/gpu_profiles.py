@@ -16,7 +16,6 @@ import numpy as np
 
 from blendsim.experiments.cells import trace_summary
 from blendsim.experiments.common import (
-    PRESETS,
     FigureConfig,
     add_speedups,
     build_trace,
@@ -39,15 +38,16 @@ COLUMNS = ("trace", "gpu", "density_on_gpu", "policy", "throughput_tok_s", "opti
 
 
 def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
-    runs = [r for g in GPUS for r in preset_runs(cfg, POLICIES, ("overlap",), gpu=g)]
+    presets = cfg.study_presets
+    runs = [r for g in GPUS for r in preset_runs(cfg, POLICIES, ("overlap",), presets, gpu=g)]
     rows = add_speedups(tagged(runs, run_all(runs, cfg, cache, "gpu_profiles")))
     model = get_model(cfg.model)
     density = {(t, g): trace_summary(build_trace(preset_recipe(cfg, t)), model, get_gpu(g))["density"]
-               for t in PRESETS for g in GPUS}
+               for t in presets for g in GPUS}
     for r in rows:
         r["density_on_gpu"] = density[(r["trace"], r["gpu"])]
     fig, axes = new_figure(1, 3, width=4.6, height=4.2)
-    x = np.arange(len(PRESETS))
+    x = np.arange(len(presets))
     w = 0.8 / len(GPUS)
     panels = (("throughput_tok_s", "blend", "Blend throughput (tokens/s)"),
               ("blend_speedup", "dfs", "speedup of Blend over DFS"),
@@ -55,11 +55,11 @@ def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
     for ax, (key, policy, ylabel) in zip(axes[0], panels, strict=True):
         for k, g in enumerate(GPUS):
             ys = [next(r[key] for r in rows if r["trace"] == t and r["gpu"] == g and r["policy"] == policy)
-                  for t in PRESETS]
+                  for t in presets]
             bars = ax.bar(x - 0.4 + w * (k + 0.5), ys, w, label=g, color=GPU_COLORS[g])
             if key != "throughput_tok_s":
                 ax.bar_label(bars, fmt="%.2f", fontsize=6.5)
-        ax.set_xticks(x, [t.replace("trace", "Trace#") for t in PRESETS])
+        ax.set_xticks(x, [t.replace("trace", "Trace#") for t in presets])
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
@@ -75,7 +75,7 @@ def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
     for g in GPUS:
         sp = [r["blend_speedup"] for r in rows if r["gpu"] == g and r["policy"] == "dfs"]
         fr = [r["fraction_of_optimal"] for r in rows if r["gpu"] == g and r["policy"] == "blend"]
-        rho = ", ".join(f"{density[(t, g)]:.2f}" for t in PRESETS)
+        rho = ", ".join(f"{density[(t, g)]:.2f}" for t in presets)
         lines.append(f"gpu_profiles [{g}]: preset densities {rho}; blend over dfs mean {mean(sp):.3f}x (range {min(sp):.3f}-{max(sp):.3f}x), "
                      f"blend at {100 * mean(fr):.1f}% of the optimum (paper: A100 only)")
     return FigureOutput("gpu_profiles", paths, lines)

@@ -33,8 +33,8 @@ from blendsim.experiments.sweep import SweepOutcome, run_sweep
 from blendsim.experiments.sweep_figure import plot_sweep
 
 # The paper's appendix trace size (blendserve.md §6.2: 40,000 requests; the mixer's preset size too).
-# The default sweep (13 densities x 4 policies, overlap engine, 2 processes) took 140 s on the 2-core
-# development machine under a load average of 8 (docs/experiments.md), inside its 3-minute target;
+# The default sweep (13 densities x 4 policies, overlap engine, 2 processes) took 106-140 s on the
+# 2-core development machine under a load average of 7-8 (docs/experiments.md), inside its 3 minutes;
 # fewer requests let the few 16K-token videos' critical path dominate every policy's makespan.
 DEFAULT_REQUESTS = 40_000
 DEFAULT_SHARING = 0.35  # the paper's "high sharing" (Table 2, Trace#1 and #2)

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from blendsim.experiments.common import (
-    PRESETS,
     FigureConfig,
     add_speedups,
     mean,
@@ -31,20 +30,21 @@ COLUMNS = ("trace", "dp", "policy", "requests", "throughput_tok_s", "scaling", "
 
 
 def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
-    runs = [r for dp in DPS for r in preset_runs(cfg, POLICIES, ("overlap",), dp=dp)]
+    presets = cfg.study_presets
+    runs = [r for dp in DPS for r in preset_runs(cfg, POLICIES, ("overlap",), presets, dp=dp)]
     rows = add_speedups(tagged(runs, run_all(runs, cfg, cache, "table3")))
     base = {(r["trace"], r["policy"]): r["throughput_tok_s"] for r in rows if r["dp"] == 1}
     for r in rows:
         r["scaling"] = r["throughput_tok_s"] / (r["dp"] * base[(r["trace"], r["policy"])])
     header = ["trace", "policy"] + [f"DP={dp} tok/s (scaling)" for dp in DPS] + [f"sharing DP={dp}" for dp in DPS]
     table = []
-    for t in PRESETS:
+    for t in presets:
         for p in POLICIES:
             cells = {r["dp"]: r for r in rows if r["trace"] == t and r["policy"] == p}
             table.append([t.replace("trace", "Trace#"), p]
                          + [f"{cells[dp]['throughput_tok_s']:,.0f} ({cells[dp]['scaling']:.2f})" for dp in DPS]
                          + [f"{cells[dp]['sharing']:.3f}" for dp in DPS])
-    fig, axes = new_figure(1, 1, width=11.0, height=0.42 * len(table) + 1.3)
+    fig, axes = new_figure(1, 1, width=11.0, height=0.3 * len(table) + 1.0)
     ax = axes[0, 0]
     ax.axis("off")
     tab = ax.table(cellText=table, colLabels=header, loc="center", cellLoc="center")
