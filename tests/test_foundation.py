@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -118,6 +119,16 @@ def test_atomic_output_leaves_nothing_on_error(tmp_path) -> None:
     assert target.read_text() == "whole"
     with pytest.raises(UserError, match="does not exist"), atomic_output(tmp_path / "no" / "x"):
         pass
+
+
+def test_atomic_output_follows_the_umask(tmp_path) -> None:
+    old = os.umask(0o022)
+    try:
+        with atomic_output(tmp_path / "out.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644
 
 
 def test_cli_help_lists_verbs(capsys) -> None:
