@@ -95,7 +95,7 @@ def execute(trace_path: str, backend: str, policies: Sequence[str], args: argpar
 
             measured = run_isolated(trace_path, np.asarray(sim.admission["position"]), vllm_config, policy,
                                     out / "vllm", max_steps=args.max_steps, python=args.vllm_python,
-                                    seed=args.seed)
+                                    seed=args.seed, release_steps=sim.admission.get("step"))
             entry = entry_from_results(sim.to_dict(), measured, "vllm")
             _say(f"{policy}: measured {entry.measured_tok_s:,.0f} tok/s (error {entry.error:+.1%})")
         else:

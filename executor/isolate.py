@@ -24,14 +24,17 @@ from blendsim.executor.vllm_engine import VllmRunConfig
 
 def run_isolated(trace_path: str | Path, order: np.ndarray, config: VllmRunConfig, policy: str,
                  out_dir: str | Path, *, max_steps: int | None = None, python: str | None = None,
-                 seed: int = 0) -> dict[str, Any]:
+                 seed: int = 0, release_steps: np.ndarray | None = None) -> dict[str, Any]:
     """Replay ``order`` in a child process; returns the result dict it wrote (``ExecResult.to_dict``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     order_path = out / f"{policy}_order.npy"
     np.save(order_path, np.asarray(order, dtype=np.int64))
     spec = {"trace": str(trace_path), "order": str(order_path), "config": config.as_dict(), "policy": policy,
-            "out": str(out), "max_steps": max_steps, "seed": seed}
+            "out": str(out), "max_steps": max_steps, "seed": seed, "release": None}
+    if release_steps is not None:
+        spec["release"] = str(out / f"{policy}_release.npy")
+        np.save(spec["release"], np.asarray(release_steps, dtype=np.int64))
     spec_path = out / f"{policy}_spec.json"
     spec_path.write_text(json.dumps(spec, indent=2) + "\n")
     log_path = out / f"{policy}_vllm.log"
@@ -74,7 +77,8 @@ def child_main(spec_path: str) -> int:
     order = np.load(spec["order"])
     config = VllmRunConfig(**spec["config"])
     result = run_vllm(trace, order, config, policy=spec["policy"], max_steps=spec.get("max_steps"),
-                      out_dir=spec["out"], seed=int(spec.get("seed", 0)))
+                      out_dir=spec["out"], seed=int(spec.get("seed", 0)),
+                      release_steps=np.load(spec["release"]) if spec.get("release") else None)
     if result.interrupted:
         print("blendsim: interrupted; kept what was measured", file=sys.stderr)
         return 130

@@ -112,12 +112,25 @@ def check_order(order: np.ndarray, n: int) -> np.ndarray:
     return order
 
 
+def check_release(release_steps: np.ndarray | None, n: int) -> np.ndarray | None:
+    if release_steps is None:
+        return None
+    rel = np.asarray(release_steps, dtype=np.int64)
+    if rel.shape != (n,) or (n and (rel[0] < 0 or np.any(np.diff(rel) < 0))):
+        raise UserError(f"release steps must be {n} non-negative, non-decreasing step numbers")
+    return rel
+
+
 def run_vllm(trace: Trace, admission_order: np.ndarray, config: VllmRunConfig, *, policy: str = "fifo",
-             max_steps: int | None = None, out_dir: str | Path | None = None, seed: int = 0) -> ExecResult:
+             max_steps: int | None = None, out_dir: str | Path | None = None, seed: int = 0,
+             release_steps: np.ndarray | None = None) -> ExecResult:
     """Replay ``admission_order`` (request positions) on a fresh in-process vLLM engine.
 
     Returns what was measured; with ``out_dir`` also writes it (also when interrupted, and when
     ``max_steps`` stops the run early: then ``completed`` is False). Call once per process.
+    ``release_steps`` (one per entry of ``admission_order``, non-decreasing) paces the replay: the
+    k-th request is handed to vLLM only once ``release_steps[k]`` steps have run (e.g. the step at
+    which the simulator admitted it), so vLLM follows the simulated timing as well as the order.
     """
     order = check_order(admission_order, len(trace))
     cfg = read_model_config(config.model_dir)
@@ -130,7 +143,8 @@ def run_vllm(trace: Trace, admission_order: np.ndarray, config: VllmRunConfig, *
     sched = scheduler_of(engine)
     block = int(sched.kv_cache_manager.block_size if hasattr(sched.kv_cache_manager, "block_size")
                 else engine.vllm_config.cache_config.block_size)
-    driver = Driver(engine, sched, trace, order, config, PromptBuilder(trace, int(cfg["vocab_size"]), seed))
+    driver = Driver(engine, sched, trace, order, config, PromptBuilder(trace, int(cfg["vocab_size"]), seed),
+                    release_steps=check_release(release_steps, len(order)))
     try:
         driver.run(max_steps)
     except KeyboardInterrupt:
@@ -146,7 +160,8 @@ class Driver:
     same engine one after the other if they share its ``capture``)."""
 
     def __init__(self, engine: Any, sched: Any, trace: Trace, order: np.ndarray, config: VllmRunConfig,
-                 prompts: PromptBuilder, capture: ScheduleCapture | None = None) -> None:
+                 prompts: PromptBuilder, capture: ScheduleCapture | None = None,
+                 release_steps: np.ndarray | None = None) -> None:
         from vllm import SamplingParams
 
         self.engine, self.sched, self.trace, self.order, self.config = engine, sched, trace, order, config
@@ -154,6 +169,7 @@ class Driver:
         self.sampling = SamplingParams
         self.capture = capture or ScheduleCapture(sched)
         self.pending = deque(int(x) for x in order)
+        self.release = deque(int(x) for x in release_steps) if release_steps is not None else None
         self.waiting: set[str] = set()  # handed to vLLM, not yet scheduled
         self.position_of: dict[str, int] = {}
         self.admitted_order: list[int] = []  # positions in the order vLLM first scheduled them
@@ -167,8 +183,15 @@ class Driver:
         total_blocks = int(sched.kv_cache_manager.block_pool.num_gpu_blocks)
         self.kv_capacity = total_blocks * int(engine.vllm_config.cache_config.block_size)
 
-    def _top_up(self) -> None:
+    def _top_up(self, idle: bool = False) -> None:
+        """Hand requests over up to the waiting limit; under pacing only released ones (or, when the
+        engine is idle, the next one: waiting for a release would only add empty steps)."""
         while self.pending and len(self.waiting) < self.config.waiting_limit:
+            if self.release is not None:
+                if self.release[0] > len(self.records) and not idle:
+                    return
+                self.release.popleft()
+                idle = False
             pos = self.pending.popleft()
             params = self.sampling(max_tokens=int(self.trace.output_len[pos]), ignore_eos=True,
                                    temperature=0.0, detokenize=False)
@@ -181,7 +204,9 @@ class Driver:
         while True:
             self._top_up()
             if not self.engine.has_unfinished_requests():
-                return
+                if not self.pending:
+                    return
+                self._top_up(idle=True)
             if max_steps is not None and len(self.records) >= max_steps:
                 return
             self.capture.last = None

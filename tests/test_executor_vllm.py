@@ -96,3 +96,17 @@ def test_model_dir_that_does_not_load_is_a_user_error(trace_file: tuple[Trace, P
     (bad / "config.json").write_text(json.dumps(cfg))  # a config but no weights
     with pytest.raises(UserError, match="does not load in vLLM"):
         run_isolated(path, np.arange(12), _config(model_dir=str(bad)), "fifo", tmp_path / "out")
+
+
+def test_release_steps_pace_the_replay(trace_file: tuple[Trace, Path], tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from blendsim.executor.isolate import run_isolated
+
+    _tr, path = trace_file
+    release = np.array([0, 0, 0, 0, 6, 6, 6, 6, 12, 12, 12, 12])
+    res = run_isolated(path, np.arange(12), _config(), "blend", tmp_path, release_steps=release)
+    assert res["completed"] and res["admitted_order"] == list(range(12))
+    admitted = np.array(pq.read_table(tmp_path / "blend_vllm_steps.parquet").column("admitted").to_pylist())
+    first_step = np.repeat(np.arange(len(admitted)), admitted)  # step at which each was first scheduled
+    assert np.all(first_step >= release)
