@@ -46,11 +46,13 @@ class EngineConfig:
         step*, prompts chunked: blendserve.md §4.3) instead of running in one burst followed by
         decode-only steps below the weight-bound ridge, which pay the GEMM weight read whatever
         their token count (``False``: prefill takes the step's whole token budget, vLLM-style).
-    blend_request_credit: blend only. The right stream's E8 credit is spent per request: ``M_R`` KV
-        token-steps per step, each admission costing its own ``(p + d_hat/2) d_hat``, E8 with the
-        request's estimates in place of its unit's means (identical for a uniform unit); a long
-        video is followed by the gap its own KV-time needs. ``False``: E8's ``C_R = N_R p_R / d_R``
-        prompt tokens per step from the unit means, each admission spending its prompt.
+    blend_request_credit: blend only. ``True``: the right stream's E8 credit is spent per request:
+        ``M_R`` KV token-steps per step, each admission costing its own ``(p + d_hat/2) d_hat``, E8
+        with the request's estimates in place of its unit's means (identical for a uniform unit);
+        a long video is followed by the gap its own KV-time needs. It staggers the longest videos
+        at 400K (+1 %) but pushes late ones past the critical path at 40K (trace2 -4 %), so the
+        default is ``False``: the paper's ``C_R = N_R p_R / d_R`` prompt tokens per step from the
+        unit means, each admission spending its whole prompt (docs/simulator.md).
     right_admission: blend only, how the memory-heavy (right) stream checks its partition ``M_R``.
         ``projected_peak``: admit a right request only if the projected peak KV of the right
         side's residents plus it stays within ``M_R``, each resident growing one token per step to
@@ -77,7 +79,7 @@ class EngineConfig:
     blend_refresh_target: bool = False
     right_admission: str = "projected_peak"
     blend_chunk_pacing: bool = True
-    blend_request_credit: bool = True
+    blend_request_credit: bool = False
     kv_capacity_override: int | None = None
 
     def __post_init__(self) -> None:

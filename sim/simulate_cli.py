@@ -43,9 +43,9 @@ def register(subparsers: Any) -> None:
                         f"(default: {defaults.right_admission})")
     p.add_argument("--no-chunk-pacing", action="store_true",
                    help="blend: let prefill take the whole token budget instead of the paced GEMM target")
-    p.add_argument("--unit-credit", action="store_true",
-                   help="blend: E8's right budget from the unit's mean lengths (default: each request's own "
-                        "(p + d/2) d KV-time)")
+    p.add_argument("--request-credit", action="store_true",
+                   help="blend: spend the right stream's E8 budget per request, (p + d/2) d KV token-steps "
+                        "each (default: the paper's budget from the unit's mean lengths)")
     p.add_argument("--no-pacing", action="store_true",
                    help="blend: keep the paper's steady-state budgets (no critical-path pacing)")
     p.add_argument("--token-budget", type=int, default=defaults.token_budget,
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     profile = resolve_profile(args.gpu, args.profile, model, args.tp)
     config = EngineConfig(engine=args.engine, admission=args.admission, blend_pacing=not args.no_pacing,
                           right_admission=args.right_admission, blend_chunk_pacing=not args.no_chunk_pacing,
-                          blend_request_credit=not args.unit_credit,
+                          blend_request_credit=args.request_credit,
                           token_budget=args.token_budget, max_running=args.max_running)
     progress = len(trace) >= PROGRESS_MIN_REQUESTS and sys.stderr.isatty()
     results: list[SimResult] = []

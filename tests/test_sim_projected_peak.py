@@ -94,7 +94,7 @@ def test_request_credit_spaces_right_admissions_by_their_own_kv_time() -> None:
     """E8 per request: after admitting (p, d_hat), the right stream waits about (p + d_hat/2) d_hat / M_R
     steps (its credit banks at most one step) unless the engine is idle."""
     trace, plan = two_unit_case()
-    cfg = EngineConfig(kv_capacity_override=200_000)
+    cfg = EngineConfig(kv_capacity_override=200_000, blend_request_credit=True)
     blocks = 200_000 // cfg.block_size
     engine = Engine(trace, plan.est_output_len, A100, cfg, blocks)
     adm = BlendAdmission(plan, LLAMA, A100.hardware, cfg, blocks, A100.steps.ridge_tokens())
