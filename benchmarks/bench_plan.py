@@ -13,6 +13,7 @@ import argparse
 import time
 
 import numpy as np
+
 from blendsim.sim.planner import make_plan
 from blendsim.traces.trace import Trace
 

@@ -33,9 +33,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from blendsim.sim.tree import ROOT, PrefixTree
 
 from blendsim.errors import UserError, unknown
+from blendsim.sim.tree import ROOT, PrefixTree
 
 ESTIMATORS = ("oracle", "sampled")
 

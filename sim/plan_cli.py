@@ -15,13 +15,13 @@ import os
 from typing import Any
 
 import numpy as np
+
+from blendsim.errors import UserError, atomic_output
 from blendsim.sim.estimate import ESTIMATORS
 from blendsim.sim.plan import Plan
 from blendsim.sim.planner import make_plan
 from blendsim.sim.policies import POLICIES
 from blendsim.traces.trace import Trace
-
-from blendsim.errors import UserError, atomic_output
 
 
 def load_trace(spec: str, requests: int | None, model: str, gpu: str, seed: int) -> Trace:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from blendsim.sim.plan import Plan
 
 EQUAL_RTOL = 1e-12

@@ -35,9 +35,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from blendsim.sim.tree import ROOT, PrefixTree
 
 from blendsim.errors import UserError
+from blendsim.sim.tree import ROOT, PrefixTree
 
 
 @dataclass(frozen=True)

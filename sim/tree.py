@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from blendsim.profiler.cost import mem_time, token_comp_time
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
 from blendsim.traces.trace import Trace

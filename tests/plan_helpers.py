@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import strategies as st
+
 from blendsim.profiler.specs import get_gpu, get_model
 from blendsim.sim.tree import PrefixTree
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
-from hypothesis import strategies as st
 
 MODEL = get_model("llama-3-8b")
 GPU = get_gpu("a100-80g")

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from plan_helpers import GPU, MODEL, outlier_trace, random_traces
+
+from blendsim.cli import main
+from blendsim.errors import UserError
 from blendsim.sim.estimate import estimate_output_lengths
 from blendsim.sim.planner import make_plan
 from blendsim.sim.policies import POLICIES, get_policy
 from blendsim.sim.policies.base import unbounded_cache_saved
 from blendsim.sim.tree import PrefixTree
 from blendsim.traces.trace import Trace
-from hypothesis import given, settings
-from plan_helpers import GPU, MODEL, outlier_trace, random_traces
-
-from blendsim.cli import main
-from blendsim.errors import UserError
 
 
 @settings(max_examples=30, deadline=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from blendsim.sim.plan import Plan
 from blendsim.sim.scanner import DualScanner, dual_scan, memory_split, prefill_budget
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from plan_helpers import GPU, MODEL, leaves_under, outlier_trace, random_traces
+
 from blendsim.profiler.cost import comp_time, mem_time, set_density, token_comp_time
 from blendsim.sim.transform import TransformConfig, is_monotone, outliers, split
 from blendsim.sim.tree import ROOT, PrefixTree
 from blendsim.traces.trace import Trace
-from hypothesis import given, settings
-from plan_helpers import GPU, MODEL, leaves_under, outlier_trace, random_traces
 
 
 def priced(trace: Trace) -> PrefixTree:

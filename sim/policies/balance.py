@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from blendsim.sim.plan import Plan
 from blendsim.sim.policies.base import PlanningInput, no_options, per_request_plan
 

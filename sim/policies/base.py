@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from blendsim.errors import UserError
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
 from blendsim.sim.estimate import LengthEstimate
 from blendsim.sim.plan import Plan
 from blendsim.sim.tree import ROOT, PrefixTree
 from blendsim.traces.trace import Trace
-
-from blendsim.errors import UserError
 
 
 @dataclass

@@ -11,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from blendsim.errors import UserError
 from blendsim.sim.plan import Plan
 from blendsim.sim.policies.base import PlanningInput
 from blendsim.sim.transform import TransformConfig, merge, split
 from blendsim.sim.tree import ROOT
-
-from blendsim.errors import UserError
 
 
 def build(ctx: PlanningInput, **options: Any) -> Plan:
