@@ -110,3 +110,22 @@ def test_release_steps_pace_the_replay(trace_file: tuple[Trace, Path], tmp_path:
     admitted = np.array(pq.read_table(tmp_path / "blend_vllm_steps.parquet").column("admitted").to_pylist())
     first_step = np.repeat(np.arange(len(admitted)), admitted)  # step at which each was first scheduled
     assert np.all(first_step >= release)
+
+
+def test_calibrate_cli_writes_a_fitted_profile(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from blendsim.profiler.profile import builtin_profile, load_profile
+
+    kernel = tmp_path / "kernel.json"
+    builtin_profile("a100-80g").save(kernel)  # any peaks: the fit rescales the efficiencies
+    out = tmp_path / "cal.json"
+    proc = subprocess.run([sys.executable, "-m", "blendsim.cli", "executor", "calibrate", "--profile", str(kernel),
+                           "--quick", "--max-steps", "60", "--kv-cache-gib", "1", "-o", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "fit on" in proc.stdout and "step MAPE" in proc.stdout
+    cal = load_profile(out)
+    assert cal.model == "smollm2-135m" and cal.provenance.measured and cal.name == "a100-80g-vllm"
+    assert (tmp_path / "cal_steps.parquet").is_file()
