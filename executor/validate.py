@@ -87,7 +87,7 @@ def kernel_profile(out_dir: Path, model: ModelSpec, threads: int, say: Callable[
     import torch
 
     from blendsim.profiler.measure import QUICK
-    from blendsim.profiler.profile_cli import build_profile
+    from blendsim.profiler.profile_run import build_profile
 
     torch.set_num_threads(threads)
     say(f"profiling this CPU for {model.name} ({threads} thread(s), quick grid)")

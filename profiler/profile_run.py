@@ -1,0 +1,107 @@
+"""The work behind ``blendsim profile``: run the microbenchmarks, fit, report, write the profile.
+
+Imports torch; ``profile_cli`` imports this module only when the verb runs, so the rest of the CLI
+works in an installation without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+
+import torch
+
+from blendsim.errors import UserError
+from blendsim.profiler.fit import FitResult, Measurements, fit_profile, prefill_work
+from blendsim.profiler.measure import (
+    FULL,
+    QUICK,
+    Grid,
+    check_device,
+    device_hardware,
+    run_grid,
+    software_versions,
+)
+from blendsim.profiler.profile import Profile, Provenance
+from blendsim.profiler.specs import HardwareSpec, ModelSpec, get_model
+from blendsim.profiler.step_model import (
+    decode_kv_bytes,
+    layer_gemm_flops,
+    layer_weight_bytes,
+    prefill_attn_flops,
+)
+
+
+def run(args: argparse.Namespace) -> int:
+    model = get_model(args.model)
+    device = check_device(args.device)
+    if args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    grid = QUICK if args.quick else FULL
+    start = time.perf_counter()
+    profile, meas, fit = build_profile(model, device, grid, args.threads, progress=not args.no_progress)
+    profile.save(args.output)
+    print_report(profile, model, meas, fit, time.perf_counter() - start)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def build_profile(model: ModelSpec, device: torch.device, grid: Grid, threads: int,
+                  progress: bool = True) -> tuple[Profile, Measurements, FitResult]:
+    """Measure peaks and the grid, fit, and return the (unbound) measured profile."""
+    hardware, desc, peaks_measured = device_hardware(device, threads)
+    meas = run_grid(model, device, grid, progress)
+    fit = fit_profile(meas, model, hardware)
+    sources = {k: f"least-squares fit on {n} {k} measurements" for k, n in fit.points.items() if n}
+    if not fit.points["overlap"]:
+        sources["kappa"] = "1.0: operators run one after the other on CPU (no concurrent streams)"
+    sources["step_overhead_s"] = ("sampling intercept only; engine scheduling overhead not measured")
+    sources["gemm_table_eff"] = (f"median layer-GEMM time per token count over {grid.rounds} rounds of the grid; "
+                                 "the step model interpolates it (the curve fit gives only the ridge point)")
+    sources["prefill_attn_extra_pairs"] = "least-squares (NNLS) fit with attn_eff and both latencies"
+    sources["peaks"] = "measured" if peaks_measured else "datasheet"
+    prov = Provenance(
+        measured=True, device=desc, date=datetime.date.today().isoformat(),
+        software=software_versions(device, threads), fit_error=fit.mape, sources=sources,
+        notes=f"grid {'quick' if grid is QUICK else 'full'}; timings are medians; model weights random",
+    )
+    name = f"{hardware.name}-{model.name}"
+    return Profile(name, hardware, model.name, fit.params, prov), meas, fit
+
+
+def achieved(meas: Measurements, model: ModelSpec, hw: HardwareSpec) -> dict[str, float]:
+    """Best achieved rates over the measurements: FLOP/s and bytes/s."""
+    return {
+        "gemm_flops": max(layer_gemm_flops(model, n) / s for n, s in meas.gemm),
+        "weight_stream_bw": max(layer_weight_bytes(model) / s for _, s in meas.gemm),
+        "decode_bw": max(decode_kv_bytes(model, b * kv) / s for b, kv, s in meas.decode),
+        "prefill_flops": max(prefill_attn_flops(model, prefill_work(q, c, k)[0]) / s for q, c, k, s in meas.prefill),
+    }
+
+
+def print_report(profile: Profile, model: ModelSpec, meas: Measurements, fit: FitResult,
+                 seconds: float) -> None:
+    hw, prm = profile.hardware, profile.params
+    print(f"profile {profile.name} on {profile.provenance.device} ({seconds:.1f} s)")
+    print(f"  peaks: {hw.peak_flops / 1e12:.3f} TFLOP/s, {hw.mem_bandwidth / 1e9:.1f} GB/s "
+          f"({profile.provenance.sources['peaks']})")
+    a = achieved(meas, model, hw)
+    print(f"  achieved: GEMM {a['gemm_flops'] / 1e12:.3f} TFLOP/s ({a['gemm_flops'] / hw.peak_flops:.0%}),"
+          f" prefill attention {a['prefill_flops'] / 1e12:.3f} TFLOP/s "
+          f"({a['prefill_flops'] / hw.peak_flops:.0%}), decode attention {a['decode_bw'] / 1e9:.1f} GB/s "
+          f"({a['decode_bw'] / hw.mem_bandwidth:.0%}), weight streaming "
+          f"{a['weight_stream_bw'] / 1e9:.1f} GB/s ({a['weight_stream_bw'] / hw.mem_bandwidth:.0%})")
+    print(f"  fitted: GEMM e_max {prm.gemm_eff_max:.3f} n_half {prm.gemm_n_half:.1f} weight-bw "
+          f"{prm.weight_bw_eff:.3f} latency {prm.gemm_latency_s * 1e3:.3f} ms; LM head x"
+          f"{prm.lm_head_time_scale:.2f}; KV bw {prm.kv_bw_eff:.3f} latency "
+          f"{prm.decode_attn_latency_s * 1e3:.3f} ms; attention {prm.attn_eff:.3f} + "
+          f"{prm.prefill_attn_extra_pairs:.1f} pairs/token, latency {prm.prefill_attn_latency_s * 1e3:.3f} ms "
+          f"+ {prm.prefill_chunk_latency_s * 1e3:.3f} ms/chunk; kappa {prm.kappa:.2f}; step "
+          f"{prm.step_overhead_s * 1e3:.3f} ms + {prm.seq_overhead_s * 1e6:.1f} us/seq")
+    print("  fit error (MAPE) per operator:")
+    for op, err in fit.mape.items():
+        print(f"    {op:18s} {err:6.1%}  ({fit.points[op]} points)")
+    sys.stdout.flush()
