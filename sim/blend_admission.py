@@ -34,9 +34,11 @@ from blendsim.sim.config import EngineConfig
 from blendsim.sim.engine import Engine
 from blendsim.sim.plan import Plan
 from blendsim.sim.projected_peak import RightProjection
+from blendsim.sim.replicas import carve_shares, sub_plan
 from blendsim.sim.scanner import DualScanner, ScanBudget
 
 LEFT, RIGHT = 1, 2
+__all__ = ["BlendAdmission", "carve_shares", "sub_plan"]  # carving lives in replicas.py
 
 
 class BlendAdmission:
@@ -64,6 +66,10 @@ class BlendAdmission:
         self.projected = config.right_admission == "projected_peak"
         self._projection: RightProjection | None = None
         self._projection_key = -1
+        self._n = len(plan.order)  # ``_critical_steps``: the longest estimate up to the right cursor
+        self._max_est_upto = np.maximum.accumulate(plan.est_output_len[plan.order])
+        self._right_pops = 0  # right cursor, whose position is n - 1 - right pops
+        self._ends_key, self._resident_end = -1, 0
 
     @property
     def exhausted(self) -> bool:
@@ -119,7 +125,18 @@ class BlendAdmission:
         mem_left = self.mem_total - engine.kv_done * self.kv_s
         if mem_left <= 0 or comp_left <= 0:
             return None
-        return max(comp_left / mem_left * engine.kv_read * self.kv_s / self.tok_s, self.ridge)
+        paced = comp_left / mem_left * engine.kv_read * self.kv_s / self.tok_s
+        return max(paced, self.ridge, comp_left / self.tok_s / self._critical_steps(engine))
+
+    def _critical_steps(self, engine: Engine) -> int:
+        """Steps the replica needs at least from now: the longest remaining output, resident (its
+        estimated end) or not yet admitted (its estimate; a request outputs one token per step).
+        Pacing below ``remaining compute / this`` would stretch the run past its critical path."""
+        if self._ends_key != engine.side_changes[RIGHT]:
+            self._ends_key = engine.side_changes[RIGHT]
+            self._resident_end = max((engine.est_end[i] for i in engine.side_members[RIGHT]), default=0)
+        waiting = self._max_est_upto[self._n - 1 - self._right_pops] if self._right_pops < self._n else 0
+        return max(self._resident_end - engine.step_index, waiting, 1)
 
     def _paced_left_budget(self, engine: Engine, right_tokens: int) -> float:
         """GEMM tokens this step may add from the left so compute keeps pace with resident memory."""
@@ -194,68 +211,10 @@ class BlendAdmission:
                 s.pop_left()
             else:
                 s.pop_right()
+                self._right_pops += 1
             tokens = engine.last_admit_tokens  # GEMM tokens: cache hits cost none
             self.credit[side] -= self._credit_cost(engine, side, pos, tokens)
             admitted += tokens
             if side == RIGHT and self.pacing and not self._right_is_memory_heavy():
                 break
         return admitted
-
-
-def carve_shares(plan: Plan, parts: int) -> list[np.ndarray]:
-    """Cut a two-sided plan into ``parts`` shares (blendserve.md §4.6): share k takes a run of units
-    from the left end and a run from the right end, so that every share holds about 1/parts of the
-    plan's compute and of its memory work (so each has about the target density); the last share is
-    what is left in the middle. Returns each share's request indices into ``plan.order``, in
-    left-to-right order; sharing is lost only at the cuts."""
-    n = len(plan.order)
-    if parts == 1 or n == 0:
-        return [np.arange(n)]
-    sizes = np.diff(plan.unit_bounds)
-    per_c = np.repeat(plan.unit_comp / np.maximum(sizes, 1), sizes)
-    per_m = np.repeat(plan.unit_mem / np.maximum(sizes, 1), sizes)
-    cl = np.concatenate(([0.0], np.cumsum(per_c)))  # compute of the first x requests
-    ml = np.concatenate(([0.0], np.cumsum(per_m)))
-    cr = np.concatenate(([0.0], np.cumsum(per_c[::-1])))  # compute of the last y requests
-    mr = np.concatenate(([0.0], np.cumsum(per_m[::-1])))
-    c_tot, m_tot = cl[-1], ml[-1]
-    cuts = [(0, 0)]
-    for k in range(1, parts):
-        x_lo, x_hi = cuts[-1][0], n - cuts[-1][1]
-
-        def y_for(x: int, k: int = k) -> int:
-            need = k * m_tot / parts - ml[x]
-            y = int(np.searchsorted(mr, need, side="left"))
-            return min(max(y, cuts[-1][1]), n - x)
-
-        while x_lo < x_hi:  # smallest x whose share reaches 1/parts of the compute
-            mid = (x_lo + x_hi) // 2
-            if cl[mid] + cr[y_for(mid)] >= k * c_tot / parts:
-                x_hi = mid
-            else:
-                x_lo = mid + 1
-        cuts.append((x_lo, y_for(x_lo)))
-    shares = []
-    for (x0, y0), (x1, y1) in zip(cuts, cuts[1:], strict=False):
-        shares.append(np.concatenate((np.arange(x0, x1), np.arange(n - y1, n - y0))))
-    x_last, y_last = cuts[-1]
-    shares.append(np.arange(x_last, n - y_last))
-    return shares
-
-
-def sub_plan(plan: Plan, idx: np.ndarray) -> Plan:
-    """The two-sided plan of the requests at ``idx`` (indices into ``plan.order``, increasing):
-    units are cut where the share is cut; a cut unit keeps its per-request mean cost and lengths."""
-    sizes = np.diff(plan.unit_bounds)
-    unit_of = np.repeat(np.arange(plan.num_units), sizes)[idx]
-    change = np.flatnonzero(np.diff(unit_of) != 0) + 1
-    gaps = np.flatnonzero(np.diff(idx) != 1) + 1
-    starts = np.unique(np.concatenate(([0], change, gaps))) if len(idx) else np.zeros(0, dtype=np.int64)
-    bounds = np.concatenate((starts, [len(idx)])).astype(np.int64)
-    units = unit_of[starts] if len(idx) else np.zeros(0, dtype=np.int64)
-    counts = np.diff(bounds).astype(np.float64)
-    scale = counts / np.maximum(sizes[units], 1)
-    return Plan(plan.policy, plan.order[idx], bounds, plan.unit_comp[units] * scale,
-                plan.unit_mem[units] * scale, plan.unit_prompt[units].copy(), plan.unit_output[units].copy(),
-                plan.est_output_len, two_sided=True, target_density=plan.target_density,
-                stats=dict(plan.stats))

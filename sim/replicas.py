@@ -6,7 +6,8 @@ the run ends when the last replica finishes (the makespan). How shares are made:
 * baselines (``fifo``, ``dfs``, ``balance``): the policy's order is cut into N contiguous parts of
   (nearly) equal estimated tokens sum(p + d_hat); each replica runs its part in order, as if the
   ordered file were sharded. A DFS order thus gives the last replica the memory-heavy tail.
-* ``blend``: see :func:`blendsim.sim.blend_admission.carve_blend_shares` (blendserve.md §4.6).
+* ``blend``: :func:`carve_shares` (blendserve.md §4.6, with the memory-heavy requests dealt so each
+  share gets an equal part of the memory work *and* of the long-request critical path).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import simpy
 
 from blendsim.sim.admission import Admission
 from blendsim.sim.engine import Engine
+from blendsim.sim.plan import Plan
 
 PROGRESS_EVERY = 512  # steps between progress-bar updates
 
@@ -30,6 +32,89 @@ def split_contiguous(order: np.ndarray, weight: np.ndarray, parts: int) -> list[
     total = cum[-1] if len(cum) else 0.0
     cuts = np.searchsorted(cum, total * np.arange(1, parts) / parts, side="right")
     return np.split(order, cuts)
+
+
+def request_costs(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+    """Each request's share of its unit's planned compute and memory work, in ``plan.order``.
+
+    A unit's totals are split in proportion to the request's own estimates, not evenly: compute by
+    ``p + d_hat`` (GEMM tokens), memory by ``d_hat (p + d_hat / 2)`` (the KV its decodes read), with
+    ``p`` the unit's mean prompt (the plan keeps no per-request prompt). A 56K-token video thus
+    carries ~500x the memory work of a 2K-token one of the same unit, as it does when run."""
+    sizes = np.diff(plan.unit_bounds)
+    unit_of = np.repeat(np.arange(plan.num_units), sizes)
+    p = plan.unit_prompt[unit_of]
+    d = np.maximum(plan.est_output_len[plan.order], 1).astype(np.float64)
+    per = []
+    for weight, total in ((p + d, plan.unit_comp), (d * (p + d / 2), plan.unit_mem)):
+        unit_sum = np.bincount(unit_of, weights=weight, minlength=plan.num_units)
+        per.append(total[unit_of] * weight / np.where(unit_sum > 0, unit_sum, 1.0)[unit_of])
+    return per[0], per[1]
+
+
+def carve_shares(plan: Plan, parts: int) -> list[np.ndarray]:
+    """Cut a two-sided plan into ``parts`` shares; returns each share's indices into ``plan.order``,
+    increasing. Invariants: every index is in exactly one share; each share holds about 1/parts of
+    the compute and of the memory work, and the ``parts`` longest memory-heavy requests go to
+    different shares.
+
+    A replica's run is at least its longest request's output in steps (one token per step) and at
+    least its work; blendserve.md §4.6's carving (a run from each end per share) balances the work
+    but hands a whole run of the longest requests to one share, whose critical path is then far
+    longer than the others'. So: the memory-heavy requests (units below the target density) are
+    dealt longest-processing-time first, each to the share with the least memory work so far
+    (the first ``parts`` go one per share, and memory ends balanced to within one request); the
+    compute-heavy requests, in plan order, are cut into contiguous runs that top every share up
+    to 1/parts of the total compute (contiguous, so prefix sharing is lost only at the cuts)."""
+    n = len(plan.order)
+    if parts == 1 or n == 0:
+        return [np.arange(n)]
+    comp, mem = request_costs(plan)
+    sizes = np.diff(plan.unit_bounds)
+    heavy = (plan.unit_density < plan.target_density)[np.repeat(np.arange(plan.num_units), sizes)]
+    owner = np.zeros(n, dtype=np.int64)
+    share_mem, share_comp = np.zeros(parts), np.zeros(parts)
+    for i in np.flatnonzero(heavy)[np.argsort(-mem[heavy], kind="stable")]:
+        k = int(np.argmin(share_mem))
+        owner[i] = k
+        share_mem[k] += mem[i]
+        share_comp[k] += comp[i]
+    light = np.flatnonzero(~heavy)
+    want = np.maximum(comp.sum() / parts - share_comp, 0.0)
+    if want.sum() > 0 and len(light):
+        cum = np.cumsum(comp[light])
+        cuts = np.searchsorted(cum, cum[-1] * np.cumsum(want)[:-1] / want.sum(), side="right")
+        for k, run in enumerate(np.split(light, cuts)):
+            owner[run] = k
+    return [np.flatnonzero(owner == k) for k in range(parts)]
+
+
+def sub_plan(plan: Plan, idx: np.ndarray) -> Plan:
+    """The two-sided plan of the requests at ``idx`` (indices into ``plan.order``, increasing): a
+    unit of the share is the share's members of one plan unit, with their part of its compute and
+    memory (:func:`request_costs`), the unit's mean prompt and its members' mean estimated output
+    (the whole unit's mean, exactly, when the share holds all of it)."""
+    sizes = np.diff(plan.unit_bounds)
+    unit_of = np.repeat(np.arange(plan.num_units), sizes)[idx]
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(unit_of) != 0) + 1)).astype(np.int64)
+    bounds = np.concatenate((starts, [len(idx)])).astype(np.int64)
+    units = unit_of[starts] if len(idx) else np.zeros(0, dtype=np.int64)
+    if not len(idx):
+        starts = np.zeros(0, dtype=np.int64)
+    comp, mem = request_costs(plan)
+    d = plan.est_output_len[plan.order].astype(np.float64)
+    unit_mean_d = np.bincount(np.repeat(np.arange(plan.num_units), sizes), weights=d,
+                              minlength=plan.num_units) / np.maximum(sizes, 1)
+    if not len(idx):
+        return Plan(plan.policy, plan.order[idx], bounds, comp[:0], mem[:0], plan.unit_prompt[:0],
+                    plan.unit_output[:0], plan.est_output_len, two_sided=True,
+                    target_density=plan.target_density, stats=dict(plan.stats))
+    share_mean_d = np.add.reduceat(d[idx], starts) / np.diff(bounds)
+    scale = share_mean_d / np.where(unit_mean_d[units] > 0, unit_mean_d[units], 1.0)
+    return Plan(plan.policy, plan.order[idx], bounds, np.add.reduceat(comp[idx], starts),
+                np.add.reduceat(mem[idx], starts), plan.unit_prompt[units].copy(),
+                plan.unit_output[units] * scale, plan.est_output_len, two_sided=True,
+                target_density=plan.target_density, stats=dict(plan.stats))
 
 
 def _replica(env: simpy.Environment, engine: Engine, policy: Admission, tick: Callable[[int], None]):
