@@ -9,7 +9,8 @@
 3. per policy (``fifo``, ``dfs``, ``blend``): plan and simulate under an engine configuration that
    matches the vLLM-CPU engine (serial composition, 128-token KV blocks, the engine's token budget,
    running cap and KV size), written under ``sim/``;
-4. ``--backend vllm``: each policy's admission order replayed on vLLM-CPU, one subprocess per policy
+4. ``--backend vllm``: each policy's admission order replayed on vLLM-CPU, each request handed over
+   no earlier (in steps) than the simulator admitted it, one subprocess per policy
    (one engine per process; :func:`blendsim.executor.isolate.run_isolated` with ``vllm_python``,
    default this interpreter), written under ``vllm/``;
 5. ``--backend torch``: each policy's simulated steps replayed on torch CPU
@@ -98,7 +99,7 @@ def kernel_profile(out_dir: Path, model: ModelSpec, threads: int, say: Callable[
 
 def _vllm_entry(policy: str, trace_path: Path, sim: Any, setup: ValidationSetup, out: Path, python: str,
                 model_dir: str, max_steps: int | None, seed: int) -> ComparisonEntry:
-    """Replay the simulated admission order on vLLM-CPU in a child process (the executor's
+    """Replay the simulated admission order and step timing on vLLM-CPU in a child process (the executor's
     :func:`~blendsim.executor.isolate.run_isolated`: one engine per process) and compare."""
     from blendsim.executor.isolate import run_isolated
     from blendsim.executor.vllm_engine import VllmRunConfig
@@ -107,7 +108,8 @@ def _vllm_entry(policy: str, trace_path: Path, sim: Any, setup: ValidationSetup,
                            max_num_batched_tokens=setup.token_budget, max_num_seqs=setup.max_running,
                            block_size=setup.block_size, threads=setup.vllm_threads, device="cpu", seed=seed)
     measured = run_isolated(trace_path, np.asarray(sim.admission["position"], dtype=np.int64), config, policy,
-                            out, max_steps=max_steps, python=python, seed=seed)
+                            out, max_steps=max_steps, python=python, seed=seed,
+                            release_steps=sim.release_steps())
     return entry_from_results(sim.to_dict(), measured, "vllm")
 
 

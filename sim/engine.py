@@ -4,14 +4,26 @@ Life of a request (vLLM's semantics): admission allocates the KV of its prompt s
 the cache (hits are shared by reference count) and queues its prefill; the prefill runs in chunks,
 in admission order, inside the per-step token budget; the step that finishes the prompt samples the
 first output token; each later step decodes one token until ``output_len`` tokens exist. Its
-output KV is private and freed when it finishes; its prompt segments stay cached, unreferenced,
+own KV (below) is freed when it finishes; its prompt segments stay cached, unreferenced,
 until LRU eviction needs the room.
+
+KV is paged as vLLM lays it out (block ``b``): a request holds ``ceil((p + g) / b)`` blocks for
+its prompt and the ``g`` output tokens whose KV exists; the ``p // b`` full prompt blocks are the
+cache's, shared (:mod:`.kvcache`), the rest is its own (*private*: the partial last prompt block
+and the output), freed when it leaves. Prefix hits are block-granular (vLLM's): a request skips the
+longest cached prefix of its prompt rounded *down* to a multiple of ``b``, and never its last
+prompt token (one must be computed to sample from): ``min(cached, p - 1) // b * b`` tokens. The
+cached tokens past the last whole block are recomputed into the block that follows, which is the
+next segment's or the private partial block, so nothing is held twice, except when the whole
+prompt is cached and ends on a block boundary: its last block is then recomputed into one more
+private block (vLLM computes a copy too).
 
 A step costs O(admissions + completions + evictions + preemptions), never O(running):
 * decodes end at a step known when they start, so completions sit in a heap;
 * the decode KV read ``decode_kv_tokens`` is a running sum that grows by the number of decodes;
-* output KV grows by one block for the decodes whose length crosses a block boundary; requests are
-  bucketed by the step residue at which that happens, so the growth of a step is one bucket count.
+* private KV grows by one block for the decodes that write a token at a block boundary (position
+  ``p + g``); requests are bucketed by the step residue at which that happens, so the growth of a
+  step is one bucket count.
 
 When the next step's KV does not fit, unreferenced cached prefixes are evicted LRU, then the newest
 running request is preempted (counted) and re-queued at the front; it recomputes its prompt and the
@@ -60,6 +72,7 @@ class Engine:
         # per request (by position)
         self.gen = [0] * n  # output tokens sampled so far
         self.hit_segs = [0] * n  # leading segments that were cache hits at the current admission
+        self.dup_blocks = [0] * n  # 1: its wholly cached, block-aligned prompt's last block, recomputed
         self.charge = [0] * n  # KV blocks charged by the admission rule
         self.side = [0] * n
         self.side_charge = [0] * n  # blocks charged to its side: new prompt blocks + charge
@@ -76,7 +89,7 @@ class Engine:
         # aggregate state
         self.step_index = 1
         self.now = 0.0
-        self.private_blocks = 0  # output KV of running requests
+        self.private_blocks = 0  # own KV of running requests (partial prompt block, output, duplicates)
         self.charge_total = 0  # sum of charges of running requests
         self.side_load = [0, 0, 0]  # blocks charged per side (new prompt blocks + charge)
         self.n_running = 0
@@ -109,6 +122,9 @@ class Engine:
         self.finished = 0
         self.admitted_first: list[int] = []  # positions, in first-admission order
         self.admitted_side = array("b")
+        self.admitted_step = array("q")  # the step it could first be scheduled in (1-based)
+        self.admitted_time = array("d")  # simulated time of that admission (the step's start)
+        self.admitted_cached = array("q")  # prompt tokens served from the cache then
         self.series = {k: array("d") for k in ("time", "prefill_tokens", "decode_tokens", "running",
                                                "kv_used_blocks", "compute_s", "memory_s", "step_s")}
 
@@ -119,6 +135,12 @@ class Engine:
 
     def blocks(self, tokens: int) -> int:
         return -(-tokens // self.bs)
+
+    def own_blocks(self, pos: int, out: int) -> int:
+        """Private blocks of ``pos`` holding KV of ``out`` output tokens: its blocks past the
+        prompt's full ones (the partial prompt block and the output)."""
+        p = self.p[pos]
+        return -(-(p + out) // self.bs) - p // self.bs
 
     @property
     def used_blocks(self) -> int:
@@ -153,21 +175,24 @@ class Engine:
         if self.n_running >= self.cfg.max_running or self.prefill_pending >= self.prefill_room:
             return False
         segs, lens = self.segments(pos)
-        hit, hit_tokens, new_blocks, pinned = self.cache.lookup(segs, lens)
+        hit, cached, new_blocks, pinned = self.cache.lookup(segs, lens)
+        hit_tokens = min(cached, self.p[pos] - 1) // self.bs * self.bs  # whole blocks, not the last token
+        dup = cached // self.bs - hit_tokens // self.bs  # 1: a cached block recomputed (module docstring)
         g = self.gen[pos]
         target = max(self.d_hat[pos], g + 1)
-        charge = self.blocks(g + int(self.cfg.reserve_fraction * (target - g)))
+        charge = self.own_blocks(pos, g + int(self.cfg.reserve_fraction * (target - g))) + dup
         if self.committed_blocks + new_blocks + charge > self.capacity:
             return False
-        own = new_blocks + self.blocks(g)  # blocks taken now: missing segments, recomputed output
+        own = new_blocks + self.own_blocks(pos, g) + dup  # taken now: missing segments, own blocks
         free = self.capacity - self.used_blocks
         if own > free + self.cache.evictable_blocks - pinned:
             return False
         if own > free:
             self.cache.evict(own - free)
         self.cache.acquire(segs, lens, self.now)
-        self.private_blocks += self.blocks(g)
+        self.private_blocks += self.own_blocks(pos, g) + dup
         self.hit_segs[pos] = hit
+        self.dup_blocks[pos] = dup
         self.charge[pos] = charge
         self.charge_total += charge
         self.side[pos] = side
@@ -189,6 +214,9 @@ class Engine:
             self.saved_tokens += hit_tokens
             self.admitted_first.append(pos)
             self.admitted_side.append(side)
+            self.admitted_step.append(self.step_index)
+            self.admitted_time.append(self.now)
+            self.admitted_cached.append(hit_tokens)
         else:
             self.recomputed_tokens += tokens
         self.prefill.append([pos, tokens, hit_tokens])
@@ -214,7 +242,7 @@ class Engine:
         pairs = 0.0
         done: list[int] = []
         queue = self.prefill
-        while queue and (room > 0 or queue[0][1] == 0):
+        while queue and room > 0:  # every prefill has >= 1 token (the last prompt token is never a hit)
             item = queue[0]
             q = min(room, item[1])
             pairs += q * item[2] + q * (q + 1) / 2
@@ -267,9 +295,9 @@ class Engine:
             self.kv_read -= kv
             self.side_dec[self.side[pos]] -= 1
             self.side_kv[self.side[pos]] -= kv
-            self.grow_class[(self.t0[pos] + 1 - self.so0[pos]) % self.bs] -= 1
+            self.grow_class[(self.t0[pos] + 1 - self.so0[pos] - self.p[pos]) % self.bs] -= 1
             self.gen[pos] = self.d[pos]
-            self._release(pos, self.blocks(self.so0[pos] + t - self.t0[pos]))
+            self._release(pos, self.own_blocks(pos, self.so0[pos] + t - self.t0[pos]))
         self.kv_read += self.n_dec
         for side, n in enumerate(self.side_dec):
             self.side_kv[side] += n
@@ -279,7 +307,7 @@ class Engine:
         g = self.gen[pos] + 1
         self.gen[pos] = g
         if g >= self.d[pos]:
-            self._release(pos, self.blocks(g - 1))
+            self._release(pos, self.own_blocks(pos, g - 1))
             return
         so = g - 1  # output tokens whose KV is held (0 after a first prefill)
         self.t0[pos], self.so0[pos] = t, so
@@ -292,7 +320,7 @@ class Engine:
         self.kv_read += self.p[pos] + so + 1
         self.side_dec[self.side[pos]] += 1
         self.side_kv[self.side[pos]] += self.p[pos] + so + 1
-        self.grow_class[(t + 1 - so) % self.bs] += 1
+        self.grow_class[(t + 1 - so - self.p[pos]) % self.bs] += 1  # steps writing KV at a block start
         heapq.heappush(self.finish_heap, (self.finish_step[pos], pos, self.version[pos]))
         heapq.heappush(self.newest_dec, (-self.seq[pos], pos, self.version[pos]))
         if self.side[pos] == 1 and self.d[pos] > self.d_hat[pos]:
@@ -322,7 +350,7 @@ class Engine:
             self.outruns += 1
 
     def _release(self, pos: int, private: int) -> None:
-        """A request finished: free its output KV, unreference its prompt."""
+        """A request finished: free its own KV (``private`` blocks), unreference its prompt."""
         self.finished_len[pos] = self.gen[pos]
         self.finished += 1
         self.private_blocks -= private
@@ -330,7 +358,10 @@ class Engine:
         self.cache.release(self.segments(pos)[0], self.now)
 
     def _drop(self, pos: int) -> None:
+        """It stops running: its charges and its duplicate block go (the caller frees the rest)."""
         self.n_running -= 1
+        self.private_blocks -= self.dup_blocks[pos]
+        self.dup_blocks[pos] = 0
         self.side_members[self.side[pos]].discard(pos)
         self.side_changes[self.side[pos]] += 1
         self.charge_total -= self.charge[pos]
@@ -359,7 +390,7 @@ class Engine:
             self.cache.discard(segs, hit)  # never computed (conservative if partly done)
             if hit:
                 self.cache.release(segs[:hit], self.now)
-            self.private_blocks -= self.blocks(self.gen[pos])
+            self.private_blocks -= self.own_blocks(pos, self.gen[pos])
             self._drop(pos)
             self.requeue.appendleft(pos)
             return
@@ -374,9 +405,9 @@ class Engine:
         self.kv_read -= kv
         self.side_dec[self.side[pos]] -= 1
         self.side_kv[self.side[pos]] -= kv
-        self.grow_class[(self.t0[pos] + 1 - self.so0[pos]) % self.bs] -= 1
+        self.grow_class[(self.t0[pos] + 1 - self.so0[pos] - self.p[pos]) % self.bs] -= 1
         self.gen[pos] += done_steps
-        self.private_blocks -= self.blocks(self.so0[pos] + done_steps)
+        self.private_blocks -= self.own_blocks(pos, self.so0[pos] + done_steps)
         self.cache.release(self.segments(pos)[0], self.now)
         self._drop(pos)
         self.requeue.appendleft(pos)

@@ -4,8 +4,12 @@ The cache is keyed by segment id. By the trace's segment invariant a segment id 
 prefix, so a segment id *is* a radix-tree node: its parent is the segment before it. A request's
 prompt is a root-to-leaf path of segments.
 
-KV is counted in blocks of ``block_size`` tokens; each cached segment occupies
-``ceil(len / block_size)`` blocks (segments are block-aligned, a slight over-count for blocks > 1).
+KV is counted in blocks of ``block_size`` tokens, as a paged engine with prefix caching lays them
+out: a prompt's *full* blocks are shared, content-addressed; block ``j`` (tokens ``[j b, (j+1) b)``)
+belongs to the segment holding its last token, so a segment spanning prompt tokens ``(S, E]``
+owns ``E // b - S // b`` blocks (possibly 0: a short segment inside one block). A cached path
+ending at token ``E`` thus holds exactly the blocks of ``[0, E // b * b)``. The prompt's last,
+partial block (with the output) is the request's own, not the cache's (:mod:`.engine`).
 
 Invariants (checked by the tests):
 * a cached node's parent is cached (the cache is a tree, so lookups are prefix matches);
@@ -42,8 +46,9 @@ class RadixCache:
         self.evicted_blocks = 0  # total blocks evicted so far (a statistic)
 
     # ------------------------------------------------------------------ queries
-    def blocks_of(self, length: int) -> int:
-        return -(-length // self.block_size)
+    def span_blocks(self, start: int, end: int) -> int:
+        """Full blocks whose last token lies in prompt tokens ``(start, end]``: a segment's blocks."""
+        return end // self.block_size - start // self.block_size
 
     def __contains__(self, seg: int) -> bool:
         return seg in self._blocks
@@ -60,7 +65,7 @@ class RadixCache:
         Returns ``(hit_segments, hit_tokens, new_blocks, pinned_evictable_blocks)``: the number of
         leading segments already cached and their tokens, the blocks the missing segments need, and
         the blocks of hit segments that are unreferenced now (acquiring the path pins them, so they
-        stop being evictable).
+        stop being evictable). The hit is token-granular; the engine rounds it to whole blocks.
         """
         hit = hit_tokens = pinned = 0
         blocks = self._blocks
@@ -73,20 +78,20 @@ class RadixCache:
             hit_tokens += ln
             if ref[seg] == 0:
                 pinned += b
-        new_blocks = 0
-        for ln in lens[hit:]:
-            new_blocks += -(-ln // self.block_size)
-        return hit, hit_tokens, new_blocks, pinned
+        prompt = hit_tokens + sum(lens[hit:])
+        return hit, hit_tokens, self.span_blocks(hit_tokens, prompt), pinned
 
     # ------------------------------------------------------------------ changes
     def acquire(self, segs: Sequence[int], lens: Sequence[int], now: float) -> None:
         """Reference every segment of the path, inserting the missing ones (the caller has made room:
         ``free_blocks() >= new_blocks`` from :meth:`lookup`)."""
         parent = -1
+        end = 0
         for seg, ln in zip(segs, lens, strict=True):
+            end += ln
             b = self._blocks.get(seg)
             if b is None:
-                b = -(-ln // self.block_size)
+                b = self.span_blocks(end - ln, end)
                 self._blocks[seg] = b
                 self._parent[seg] = parent
                 self._ref[seg] = 0

@@ -29,8 +29,12 @@ CHROME_MAX_SLICES = 200_000  # per-step slices beyond this are merged so Perfett
 @dataclass
 class SimResult:
     """One policy's run. ``steps`` maps SERIES_COLUMNS to equal-length arrays (all replicas);
-    ``admission`` holds the first-admission order: ``position``, ``side`` (0 fcfs, 1 left, 2 right)
-    and ``replica`` arrays, which the executor replays."""
+    ``admission`` holds the first admissions, replica by replica, each replica's in its admission
+    order (what the executor replays): ``position``, ``side`` (0 fcfs, 1 left, 2 right),
+    ``replica``, ``step`` (the replica's step, numbered from 1 as in ``steps``, that could first
+    schedule it: it was admitted after ``step - 1`` steps had run; non-decreasing within a
+    replica), ``time`` (the simulated time then: that step's start) and ``cached_tokens`` (prompt
+    tokens its prefix-cache hit skipped: whole blocks, never the last prompt token)."""
 
     policy: str
     engine: str
@@ -67,6 +71,17 @@ class SimResult:
         }
         out.update(self.extra)
         return out
+
+    def release_steps(self) -> np.ndarray | None:
+        """For a one-replica replay in ``admission["position"]`` order: the steps that had run when
+        each request was first admitted (``step - 1``), so a real engine is handed each request no
+        earlier than the simulator admitted it (``executor.vllm_backend.run_vllm``'s
+        ``release_steps``). None without a ``step`` column or with several replicas."""
+        steps = self.admission.get("step")
+        replica = self.admission.get("replica")
+        if steps is None or (replica is not None and len(replica) and np.any(replica != replica[0])):
+            return None
+        return np.asarray(steps, dtype=np.int64) - 1
 
     # ------------------------------------------------------------------ files
     def write(self, out_dir: str | Path) -> list[Path]:

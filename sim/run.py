@@ -54,10 +54,11 @@ def kv_capacity_blocks(model: ModelSpec, profile: Profile, config: EngineConfig)
 
 
 def check_requests_fit(trace: Trace, capacity_blocks: int, block_size: int) -> None:
-    """A request whose prompt and output KV exceed the whole cache can never finish: UserError."""
-    seg_blocks = -(-trace.seg_lens // block_size)
-    prompt_blocks = np.add.reduceat(seg_blocks, trace.seg_offsets[:-1]) if len(trace) else seg_blocks
-    need = prompt_blocks + -(-trace.output_len // block_size)
+    """A request whose prompt and output KV exceed the whole cache can never finish: UserError.
+    It needs ``ceil((p + d) / b)`` blocks, one more when its prompt ends on a block boundary (if it
+    is wholly cached, its last block is recomputed into a copy: :mod:`blendsim.sim.engine`)."""
+    p = trace.prompt_len.astype(np.int64)
+    need = -(-(p + trace.output_len) // block_size) + (p % block_size == 0)
     bad = np.flatnonzero(need > capacity_blocks)
     if len(bad):
         i = int(bad[0])
@@ -81,6 +82,25 @@ def optimal_totals(trace: Trace) -> BatchShape:
                       decode_seqs=int((d - 1).sum()),
                       decode_kv_tokens=int(np.sum((d - 1) * p + (d - 1) * d / 2)),
                       prefill_seqs=len(trace))
+
+
+def block_saved_tokens(trace: Trace, order: np.ndarray, block_size: int) -> int:
+    """Prompt tokens an unbounded cache with ``block_size`` blocks serves in ``order`` (positions):
+    each request hits the longest prefix of its segment path some earlier request had, rounded
+    down to whole blocks, never its last prompt token (as the engine; O(segments), vectorised)."""
+    order = np.asarray(order, dtype=np.int64)
+    if not len(order):
+        return 0
+    counts = np.diff(trace.seg_offsets)[order]
+    row = np.repeat(np.arange(len(order)), counts)  # rank in ``order`` of each segment occurrence
+    starts = np.cumsum(counts) - counts
+    idx = np.repeat(trace.seg_offsets[order] - starts, counts) + np.arange(int(counts.sum()))
+    ids, lens = trace.seg_ids[idx], trace.seg_lens[idx]
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    seen = row > row[first][inverse]  # an earlier request had it (hence its whole prefix)
+    cached = np.add.reduceat(np.where(seen, lens, 0), starts)
+    p = trace.prompt_len[order]
+    return int(np.sum(np.minimum(cached, p - 1) // block_size * block_size))
 
 
 def _admissions(trace: Trace, plan: Plan, dp: int, model: ModelSpec, profile: Profile,
@@ -138,9 +158,16 @@ def simulate(trace: Trace, plan: Plan, model: ModelSpec, profile: Profile,
                "recomputed_tokens": sum(e.recomputed_tokens for e in engines),
                "outruns": sum(e.outruns for e in engines),
                "prefill_completions": sum(e.prefill_completions for e in engines),
+               "block_sharing_bound": _block_bound(trace, engines, config.block_size) / total if total else 0.0,
                "admission_rule": config.admission, "right_admission": config.right_admission,
                "profile": profile.name, "breakdown": breakdown},
     )
+
+
+def _block_bound(trace: Trace, engines: list[Engine], block_size: int) -> int:
+    """Sharing (in tokens) this run's admission order reaches with no eviction, each replica apart."""
+    return sum(block_saved_tokens(trace, np.asarray(e.admitted_first, dtype=np.int64), block_size)
+               for e in engines)
 
 
 def _check_complete(trace: Trace, engines: list[Engine]) -> None:
@@ -175,10 +202,16 @@ def _series(engines: list[Engine], block_size: int) -> dict[str, np.ndarray]:
 
 
 def _admission(engines: list[Engine]) -> dict[str, np.ndarray]:
+    """First admissions, replica by replica, each in its admission order (SimResult.admission)."""
     pos = [np.asarray(e.admitted_first, dtype=np.int64) for e in engines]
-    side = [np.frombuffer(e.admitted_side, dtype=np.int8).copy() for e in engines]
+
+    def cat(name: str, dtype: type) -> np.ndarray:
+        return np.concatenate([np.frombuffer(getattr(e, name), dtype=dtype).copy() for e in engines])
+
     rep = [np.full(len(p), r, dtype=np.int32) for r, p in enumerate(pos)]
-    return {"position": np.concatenate(pos), "side": np.concatenate(side), "replica": np.concatenate(rep)}
+    return {"position": np.concatenate(pos), "side": cat("admitted_side", np.int8),
+            "replica": np.concatenate(rep), "step": cat("admitted_step", np.int64),
+            "time": cat("admitted_time", np.float64), "cached_tokens": cat("admitted_cached", np.int64)}
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:

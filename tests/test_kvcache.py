@@ -12,13 +12,17 @@ from blendsim.sim.kvcache import RadixCache
 
 def test_shared_prefix_is_held_once() -> None:
     c = RadixCache(block_size=4)
-    assert c.lookup([1, 2], [8, 5]) == (0, 0, 2 + 2, 0)
+    # full blocks only, each owned by the segment holding its last token: [0,4) [4,8) | [8,12)
+    assert c.lookup([1, 2], [8, 5]) == (0, 0, 2 + 1, 0)
     c.acquire([1, 2], [8, 5], now=0.0)
-    assert c.used_blocks == 4 and c.evictable_blocks == 0
-    # a second request sharing segment 1 hits its 8 tokens and only needs its own segment
-    assert c.lookup([1, 3], [8, 3]) == (1, 8, 1, 0)
+    assert c.used_blocks == 3 and c.evictable_blocks == 0
+    # a second request sharing segment 1 hits its 8 tokens; its 3 own tokens fill no whole block
+    # (they are in its private partial block, the engine's)
+    assert c.lookup([1, 3], [8, 3]) == (1, 8, 0, 0)
     c.acquire([1, 3], [8, 3], now=1.0)
-    assert c.used_blocks == 5 and c.ref(1) == 2
+    assert c.used_blocks == 3 and c.ref(1) == 2
+    # a short segment owns a block only if that block's last token is in it
+    assert c.span_blocks(6, 9) == 1 and c.span_blocks(9, 11) == 0 and c.span_blocks(0, 8) == 2
     c.check()
 
 

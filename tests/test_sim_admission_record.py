@@ -1,0 +1,61 @@
+"""The admission record the executor replays: when (step, time) each request was first admitted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from blendsim.profiler.profile import builtin_profile
+from blendsim.profiler.specs import GPUS, MODELS
+from blendsim.sim.config import EngineConfig
+from blendsim.sim.planner import make_plan
+from blendsim.sim.result import SimResult
+from blendsim.sim.run import simulate
+from blendsim.traces.mixer import make_preset
+
+LLAMA = MODELS["llama-3-8b"]
+A100 = builtin_profile("a100-80g").bind(LLAMA)
+
+
+@pytest.fixture(scope="module")
+def trace():
+    return make_preset("trace2", requests=1500)
+
+
+def check_record(res: SimResult, n: int) -> None:
+    adm, s = res.admission, res.steps
+    assert sorted(adm["position"].tolist()) == list(range(n))  # every request, once
+    assert {"step", "time", "replica", "side", "cached_tokens"} <= set(adm)
+    for r in np.unique(adm["replica"]).tolist():
+        mine = adm["replica"] == r
+        step, at = adm["step"][mine], adm["time"][mine]
+        assert np.all(np.diff(step) >= 0)  # non-decreasing along the admission order
+        n_steps = int(np.sum(s["replica"] == r))
+        assert step.min() >= 1 and step.max() <= n_steps
+        # the admission time is the start of that step: the end of the previous one (0 for step 1)
+        ends = np.concatenate([[0.0], s["time"][s["replica"] == r]])
+        assert np.array_equal(at, ends[step - 1])
+
+
+@pytest.mark.parametrize("policy", ["fifo", "blend"])
+def test_admission_steps_are_recorded_for_every_request(trace, policy: str) -> None:
+    plan = make_plan(trace, policy, LLAMA, GPUS["a100-80g"])
+    res = simulate(trace, plan, LLAMA, A100, EngineConfig(kv_capacity_override=120_000))
+    check_record(res, len(trace))
+    adm = res.admission
+    assert adm["step"][-1] > adm["step"][0]  # admissions spread over the run (memory is tight)
+    release = res.release_steps()
+    assert release is not None and np.array_equal(release, adm["step"] - 1) and release[0] == 0
+
+
+def test_admission_record_per_replica_and_in_the_parquet(trace, tmp_path) -> None:
+    plan = make_plan(trace, "blend", LLAMA, GPUS["a100-80g"])
+    res = simulate(trace, plan, LLAMA, A100, dp=2)
+    check_record(res, len(trace))
+    assert set(np.unique(res.admission["replica"])) == {0, 1}
+    assert res.release_steps() is None  # two replicas: no single-engine replay timing
+    paths = res.write(tmp_path)
+    table = pq.read_table(paths[3]).to_pandas()
+    assert list(table.columns) == ["position", "side", "replica", "step", "time", "cached_tokens"]
+    assert np.array_equal(table["step"].to_numpy(), res.admission["step"])
