@@ -117,7 +117,7 @@ def step_cost(shape: BatchShape, profile: Profile) -> dict[str, Any]:
         "flops": flops, "bytes": nbytes, "peak_tflops": hw.peak_flops / 1e12,
         "peak_gbps": hw.mem_bandwidth / 1e9,
         "gemm_s": sm.gemm_time(shape.gemm_tokens), "lm_head_s": sm.lm_head_time(seqs),
-        "prefill_attn_s": sm.prefill_attn_time(shape.prefill_attn_pairs),
+        "prefill_attn_s": sm.prefill_attn_time(shape.prefill_attn_pairs, shape.prefill_tokens, shape.prefill_seqs),
         "decode_attn_s": sm.decode_attn_time(shape.decode_kv_tokens),
         "gemm_efficiency": sm.gemm_efficiency(shape.gemm_tokens),
     }

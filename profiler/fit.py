@@ -4,9 +4,10 @@ Each operator is fitted on its own, with relative residuals ``predicted / measur
 and large shapes weigh the same, and reported as MAPE (mean absolute percentage error, a fraction):
 
 gemm      ``max(c (n + n_half) / e_max, W / (BW w))`` over tokens n           (e_max, n_half, w)
+          and the table of measured efficiencies at every profiled n (the time the model uses)
 lm_head   the same curve times ``lm_head_time_scale`` over sequences          (scale)
 decode    ``lat + kv_tokens x kv_bytes / (BW k)``                              (k, lat)
-prefill   ``lat + pairs x 4 L heads head_dim / (F a)``                         (a, lat)
+prefill   ``lat + lat_chunk k + (pairs + x tokens) 4 L heads head_dim / (F a)`` (a, x, lat, lat_chunk)
 sampling  ``t_step + t_seq x seqs``                                            (t_step, t_seq)
 overlap   ``max(g, a) + kappa min(g, a)`` against two-stream runs (CUDA only)  (kappa)
 
@@ -19,12 +20,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
+from scipy.optimize import least_squares, nnls
 
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
-from blendsim.profiler.step_model import StepModel, StepParams
+from blendsim.profiler.step_model import StepModel, StepParams, layer_gemm_flops
 
 CPU_KAPPA = 1.0  # a CPU process runs one operator after the other: no overlap
 
@@ -36,7 +38,7 @@ class Measurements:
     gemm: list[tuple[int, float]] = field(default_factory=list)  # (tokens, s)
     lm_head: list[tuple[int, float]] = field(default_factory=list)  # (seqs, s)
     decode: list[tuple[int, int, float]] = field(default_factory=list)  # (batch, kv_len, s)
-    prefill: list[tuple[int, int, float]] = field(default_factory=list)  # (q_len, ctx, s)
+    prefill: list[tuple[int, int, int, float]] = field(default_factory=list)  # (q_len, ctx, chunks, s)
     sampling: list[tuple[int, float]] = field(default_factory=list)  # (seqs, s)
     concurrent: list[tuple[float, float, float]] = field(default_factory=list)  # (gemm, attn, both)
 
@@ -53,9 +55,14 @@ def causal_pairs(q_len: float, ctx: float) -> float:
     return q_len * ctx + q_len * (q_len + 1) / 2
 
 
+def prefill_work(q_len: float, ctx: float, chunks: float) -> tuple[float, float, float]:
+    """(causal pairs, tokens, chunks) of ``chunks`` equal chunks of q_len tokens after ctx cached ones."""
+    return chunks * causal_pairs(q_len, ctx), chunks * q_len, chunks
+
+
 def _base(**kw: float) -> StepParams:
-    values = dict(gemm_eff_max=1.0, gemm_n_half=0.0, weight_bw_eff=1.0, kv_bw_eff=1.0, attn_eff=1.0,
-                  kappa=CPU_KAPPA, step_overhead_s=0.0, seq_overhead_s=0.0)
+    values: dict[str, Any] = dict(gemm_eff_max=1.0, gemm_n_half=0.0, weight_bw_eff=1.0, kv_bw_eff=1.0,
+                                  attn_eff=1.0, kappa=CPU_KAPPA, step_overhead_s=0.0, seq_overhead_s=0.0)
     values.update(kw)
     return StepParams(**values)
 
@@ -112,6 +119,39 @@ def fit_linear(x: Sequence[float], t: Sequence[float]) -> tuple[float, float]:
     return float(res.x[0]), float(res.x[1])
 
 
+def fit_nonneg(columns: Sequence[Sequence[float]], t: Sequence[float]) -> np.ndarray:
+    """Non-negative coefficients x of t = sum_j x_j columns_j, minimising relative error (NNLS on rows
+    divided by t; columns scaled to unit size first so the solver is well conditioned)."""
+    a = np.asarray(columns, dtype=float).T / np.asarray(t, dtype=float)[:, None]
+    scale = np.maximum(np.abs(a).max(axis=0), 1e-300)
+    x, _ = nnls(a / scale, np.ones(len(t)))
+    return np.asarray(x / scale)
+
+
+def fit_prefill(points: list[tuple[int, int, int, float]], model: ModelSpec,
+                hw: HardwareSpec) -> tuple[float, float, float, float]:
+    """(attn_eff, extra pairs per token, latency per step, latency per chunk) of prefill attention.
+
+    The extra pairs are the diagonal tiles of a blocked kernel (step_model docstring); a grid with a
+    single context per query length cannot tell them from the pairs, so the grid mixes contexts."""
+    unit = StepModel(_base(), model, hw).prefill_attn_time(1.0)  # s per pair at peak
+    work = [prefill_work(q, c, k) for q, c, k, _ in points]
+    cols = [[1.0] * len(work), [k for *_, k in work], [p * unit for p, _, _ in work], [n * unit for _, n, _ in work]]
+    lat, lat_chunk, slope, tok = (float(v) for v in fit_nonneg(cols, [s for *_, s in points]))
+    slope = max(slope, 1e-12)
+    return min(1.0 / slope, 2.0), tok / slope, lat, lat_chunk
+
+
+def gemm_table(points: list[tuple[int, float]], model: ModelSpec, hw: HardwareSpec) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(tokens, efficiency) of the measured layer GEMMs, one entry per token count (median time)."""
+    by_n: dict[int, list[float]] = {}
+    for n, t in points:
+        by_n.setdefault(int(n), []).append(t)
+    ns = sorted(by_n)
+    effs = [min(layer_gemm_flops(model, n) / (float(np.median(by_n[n])) * hw.peak_flops), 2.0) for n in ns]
+    return tuple(float(n) for n in ns), tuple(effs)
+
+
 def fit_kappa(triples: list[tuple[float, float, float]]) -> float:
     """Median interference (both - max) / min, clipped to [0, 1]."""
     ks = [(both - max(g, a)) / min(g, a) for g, a, both in triples if min(g, a) > 0]
@@ -133,8 +173,8 @@ def fit_profile(meas: Measurements, model: ModelSpec, hw: HardwareSpec) -> FitRe
     kv_unit = StepModel(_base(), model, hw)  # at efficiency 1: time per KV token and per pair at peak
     kv_x = [kv_unit.decode_attn_time(b * kv) for b, kv, _ in meas.decode]
     dec_lat, dec_slope = fit_linear(kv_x, [s for *_, s in meas.decode])
-    pre_x = [kv_unit.prefill_attn_time(causal_pairs(q, c)) for q, c, _ in meas.prefill]
-    pre_lat, pre_slope = fit_linear(pre_x, [s for *_, s in meas.prefill])
+    attn_eff, extra_pairs, pre_lat, pre_chunk = fit_prefill(meas.prefill, model, hw)
+    table_n, table_e = gemm_table(meas.gemm, model, hw)
     t_step = t_seq = 0.0
     if len(meas.sampling) >= 2:
         t_step, t_seq = fit_linear([k for k, _ in meas.sampling], [s for _, s in meas.sampling])
@@ -142,9 +182,10 @@ def fit_profile(meas: Measurements, model: ModelSpec, hw: HardwareSpec) -> FitRe
 
     params = StepParams(
         gemm_eff_max=e_max, gemm_n_half=n_half, weight_bw_eff=w_eff, kv_bw_eff=1.0 / dec_slope,
-        attn_eff=1.0 / pre_slope, kappa=kappa, step_overhead_s=t_step, seq_overhead_s=t_seq,
-        decode_attn_latency_s=dec_lat, prefill_attn_latency_s=pre_lat,
-        lm_head_time_scale=lm_scale,
+        attn_eff=attn_eff, kappa=kappa, step_overhead_s=t_step, seq_overhead_s=t_seq,
+        decode_attn_latency_s=dec_lat, prefill_attn_latency_s=pre_lat, lm_head_time_scale=lm_scale,
+        prefill_attn_extra_pairs=extra_pairs, prefill_chunk_latency_s=pre_chunk,
+        gemm_table_tokens=table_n, gemm_table_eff=table_e,
     )
     return FitResult(params, errors(meas, params, model, hw), points_of(meas))
 
@@ -156,7 +197,7 @@ def errors(meas: Measurements, params: StepParams, model: ModelSpec, hw: Hardwar
         "gemm": _mape([sm.gemm_time(n) for n, _ in meas.gemm], [s for _, s in meas.gemm]),
         "decode_attention": _mape([sm.decode_attn_time(b * kv) for b, kv, _ in meas.decode],
                                   [s for *_, s in meas.decode]),
-        "prefill_attention": _mape([sm.prefill_attn_time(causal_pairs(q, c)) for q, c, _ in meas.prefill],
+        "prefill_attention": _mape([sm.prefill_attn_time(*prefill_work(q, c, k)) for q, c, k, _ in meas.prefill],
                                    [s for *_, s in meas.prefill]),
     }
     if meas.lm_head:

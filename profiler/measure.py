@@ -1,8 +1,13 @@
 """Run the microbenchmark grids on a device and describe the device (peaks, name, software).
 
 Grids (``QUICK`` and ``FULL``) follow the issue: GEMM time against tokens per step (1 ... 8192), decode
-attention against (batch, KV length), prefill attention against (query, context), sampling against
-sequences and, on CUDA, GEMM and decode attention on two streams for the interference kappa.
+attention against (batch, KV length), prefill attention against (query, context, chunks), LM head and
+sampling against sequences and, on CUDA, GEMM and decode attention on two streams for the
+interference kappa. Every point is a synthetic engine step replayed as a whole forward pass with the
+executor's step replay (:mod:`blendsim.profiler.forward_pass`), each operator timed where a real pass
+runs it (decode attention right after the layer's GEMMs, the LM head after the last layer), on the
+same clock as the replay; operators measured in isolation ran 6-80 % faster on this CPU (warm
+instruction and data caches) and made the model optimistic.
 """
 
 from __future__ import annotations
@@ -10,9 +15,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy
@@ -21,28 +24,53 @@ from tqdm import tqdm
 
 from blendsim import __version__
 from blendsim.errors import UserError
-from blendsim.profiler.fit import Measurements
-from blendsim.profiler.kernels import Microbench, measure_peaks
-from blendsim.profiler.specs import GPUS, HardwareSpec
+from blendsim.profiler.cost import BatchShape
+from blendsim.profiler.fit import Measurements, causal_pairs
+from blendsim.profiler.forward_pass import StepReplayer, prefill_chunks
+from blendsim.profiler.kernels import measure_peaks
+from blendsim.profiler.specs import GPUS, HardwareSpec, ModelSpec
 
 
 @dataclass(frozen=True)
 class Grid:
+    """Synthetic engine steps, each replayed as a whole forward pass (``forward_pass.StepReplayer``).
+
+    gemm: tokens per step, as a prefill step of chunks of at most ``GEMM_CHUNK`` tokens at context 0
+        (cheap attention; also the grid's many-chunk prefill points);
+    lm_head: sequences per step, as decode steps over ``HEAD_KV`` tokens each;
+    decode: (batch, kv_len) decode steps; prefill: (q_len, ctx, chunks) prefill steps;
+    sampling: kept for the grid's shape (every step samples its sequences, so all steps measure it);
+    concurrent: (tokens, batch, kv_len) two-stream points, CUDA only.
+    Every operator of every step is recorded: a decode step also measures the GEMMs at ``batch``
+    tokens, the LM head and sampling at ``batch`` sequences.
+    """
+
     gemm: tuple[int, ...]
     lm_head: tuple[int, ...]
     decode: tuple[tuple[int, int], ...]  # (batch, kv_len)
-    prefill: tuple[tuple[int, int], ...]  # (q_len, ctx)
+    prefill: tuple[tuple[int, int, int], ...]  # (q_len, ctx, chunks)
     sampling: tuple[int, ...]
     concurrent: tuple[tuple[int, int, int], ...]  # (tokens, batch, kv_len), CUDA only
+    rounds: int = 5  # passes over the whole grid (medians per point; spread over the profiling time)
 
+
+GEMM_CHUNK = 64
+HEAD_KV = 128
+# Decode points run beside a small prefill chunk and prefill points beside a few decodes: a step's
+# attention after larger GEMMs (and next to the other attention) ran up to 1.7x slower on this CPU
+# than in a pure step (b=2, kv=600: 5.2 ms pure, 5.8 ms beside 19 prefill tokens, 8.8 ms beside 200),
+# and most steps of a chunked-prefill engine are mixed.
+MIX_PREFILL = BatchShape(prefill_tokens=32, prefill_attn_pairs=causal_pairs(32, 256), prefill_seqs=1)
+MIX_DECODE = BatchShape(decode_seqs=4, decode_kv_tokens=4 * 512)
 
 QUICK = Grid(
-    gemm=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
+    gemm=(1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 768, 1024, 1536, 2048),
     lm_head=(1, 4, 16, 64, 256),
-    decode=tuple((b, kv) for b in (1, 4, 16, 64) for kv in (128, 512, 2048)),
-    prefill=tuple((q, c) for q in (16, 64, 256, 1024) for c in (0, 512, 2048)),
+    decode=tuple((b, kv) for b in (1, 4, 16, 64, 256) for kv in (128, 512, 2048) if b * kv <= 2**17),
+    prefill=tuple((q, c, 1) for q in (16, 64, 256, 1024) for c in (0, 512, 2048)) + ((256, 512, 4), (1024, 0, 2)),
     sampling=(1, 4, 16, 64),
     concurrent=tuple((t, b, kv) for t in (256, 1024, 4096) for b, kv in ((32, 1024), (128, 2048))),
+    rounds=3,
 )
 
 FULL = Grid(
@@ -50,10 +78,12 @@ FULL = Grid(
           4096, 6144, 8192),
     lm_head=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
     decode=tuple((b, kv) for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) for kv in (128, 512, 2048, 8192)),
-    prefill=tuple((q, c) for q in (16, 64, 256, 1024, 4096) for c in (0, 512, 2048, 8192)),
+    prefill=tuple((q, c, 1) for q in (16, 64, 256, 1024, 4096) for c in (0, 512, 2048, 8192))
+    + ((256, 512, 4), (1024, 0, 2), (64, 1024, 8)),
     sampling=(1, 4, 16, 64, 256),
     concurrent=tuple((t, b, kv) for t in (128, 512, 2048, 8192)
                      for b, kv in ((16, 1024), (64, 2048), (256, 4096))),
+    rounds=7,
 )
 
 
@@ -65,34 +95,74 @@ def kv_cap_bytes(device: torch.device) -> int:
     return 2 * 2**30
 
 
-def run_grid(bench: Microbench, grid: Grid, progress: bool = True) -> Measurements:
-    """Time every point of ``grid``, with a progress bar; decode points over the memory cap are skipped."""
-    m = bench.model
-    cap = kv_cap_bytes(bench.device)
-    per_token = 2 * m.num_kv_heads * m.head_dim * m.dtype_bytes
-    decode = [(b, kv) for b, kv in grid.decode if b * kv * per_token <= cap]
-    concurrent = list(grid.concurrent) if bench.device.type == "cuda" else []
+def grid_steps(model: ModelSpec, grid: Grid, device: torch.device) -> list[BatchShape]:
+    """The grid's synthetic steps (see :class:`Grid`), without duplicates; decode points whose
+    per-layer KV exceeds the device cap are skipped."""
+    per_token = 2 * model.num_kv_heads * model.head_dim * model.dtype_bytes
+    cap = kv_cap_bytes(device)
+    steps: list[BatchShape] = []
+    for n in grid.gemm:
+        k = -(-n // GEMM_CHUNK)
+        steps.append(prefill_step(n // k, 0, k) if n % k == 0 else prefill_step(n, 0, 1))
+    steps += [mixed(decode_step(b, kv), MIX_PREFILL) for b, kv in grid.decode if b * kv * per_token <= cap]
+    steps += [decode_step(s, HEAD_KV) for s in grid.lm_head]
+    steps += [mixed(prefill_step(q, c, k), MIX_DECODE) for q, c, k in grid.prefill]
+    return list(dict.fromkeys(steps))
+
+
+def mixed(a: BatchShape, b: BatchShape) -> BatchShape:
+    """One step running both batches (the form of most steps a chunked-prefill engine runs)."""
+    return BatchShape(a.prefill_tokens + b.prefill_tokens, a.prefill_attn_pairs + b.prefill_attn_pairs,
+                      a.decode_seqs + b.decode_seqs, a.decode_kv_tokens + b.decode_kv_tokens,
+                      a.prefill_seqs + b.prefill_seqs)
+
+
+def decode_step(batch: int, kv_len: int) -> BatchShape:
+    return BatchShape(decode_seqs=batch, decode_kv_tokens=batch * kv_len)
+
+
+def prefill_step(q_len: int, ctx: int, chunks: int) -> BatchShape:
+    return BatchShape(prefill_tokens=q_len * chunks, prefill_attn_pairs=chunks * causal_pairs(q_len, ctx),
+                      prefill_seqs=chunks)
+
+
+def run_grid(model: ModelSpec, device: torch.device, grid: Grid, progress: bool = True,
+             seed: int = 0) -> Measurements:
+    """Replay every step of ``grid`` ``grid.rounds`` times (one step after the other, round after
+    round), record each operator's median time per step, and on CUDA the two-stream points."""
+    steps = grid_steps(model, grid, device)
+    replayer = StepReplayer(model, steps, str(device), seed=seed)
+    for shape in steps[:3]:  # warm-up: allocator, kernels, page faults of the ring
+        replayer.run(shape)
+    order = np.random.default_rng(seed).permutation(len(steps))
+    samples: list[dict[str, list[float]]] = [{} for _ in steps]
+    concurrent = list(grid.concurrent) if device.type == "cuda" else []
+    bar = tqdm(total=grid.rounds * len(steps) + len(concurrent), desc="profiling", unit="step",
+               disable=not progress, file=sys.stderr)
+    for _ in range(grid.rounds):
+        for i in order:
+            for op, t in replayer.run(steps[i]).ops.items():
+                samples[i].setdefault(op, []).append(t)
+            bar.update(1)
     meas = Measurements()
-    jobs: list[tuple[str, tuple[int, ...]]] = [("gemm", (n,)) for n in grid.gemm]
-    jobs += [("lm_head", (n,)) for n in grid.lm_head]
-    jobs += [("decode", p) for p in decode]
-    jobs += [("prefill", p) for p in grid.prefill]
-    jobs += [("sampling", (n,)) for n in grid.sampling]
-    jobs += [("overlap", p) for p in concurrent if p[1] * p[2] * per_token <= cap]
-    timers: dict[str, tuple[Callable[..., float], list[Any]]] = {
-        "gemm": (bench.time_gemm, meas.gemm), "lm_head": (bench.time_lm_head, meas.lm_head),
-        "decode": (bench.time_decode_attention, meas.decode),
-        "prefill": (bench.time_prefill_attention, meas.prefill),
-        "sampling": (bench.time_sampling, meas.sampling),
-    }
-    bar = tqdm(jobs, desc="profiling", unit="pt", disable=not progress, file=sys.stderr)
-    for name, args in bar:
-        bar.set_postfix_str(name)
-        if name == "overlap":
-            meas.concurrent.append(bench.time_concurrent(*args))
-        else:
-            fn, out = timers[name]
-            out.append((*args, fn(*args)))
+    gemm: dict[int, list[float]] = {}
+    for shape, ops in zip(steps, samples, strict=True):
+        med = {op: float(np.median(v)) for op, v in ops.items()}
+        gemm.setdefault(shape.gemm_tokens, []).append(med["gemm"])
+        seqs = shape.decode_seqs + shape.prefill_seqs
+        meas.lm_head.append((seqs, med["lm_head"]))
+        meas.sampling.append((seqs, med["sampling"]))
+        if shape.decode_seqs:
+            meas.decode.append((shape.decode_seqs, shape.decode_kv_tokens // shape.decode_seqs,
+                                med["decode_attn"]))
+        if shape.prefill_seqs:
+            q, c = prefill_chunks(shape.prefill_tokens, shape.prefill_attn_pairs, shape.prefill_seqs)[0]
+            meas.prefill.append((q, c, shape.prefill_seqs, med["prefill_attn"]))
+    meas.gemm = sorted((n, float(np.median(v))) for n, v in gemm.items())
+    for p in concurrent:
+        meas.concurrent.append(replayer.bench.time_concurrent(*p))
+        bar.update(1)
+    bar.close()
     return meas
 
 

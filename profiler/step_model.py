@@ -9,11 +9,22 @@ compute ``C`` (GEMMs and prefill attention)
       second term is the weight-bound regime (a GEMM over few tokens is limited by reading its weights).
       The saturating form makes the compute term linear, ``2 P_layers (n + n_half) / (F e_max)``,
       i.e. ``n_half`` acts as a fixed number of "wasted" tokens per step.
+      A measured profile may instead carry a *table* of efficiencies at the token counts it profiled
+      (``gemm_table_tokens``, ``gemm_table_eff``); the time is then interpolated linearly between the
+      table's points (a bisect into a small table), held at the first point below it (the
+      weight-bound floor) and extended at the last point's efficiency above it. A CPU's GEMM
+      efficiency *falls* at large token counts (blocking no longer fits its caches), which the
+      saturating curve cannot express; the curve still defines the ridge point.
     * the LM head GEMM over the ``s = decode_seqs + prefill_seqs`` sequences that produce logits this
       step (the same form, with the LM head's parameters and weights, times ``lm_head_time_scale``
       because its very wide shape runs at a different efficiency than the layers' GEMMs);
     * causal prefill attention: ``4 L (heads x head_dim)`` FLOPs per query-key pair (Q K^T and P V are
-      ``2 head_dim`` FLOPs per pair and head each) at the attention efficiency ``a``.
+      ``2 head_dim`` FLOPs per pair and head each) at the attention efficiency ``a``, over the exact
+      causal pairs plus ``prefill_attn_extra_pairs`` per prefill token: tiled kernels compute whole
+      tiles on the diagonal (a query block of ``B_q`` rows computes every key up to the block's last
+      row, ``(B_q - 1) / 2`` masked pairs per row on average; FlashAttention-2 and the CPU replay's
+      blocked kernel alike). A fixed ``prefill_chunk_latency_s`` per chunk (one kernel call and mask
+      per chunk and layer) adds to the per-step latency.
 memory ``M`` (decode attention)
     reads ``decode_kv_tokens x kv_bytes_per_token`` bytes at ``BW k``.
 overhead
@@ -31,6 +42,7 @@ because every step term is at least its linear part and ``max`` is subadditive.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from blendsim.errors import unknown
@@ -56,6 +68,14 @@ class StepParams:
     decode_attn_latency_s: float = 0.0  # fixed time of decode attention in a step that has decodes
     prefill_attn_latency_s: float = 0.0  # fixed time of prefill attention in a step with prefill
     lm_head_time_scale: float = 1.0  # LM head time / the GEMM curve's prediction for its shape
+    prefill_attn_extra_pairs: float = 0.0  # masked pairs computed per prefill token (diagonal tiles)
+    prefill_chunk_latency_s: float = 0.0  # fixed time of prefill attention per chunk in a step
+    gemm_table_tokens: tuple[float, ...] = ()  # tokens per step of the measured GEMM efficiencies
+    gemm_table_eff: tuple[float, ...] = ()  # layer-GEMM efficiency (fraction of peak) at those tokens
+
+    def __post_init__(self) -> None:  # JSON gives lists: keep tuples (hashable, immutable)
+        object.__setattr__(self, "gemm_table_tokens", tuple(float(v) for v in self.gemm_table_tokens))
+        object.__setattr__(self, "gemm_table_eff", tuple(float(v) for v in self.gemm_table_eff))
 
     def validate(self) -> list[str]:
         """Problems with the values, as readable strings (empty when valid)."""
@@ -69,10 +89,18 @@ class StepParams:
         if not 0.0 <= self.kappa <= 1.0:
             bad.append(f"kappa={self.kappa} not in [0, 1]")
         for name in ("gemm_n_half", "step_overhead_s", "seq_overhead_s", "gemm_latency_s",
-                     "decode_attn_latency_s", "prefill_attn_latency_s"):
+                     "decode_attn_latency_s", "prefill_attn_latency_s", "prefill_attn_extra_pairs",
+                     "prefill_chunk_latency_s"):
             v = getattr(self, name)
             if not v >= 0.0:
                 bad.append(f"{name}={v} is negative")
+        toks, effs = self.gemm_table_tokens, self.gemm_table_eff
+        if len(toks) != len(effs):
+            bad.append(f"gemm_table_tokens ({len(toks)}) and gemm_table_eff ({len(effs)}) differ in length")
+        elif toks and not (toks[0] >= 1.0 and all(a < b for a, b in zip(toks, toks[1:], strict=False))):
+            bad.append("gemm_table_tokens must be >= 1 and strictly increasing")
+        elif not all(0.0 < e <= 2.0 for e in effs):
+            bad.append("gemm_table_eff values must be in (0, 2]")
         return bad
 
 
@@ -112,11 +140,13 @@ def allreduce_bytes_per_token(model: ModelSpec, tp: int) -> float:
 
 
 class StepModel:
-    """The step model with every constant precomputed; ``step_time`` does only float arithmetic."""
+    """The step model with every constant precomputed; ``step_time`` does only float arithmetic
+    (and, with a GEMM table, one bisect)."""
 
     __slots__ = ("params", "model", "hardware", "_c_layer", "_w_layer", "_c_lm", "_w_lm", "_h",
-                 "_attn", "_kv", "_ar", "_kappa", "_t_step", "_t_seq", "_lat_gemm", "_lat_dec",
-                 "_lat_pre", "_c_layer_best", "_c_lm_best")
+                 "_attn", "_attn_tok", "_kv", "_ar", "_kappa", "_t_step", "_t_seq", "_lat_gemm", "_lat_dec",
+                 "_lat_pre", "_lat_chunk", "_c_layer_best", "_c_lm_best", "_tab_n", "_tab_t", "_tab_slope",
+                 "_tab_tail")
 
     def __init__(self, params: StepParams, model: ModelSpec, hardware: HardwareSpec) -> None:
         self.params = params
@@ -127,11 +157,11 @@ class StepModel:
         self._h = params.gemm_n_half
         self._c_layer = layer_gemm_flops(model, 1.0) / f_gemm  # s per token at e_max
         self._c_lm = lm_head_flops(model, 1.0) / f_gemm * params.lm_head_time_scale
-        self._c_layer_best = self._c_layer
         self._c_lm_best = self._c_lm
         self._w_layer = layer_weight_bytes(model) / bw_w
         self._w_lm = lm_head_weight_bytes(model) / bw_w * params.lm_head_time_scale
         self._attn = prefill_attn_flops(model, 1.0) / (hardware.peak_flops * params.attn_eff)
+        self._attn_tok = self._attn * params.prefill_attn_extra_pairs
         self._kv = decode_kv_bytes(model, 1.0) / (hardware.mem_bandwidth * params.kv_bw_eff)
         ar_bytes = allreduce_bytes_per_token(model, hardware.tp)
         self._ar = ar_bytes / hardware.interconnect_bandwidth if ar_bytes else 0.0
@@ -141,15 +171,38 @@ class StepModel:
         self._lat_gemm = params.gemm_latency_s
         self._lat_dec = params.decode_attn_latency_s
         self._lat_pre = params.prefill_attn_latency_s
+        self._lat_chunk = params.prefill_chunk_latency_s
+        # GEMM table: times at the table's token counts, the slope of each segment, the tail's s/token
+        per_token_peak = layer_gemm_flops(model, 1.0) / hardware.peak_flops
+        self._tab_n = list(params.gemm_table_tokens)
+        self._tab_t = [n * per_token_peak / e for n, e in zip(self._tab_n, params.gemm_table_eff, strict=True)]
+        self._tab_slope = [(t1 - t0) / (n1 - n0) for n0, n1, t0, t1 in
+                           zip(self._tab_n, self._tab_n[1:], self._tab_t, self._tab_t[1:], strict=False)]
+        self._tab_tail = self._tab_t[-1] / self._tab_n[-1] if self._tab_n else 0.0
+        # best s/token: the bound optimal_time uses (every point of a table lies above n x best)
+        self._c_layer_best = min((t / n for n, t in zip(self._tab_n, self._tab_t, strict=True)),
+                                 default=self._c_layer)
 
     # ---- operators (also used by the fit and the CLI) ----
+
+    def _layer_gemms(self, tokens: float) -> float:
+        """Layer GEMM time for ``tokens > 0``, without the fixed latency."""
+        tab = self._tab_n
+        if tab:
+            if tokens >= tab[-1]:
+                return tokens * self._tab_tail
+            i = bisect_right(tab, tokens) - 1
+            if i < 0:
+                return self._tab_t[0]
+            return self._tab_t[i] + (tokens - tab[i]) * self._tab_slope[i]
+        t = self._c_layer * (tokens + self._h)
+        return t if t > self._w_layer else self._w_layer
 
     def gemm_time(self, tokens: float) -> float:
         """Decoder-layer GEMMs of one step over ``tokens`` tokens (0 for no tokens)."""
         if tokens <= 0:
             return 0.0
-        t = self._c_layer * (tokens + self._h)
-        return (t if t > self._w_layer else self._w_layer) + self._lat_gemm
+        return self._layer_gemms(tokens) + self._lat_gemm
 
     def lm_head_time(self, seqs: float) -> float:
         if seqs <= 0:
@@ -157,8 +210,11 @@ class StepModel:
         t = self._c_lm * (seqs + self._h)
         return t if t > self._w_lm else self._w_lm
 
-    def prefill_attn_time(self, pairs: float) -> float:
-        return self._attn * pairs + self._lat_pre if pairs > 0 else 0.0
+    def prefill_attn_time(self, pairs: float, tokens: float = 0.0, chunks: float = 0.0) -> float:
+        """Prefill attention of ``chunks`` chunks with ``tokens`` tokens and ``pairs`` causal pairs in all."""
+        if pairs <= 0:
+            return 0.0
+        return self._attn * pairs + self._attn_tok * tokens + self._lat_pre + self._lat_chunk * chunks
 
     def decode_attn_time(self, kv_tokens: float) -> float:
         return self._kv * kv_tokens + self._lat_dec if kv_tokens > 0 else 0.0
@@ -169,7 +225,7 @@ class StepModel:
         return layer_gemm_flops(self.model, tokens) / (t * self.hardware.peak_flops) if t > 0 else 0.0
 
     def ridge_tokens(self) -> float:
-        """Token count where the layer GEMMs leave the weight-bound regime (ignoring latency)."""
+        """Token count where the layer GEMMs leave the weight-bound regime (the curve's; no latency)."""
         return max(self._w_layer / self._c_layer - self._h, 0.0)
 
     # ---- steps ----
@@ -181,13 +237,17 @@ class StepModel:
         s = decode_seqs + prefill_seqs
         c = 0.0
         if n > 0:
-            t = self._c_layer * (n + self._h)
-            c = (t if t > self._w_layer else self._w_layer) + self._lat_gemm
+            if self._tab_n:
+                c = self._layer_gemms(n) + self._lat_gemm
+            else:
+                t = self._c_layer * (n + self._h)
+                c = (t if t > self._w_layer else self._w_layer) + self._lat_gemm
         if s > 0:
             t = self._c_lm * (s + self._h)
             c += t if t > self._w_lm else self._w_lm
         if prefill_attn_pairs > 0:
-            c += self._attn * prefill_attn_pairs + self._lat_pre
+            c += (self._attn * prefill_attn_pairs + self._attn_tok * prefill_tokens + self._lat_pre
+                  + self._lat_chunk * prefill_seqs)
         m = self._kv * decode_kv_tokens + self._lat_dec if decode_kv_tokens > 0 else 0.0
         o = self._t_step + self._t_seq * s + self._ar * n
         return c, m, o
@@ -202,11 +262,13 @@ class StepModel:
         """Practical optimum T_o of a workload's totals (hits at the best sharing already removed).
 
         Composition of the totals at the best GEMM efficiency, no weight-bound regime, no latencies
-        and no per-step overhead; the all-reduce (linear in tokens) is kept.
+        and no per-step overhead; the all-reduce (linear in tokens) and the attention's diagonal
+        tiles (linear in prefill tokens) are kept.
         """
         n = total.prefill_tokens + total.decode_seqs
         s = total.decode_seqs + total.prefill_seqs
-        c = self._c_layer_best * n + self._c_lm_best * s + self._attn * total.prefill_attn_pairs
+        c = (self._c_layer_best * n + self._c_lm_best * s + self._attn * total.prefill_attn_pairs
+             + self._attn_tok * total.prefill_tokens)
         m = self._kv * total.decode_kv_tokens
         return compose(c, m, self._kappa, engine) + self._ar * n
 

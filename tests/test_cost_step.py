@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -10,7 +12,7 @@ from hypothesis import strategies as st
 
 from blendsim.errors import UserError
 from blendsim.profiler.cost import BatchShape, set_density
-from blendsim.profiler.profile import builtin_profile, resolve_profile
+from blendsim.profiler.profile import builtin_profile, load_profile, resolve_profile
 from blendsim.profiler.specs import GPUS, HardwareSpec, ModelSpec, get_model
 from blendsim.profiler.step_model import (
     StepModel,
@@ -151,3 +153,42 @@ def test_builtins_are_datasheet_and_model_free() -> None:
         assert p.model is None and not p.provenance.measured and p.provenance.date is None
         assert p.hardware == GPUS[name]
         assert set(p.provenance.sources) >= {"gemm_eff_max", "kv_bw_eff", "attn_eff", "kappa"}
+
+
+def test_prefill_attention_counts_diagonal_tiles_and_chunks() -> None:
+    sm = StepModel(toy_params(prefill_attn_extra_pairs=31.5, prefill_chunk_latency_s=0.5,
+                              prefill_attn_latency_s=0.25), TOY, TOY_HW)
+    per_pair = 4 * 2 * 8 / 1000
+    assert sm.prefill_attn_time(50, 10, 2) == pytest.approx(per_pair * (50 + 31.5 * 10) + 0.25 + 2 * 0.5)
+    c, _, _ = sm.step_parts(10, 50, 0, 0, 2)
+    assert c == pytest.approx(sm.gemm_time(10) + sm.lm_head_time(2) + sm.prefill_attn_time(50, 10, 2))
+
+
+def test_gemm_table_interpolates_and_bounds_the_optimum() -> None:
+    # efficiency 0.5 at 1 token, 1.0 at 64, 0.8 at 256: falls past its peak, which the curve cannot do
+    sm = StepModel(toy_params(gemm_table_tokens=(1.0, 64.0, 256.0), gemm_table_eff=(0.5, 1.0, 0.8)), TOY, TOY_HW)
+    per_token = 2 * 1152 / 1000
+    t1, t64, t256 = per_token / 0.5, 64 * per_token, 256 * per_token / 0.8
+    assert sm.gemm_time(1) == pytest.approx(t1)
+    assert sm.gemm_time(64) == pytest.approx(t64)
+    assert sm.gemm_time(160) == pytest.approx(t64 + (t256 - t64) * 96 / 192)
+    assert sm.gemm_time(512) == pytest.approx(2 * t256)
+    assert sm.gemm_efficiency(512) == pytest.approx(0.8)
+    for n in (1, 7, 64, 100, 300, 4000):
+        assert sm.optimal_time(BatchShape(prefill_tokens=n), "serial") <= sm.step_time(
+            BatchShape(prefill_tokens=n, prefill_attn_pairs=1, prefill_seqs=1), "serial").total_s
+
+
+def test_profile_without_new_fields_still_loads(tmp_path: Path) -> None:
+    data = builtin_profile("a100-80g").to_dict()
+    for k in ("prefill_attn_extra_pairs", "prefill_chunk_latency_s", "gemm_table_tokens", "gemm_table_eff"):
+        data["params"].pop(k, None)
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    p = load_profile(tmp_path / "old.json")
+    assert p.params.gemm_table_tokens == () and p.params.prefill_attn_extra_pairs == 0.0
+
+
+def test_bad_gemm_table_is_rejected() -> None:
+    assert toy_params(gemm_table_tokens=(1.0, 8.0), gemm_table_eff=(0.5,)).validate()
+    assert toy_params(gemm_table_tokens=(8.0, 1.0), gemm_table_eff=(0.5, 0.6)).validate()
+    assert toy_params(gemm_table_tokens=(1.0, 8.0), gemm_table_eff=(0.5, 0.0)).validate()
