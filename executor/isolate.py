@@ -33,8 +33,9 @@ def run_isolated(trace_path: str | Path, order: np.ndarray, config: VllmRunConfi
     spec = {"trace": str(trace_path), "order": str(order_path), "config": config.as_dict(), "policy": policy,
             "out": str(out), "max_steps": max_steps, "seed": seed, "release": None}
     if release_steps is not None:
-        spec["release"] = str(out / f"{policy}_release.npy")
-        np.save(spec["release"], np.asarray(release_steps, dtype=np.int64))
+        release_path = out / f"{policy}_release.npy"
+        np.save(release_path, np.asarray(release_steps, dtype=np.int64))
+        spec["release"] = str(release_path)
     spec_path = out / f"{policy}_spec.json"
     spec_path.write_text(json.dumps(spec, indent=2) + "\n")
     log_path = out / f"{policy}_vllm.log"
