@@ -30,8 +30,11 @@ class EngineConfig:
         ``serial`` (vLLM/SGLang: operators run one after another).
     token_budget: tokens per step, decode tokens (one per running decode) plus prefill chunk tokens.
     max_running: cap on requests holding KV (decoding or prefilling) at once.
-    block_size: KV page size in tokens; each prompt segment and each request's output KV is rounded
-        up to whole blocks (16 as in vLLM's and NanoFlow's paged KV).
+    block_size: KV page size in tokens; prefix-cache hits are whole pages and KV is allocated in
+        pages. Default 1: the paper's engine keeps its prefix cache in SGLang's radix tree, which
+        matches token by token (page size 1 by default), so sharing reaches the trace's optimum.
+        Set it to the page size of an engine being compared with (vLLM: 16 on GPU, 128 on CPU;
+        the executor does this).
     activation_reserve_bytes: device memory kept for activations and buffers, besides weights.
     admission: how much KV a request is charged when admitted: ``expected`` charges its new prompt
         blocks plus ``expected_fraction`` (1/2) of its estimated output, the average footprint over
@@ -71,7 +74,7 @@ class EngineConfig:
     engine: str = "overlap"
     token_budget: int = 8192
     max_running: int = 2048
-    block_size: int = 16
+    block_size: int = 1
     activation_reserve_bytes: float = PAPER_ACTIVATION_RESERVE_BYTES
     admission: str = "expected"
     expected_fraction: float = 0.5

@@ -110,7 +110,7 @@ class Engine:
         self._seq = 0
         # statistics
         self.saved_tokens = 0  # prompt tokens skipped by cache hits at first admission
-        self.recomputed_tokens = 0  # prefill tokens of re-admissions after preemption
+        self.recomputed_tokens = 0  # prefill work redone after preemption (net of never-computed remainders)
         self.preemptions = 0
         self.gemm_done = 0  # GEMM tokens computed so far (prefill + decode)
         self.kv_done = 0  # decode KV tokens read so far
@@ -385,6 +385,9 @@ class Engine:
         if self.prefill:  # the prefill queue's tail is the newest running request
             pos, remaining, _ = self.prefill.pop()
             self.prefill_pending -= remaining
+            # its re-admission queues the whole prefill again, but this remainder was never
+            # computed: only the part already done is redone work
+            self.recomputed_tokens -= remaining
             segs, _lens = self.segments(pos)
             hit = self.hit_segs[pos]
             self.cache.discard(segs, hit)  # never computed (conservative if partly done)

@@ -79,7 +79,7 @@ def test_dfs_with_large_cache_reaches_optimal_sharing() -> None:
     assert res.sharing == pytest.approx(res.optimal_sharing, abs=1e-12)
     assert res.preemptions == 0
     # 16-token blocks: hits end at block boundaries, so the segments' unaligned tails are recomputed
-    blocks = simulate(tr, hand_plan(tr, dfs_order(tr), "dfs"), LLAMA, A100)
+    blocks = simulate(tr, hand_plan(tr, dfs_order(tr), "dfs"), LLAMA, A100, EngineConfig(block_size=16))
     assert blocks.optimal_sharing == res.optimal_sharing  # the trace's (paper's) sharing, unchanged
     assert 0.9 * res.sharing < blocks.sharing < res.sharing
 
