@@ -168,7 +168,6 @@ class Microbench:
         self.layers_cycled = max(1, min(model.num_layers, math.ceil(MIN_STREAM_BYTES / one)))
         self.weights = make_layer_weights(model, self.device, self.layers_cycled, seed)
         self._gen = torch.Generator(device="cpu").manual_seed(seed + 1)
-        self._lm_head: torch.Tensor | None = None
 
     def randn(self, *shape: int) -> torch.Tensor:
         """Random values of ``shape``; large tensors tile a 1M-value random block (cheap, distinct memory)."""
@@ -195,41 +194,12 @@ class Microbench:
         x = self.randn(tokens, self.model.hidden_size)
         return self._cycled([functools.partial(layer_gemms, x, w, self.model) for w in self.weights])
 
-    def time_lm_head(self, seqs: int) -> float:
-        """The LM head over ``seqs`` sequences (one token each)."""
-        if self._lm_head is None:
-            self._lm_head = self.randn(self.model.vocab_size, self.model.hidden_size)
-        x, w = self.randn(seqs, self.model.hidden_size), self._lm_head
-        return self.timer(lambda: F.linear(x, w))
-
     def decode_kv(self, batch: int, kv_len: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         m = self.model
         per_layer = 2 * batch * m.num_kv_heads * kv_len * m.head_dim * m.dtype_bytes
         count = max(1, min(m.num_layers, math.ceil(MIN_STREAM_BYTES / per_layer)))
         return [(self.randn(batch, m.num_kv_heads, kv_len, m.head_dim),
                  self.randn(batch, m.num_kv_heads, kv_len, m.head_dim)) for _ in range(count)]
-
-    def time_decode_attention(self, batch: int, kv_len: int) -> float:
-        """Decode attention of ``batch`` sequences over ``kv_len`` cached tokens each."""
-        m = self.model
-        q = self.randn(batch, m.num_kv_heads, m.num_heads // m.num_kv_heads, m.head_dim)
-        kv = self.decode_kv(batch, kv_len)
-        return self._cycled([functools.partial(decode_attention, q, k, v) for k, v in kv])
-
-    def time_prefill_attention(self, q_len: int, ctx: int) -> float:
-        """Causal attention of one chunk of ``q_len`` tokens after ``ctx`` cached tokens."""
-        m = self.model
-        q = self.randn(1, m.num_heads, q_len, m.head_dim)
-        k = self.randn(1, m.num_kv_heads, ctx + q_len, m.head_dim)
-        v = self.randn(1, m.num_kv_heads, ctx + q_len, m.head_dim)
-        if self.device.type == "cuda":  # expanded outside the timed call, see prefill_attention
-            k, v = expand_kv(k, m.num_heads), expand_kv(v, m.num_heads)
-        return self.timer(lambda: prefill_attention(q, k, v)) * m.num_layers
-
-    def time_sampling(self, seqs: int) -> float:
-        """Sampling one token from fp32 logits over the vocabulary for ``seqs`` sequences."""
-        logits = torch.randn(seqs, self.model.vocab_size, generator=self._gen).to(self.device)
-        return self.timer(lambda: sample_tokens(logits))
 
     def time_concurrent(self, tokens: int, batch: int, kv_len: int) -> tuple[float, float, float]:
         """CUDA only: (GEMM alone, decode attention alone, both on two streams) for one layer each,
