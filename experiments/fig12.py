@@ -14,7 +14,13 @@ from pathlib import Path
 
 from blendsim.experiments.common import FigureConfig, add_speedups, mean, preset_runs, run_all, tagged
 from blendsim.experiments.figure_base import FigureOutput, figure_main
-from blendsim.experiments.plotting import bar_groups, figure_legend, new_figure, save_png, thousands
+from blendsim.experiments.plotting import (
+    figure_legend,
+    new_figure,
+    preset_throughput_bars,
+    save_png,
+    thousands,
+)
 from blendsim.experiments.results import write_csv
 
 MODELS = (("qwen-2.5-7b", 1), ("llama-2-7b", 1), ("qwen-2.5-72b", 8), ("deepseek-67b", 8))  # §7.1
@@ -32,15 +38,8 @@ def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
     lines = []
     for ax, (model, tp) in zip(axes.flat, MODELS, strict=True):
         mine = [r for r in rows if r["model"] == model]
-        series = {p: [next(r["throughput_tok_s"] for r in mine if r["trace"] == t and r["policy"] == p)
-                      for t in presets] for p in POLICIES}
-        notes = {p: [f"{100 * next(r['fraction_of_optimal'] for r in mine if r['trace'] == t and r['policy'] == p):.0f}%"
-                     for t in presets] for p in POLICIES}
-        bar_groups(ax, [t.replace("trace", "T#") for t in presets], series,
-                   ylabel="throughput (tokens/s, all GPUs)", annotations=notes)
-        for j, t in enumerate(presets):
-            opt = next(r["optimal_throughput_tok_s"] for r in mine if r["trace"] == t)
-            ax.hlines(opt, j - 0.42, j + 0.42, color="black", lw=1.5, label="practical optimum" if j == 0 else None)
+        preset_throughput_bars(ax, mine, presets, POLICIES, tick_prefix="T#",
+                               ylabel="throughput (tokens/s, all GPUs)")
         sp = [r["blend_speedup"] for r in mine if r["policy"] == "dfs"]
         frac = [r["fraction_of_optimal"] for r in mine if r["policy"] == "blend"]
         hw = f"{tp}x {cfg.gpu}, TP={tp}" if tp > 1 else f"1x {cfg.gpu}"

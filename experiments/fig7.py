@@ -25,9 +25,9 @@ from blendsim.experiments.common import (
 from blendsim.experiments.figure_base import FigureOutput, figure_main
 from blendsim.experiments.plotting import (
     ENGINE_LABELS,
-    bar_groups,
     figure_legend,
     new_figure,
+    preset_throughput_bars,
     save_png,
     thousands,
 )
@@ -44,16 +44,8 @@ def plot(rows: Sequence[dict], path: Path, title: str, engines: Sequence[str] = 
     fig, axes = new_figure(1, len(engines), width=6.4, height=4.4)
     for ax, engine in zip(axes[0], engines, strict=True):
         mine = [r for r in rows if r["engine"] == engine]
-        series = {p: [next(r["throughput_tok_s"] for r in mine if r["trace"] == t and r["policy"] == p)
-                      for t in PRESETS] for p in ALL_POLICIES}
-        notes = {p: [f"{100 * next(r['fraction_of_optimal'] for r in mine if r['trace'] == t and r['policy'] == p):.0f}%"
-                     for t in PRESETS] for p in ALL_POLICIES}
-        bar_groups(ax, [t.replace("trace", "Trace#") for t in PRESETS], series,
-                   ylabel="throughput (tokens/s, prompt + output)", annotations=notes)
-        for j, t in enumerate(PRESETS):
-            opt = next(r["optimal_throughput_tok_s"] for r in mine if r["trace"] == t)
-            ax.hlines(opt, j - 0.42, j + 0.42, color="black", lw=1.5,
-                      label="practical optimum" if j == 0 else None)
+        preset_throughput_bars(ax, mine, PRESETS, ALL_POLICIES, tick_prefix="Trace#",
+                               ylabel="throughput (tokens/s, prompt + output)")
         sp = [r["blend_speedup"] for r in mine if r["policy"] == "dfs"]
         frac = [r["fraction_of_optimal"] for r in mine if r["policy"] == "blend"]
         ax.set_title(f"{ENGINE_LABELS[engine]}\nBlend over DFS: mean {mean(sp):.3f}x; "

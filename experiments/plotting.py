@@ -113,3 +113,18 @@ def thousands(ax: Any, axis: str = "y") -> None:
     """Tick labels like 12,000 instead of 1.2e4."""
     fmt = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}")
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
+
+
+def preset_throughput_bars(ax: Any, rows: Sequence[Mapping[str, Any]], presets: Sequence[str],
+                           policies: Sequence[str], *, tick_prefix: str, ylabel: str) -> None:
+    """Throughput bars per preset (one per policy), each labelled with its % of the practical
+    optimum, and the optimum as a black line over each group. ``rows`` hold one engine and model."""
+    def value(key: str, trace: str, policy: str) -> float:
+        return float(next(r[key] for r in rows if r["trace"] == trace and r["policy"] == policy))
+
+    series = {p: [value("throughput_tok_s", t, p) for t in presets] for p in policies}
+    notes = {p: [f"{100 * value('fraction_of_optimal', t, p):.0f}%" for t in presets] for p in policies}
+    bar_groups(ax, [t.replace("trace", tick_prefix) for t in presets], series, ylabel=ylabel, annotations=notes)
+    for j, t in enumerate(presets):
+        optimum = next(r["optimal_throughput_tok_s"] for r in rows if r["trace"] == t)
+        ax.hlines(optimum, j - 0.42, j + 0.42, color="black", lw=1.5, label="practical optimum" if j == 0 else None)
