@@ -26,8 +26,6 @@ the engine moves it when its token count passes the estimate).
 
 from __future__ import annotations
 
-import numpy as np
-
 from blendsim.profiler.cost import token_comp_time
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
 from blendsim.sim.config import EngineConfig
@@ -66,10 +64,6 @@ class BlendAdmission:
         self.projected = config.right_admission == "projected_peak"
         self._projection: RightProjection | None = None
         self._projection_key = -1
-        self._n = len(plan.order)  # ``_critical_steps``: the longest estimate up to the right cursor
-        self._max_est_upto = np.maximum.accumulate(plan.est_output_len[plan.order])
-        self._right_pops = 0  # right cursor, whose position is n - 1 - right pops
-        self._ends_key, self._resident_end = -1, 0
 
     @property
     def exhausted(self) -> bool:
@@ -126,17 +120,7 @@ class BlendAdmission:
         if mem_left <= 0 or comp_left <= 0:
             return None
         paced = comp_left / mem_left * engine.kv_read * self.kv_s / self.tok_s
-        return max(paced, self.ridge, comp_left / self.tok_s / self._critical_steps(engine))
-
-    def _critical_steps(self, engine: Engine) -> int:
-        """Steps the replica needs at least from now: the longest remaining output, resident (its
-        estimated end) or not yet admitted (its estimate; a request outputs one token per step).
-        Pacing below ``remaining compute / this`` would stretch the run past its critical path."""
-        if self._ends_key != engine.side_changes[RIGHT]:
-            self._ends_key = engine.side_changes[RIGHT]
-            self._resident_end = max((engine.est_end[i] for i in engine.side_members[RIGHT]), default=0)
-        waiting = self._max_est_upto[self._n - 1 - self._right_pops] if self._right_pops < self._n else 0
-        return max(self._resident_end - engine.step_index, waiting, 1)
+        return max(paced, self.ridge)
 
     def _paced_left_budget(self, engine: Engine, right_tokens: int) -> float:
         """GEMM tokens this step may add from the left so compute keeps pace with resident memory."""
@@ -211,7 +195,6 @@ class BlendAdmission:
                 s.pop_left()
             else:
                 s.pop_right()
-                self._right_pops += 1
             tokens = engine.last_admit_tokens  # GEMM tokens: cache hits cost none
             self.credit[side] -= self._credit_cost(engine, side, pos, tokens)
             admitted += tokens
