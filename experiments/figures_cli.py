@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
                     "summary.md (our numbers next to the paper's) into --out.")
     scale = p.add_mutually_exclusive_group()
     scale.add_argument("--quick", action="store_const", const="quick", dest="scale",
-                       help="smaller traces and coarser grids (about 15 minutes on 2 cores)")
+                       help="smaller traces and coarser grids (about 3 minutes on an idle 2-core machine; within 15 under load)")
     scale.add_argument("--tiny", action="store_const", const="tiny", dest="scale",
                        help="tiny traces (a smoke test; numbers are not meaningful)")
     p.add_argument("--out", default="figures", help="output directory (default %(default)s)")
