@@ -25,7 +25,7 @@ import torch
 
 from blendsim.errors import UserError
 from blendsim.executor.step_capture import CapturedSteps, simulate_captured
-from blendsim.executor.torch_replay import OPERATORS, StepReplayer
+from blendsim.profiler.forward_pass import OPERATORS, StepReplayer
 from blendsim.profiler.profile import Profile
 from blendsim.profiler.specs import ModelSpec
 from blendsim.sim.config import EngineConfig

@@ -12,8 +12,8 @@ import torch
 from blendsim.errors import UserError
 from blendsim.executor.step_capture import CapturingProfile, simulate_captured
 from blendsim.executor.torch_backend import ReplayOptions, replay_policy, select_rows
-from blendsim.executor.torch_replay import StepReplayer, StepTiming, decode_batch, prefill_chunks
 from blendsim.profiler.cost import BatchShape
+from blendsim.profiler.forward_pass import StepReplayer, StepTiming, decode_batch, prefill_chunks
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import ModelSpec, model_from_config
 from blendsim.sim.config import EngineConfig
