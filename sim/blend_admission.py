@@ -32,11 +32,9 @@ from blendsim.sim.config import EngineConfig
 from blendsim.sim.engine import Engine
 from blendsim.sim.plan import Plan
 from blendsim.sim.projected_peak import RightProjection
-from blendsim.sim.replicas import carve_shares, sub_plan
 from blendsim.sim.scanner import DualScanner, ScanBudget
 
 LEFT, RIGHT = 1, 2
-__all__ = ["BlendAdmission", "carve_shares", "sub_plan"]  # carving lives in replicas.py
 
 
 class BlendAdmission:

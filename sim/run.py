@@ -18,12 +18,12 @@ from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.profile import Profile
 from blendsim.profiler.specs import ModelSpec
 from blendsim.sim.admission import Admission, FcfsAdmission
-from blendsim.sim.blend_admission import BlendAdmission, carve_shares, sub_plan
+from blendsim.sim.blend_admission import BlendAdmission
 from blendsim.sim.breakdown import time_breakdown
 from blendsim.sim.config import EngineConfig, kv_capacity_tokens
 from blendsim.sim.engine import Engine
 from blendsim.sim.plan import Plan
-from blendsim.sim.replicas import run_replicas, split_contiguous
+from blendsim.sim.replicas import carve_shares, run_replicas, split_contiguous, sub_plan
 from blendsim.sim.result import SimResult
 from blendsim.traces.trace import Trace
 

@@ -11,9 +11,9 @@ import pytest
 from blendsim.cli import main
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import GPUS, MODELS
-from blendsim.sim.blend_admission import carve_shares, sub_plan
 from blendsim.sim.config import EngineConfig
 from blendsim.sim.planner import make_plan
+from blendsim.sim.replicas import carve_shares, sub_plan
 from blendsim.sim.run import simulate, simulate_policy
 from blendsim.traces.io import write_trace
 from blendsim.traces.mixer import make_preset
