@@ -39,6 +39,7 @@ from blendsim.executor.compare import (
     entry_from_results,
     signed_error,
 )
+from blendsim.executor.execute import engine_config
 from blendsim.profiler.profile import Profile, load_profile
 from blendsim.profiler.specs import ModelSpec, get_model
 from blendsim.sim.config import EngineConfig
@@ -47,7 +48,6 @@ POLICIES = ("fifo", "dfs", "blend")
 BACKENDS = ("vllm", "torch")
 MODEL = "smollm2-135m"
 INSTALL_HINT = "install it with `blendsim executor setup --device cpu`"
-GiB = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,8 @@ class ValidationSetup:
     torch_threads: int = 1
 
     def engine_config(self, model: ModelSpec) -> EngineConfig:
-        tokens = int(self.kv_cache_gib * GiB) // model.kv_bytes_per_token
-        return EngineConfig(engine="serial", token_budget=self.token_budget, max_running=self.max_running,
-                            block_size=self.block_size, kv_capacity_override=tokens - tokens % self.block_size)
+        return engine_config(model, "serial", self.kv_cache_gib, self.token_budget, self.max_running,
+                             self.block_size)
 
 
 def check_vllm(python: str) -> None:
