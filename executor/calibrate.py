@@ -79,19 +79,12 @@ def phase_trace(grid: tuple[Phase, ...]) -> tuple[Trace, list[np.ndarray]]:
 def run_calibration(config: Any, grid: tuple[Phase, ...], max_steps: int | None = None) -> list[StepRecord]:
     """Run the phases one after the other through one in-process engine; every step's record."""
     from blendsim.executor.prompts import PromptBuilder
-    from blendsim.executor.vllm_backend import Driver, ScheduleCapture, check_fits
-    from blendsim.executor.vllm_engine import (
-        build_engine,
-        kv_bytes_per_token,
-        read_model_config,
-        scheduler_of,
-    )
+    from blendsim.executor.vllm_backend import Driver, ScheduleCapture, check_trace_fits
+    from blendsim.executor.vllm_engine import build_engine, scheduler_of
 
     trace, groups = phase_trace(grid)
-    cfg = read_model_config(config.model_dir)
+    cfg = check_trace_fits(trace, config)
     max_len = int(cfg["max_position_embeddings"])
-    check_fits(trace, max_len, int(config.kv_cache_gib * (1 << 30)) // kv_bytes_per_token(cfg),
-               config.block_size or 128)
     engine = build_engine(config, max_len)
     sched = scheduler_of(engine)
     capture = ScheduleCapture(sched)

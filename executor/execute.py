@@ -24,8 +24,6 @@ from blendsim.executor.vllm_engine import (
     GiB,
     VllmRunConfig,
     check_device,
-    kv_bytes_per_token,
-    read_model_config,
 )
 from blendsim.profiler.specs import ModelSpec
 from blendsim.sim.config import EngineConfig
@@ -51,13 +49,11 @@ def _profile(args: argparse.Namespace, model: ModelSpec) -> Any:
 
 def _check_vllm_side(trace: Trace, cfg: VllmRunConfig, python: str | None) -> None:
     from blendsim.executor.validate import check_vllm
-    from blendsim.executor.vllm_backend import check_fits
+    from blendsim.executor.vllm_backend import check_trace_fits
 
     check_device(cfg.device)
     check_vllm(python or sys.executable)
-    model_cfg = read_model_config(cfg.model_dir)
-    kv_tokens = int(cfg.kv_cache_gib * GiB) // kv_bytes_per_token(model_cfg)
-    check_fits(trace, int(model_cfg["max_position_embeddings"]), kv_tokens, cfg.block_size or 128)
+    check_trace_fits(trace, cfg)
 
 
 def execute(trace_path: str, backend: str, policies: Sequence[str], args: argparse.Namespace,

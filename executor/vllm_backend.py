@@ -30,6 +30,7 @@ from blendsim.errors import UserError
 from blendsim.executor.prompts import PromptBuilder, block_saved_tokens
 from blendsim.executor.records import ExecResult, StepRecord
 from blendsim.executor.vllm_engine import (
+    GiB,
     VllmRunConfig,
     build_engine,
     kv_bytes_per_token,
@@ -88,6 +89,15 @@ class ScheduleCapture:
         return comp
 
 
+def check_trace_fits(trace: Trace, config: VllmRunConfig) -> dict[str, Any]:
+    """Check the trace against the model directory's context and ``config``'s KV cache (see
+    :func:`check_fits`); returns the model's ``config.json``."""
+    cfg = read_model_config(config.model_dir)
+    kv_tokens = int(config.kv_cache_gib * GiB) // kv_bytes_per_token(cfg)
+    check_fits(trace, int(cfg["max_position_embeddings"]), kv_tokens, config.block_size or 128)
+    return cfg
+
+
 def check_fits(trace: Trace, max_model_len: int, kv_tokens: int, block_size: int) -> None:
     """Requests longer than the model's context or the whole KV cache are UserErrors."""
     need = trace.prompt_len + trace.output_len
@@ -133,10 +143,8 @@ def run_vllm(trace: Trace, admission_order: np.ndarray, config: VllmRunConfig, *
     which the simulator admitted it), so vLLM follows the simulated timing as well as the order.
     """
     order = check_order(admission_order, len(trace))
-    cfg = read_model_config(config.model_dir)
+    cfg = check_trace_fits(trace, config)
     max_len = int(cfg["max_position_embeddings"])
-    check_fits(trace, max_len, int(config.kv_cache_gib * (1 << 30)) // kv_bytes_per_token(cfg),
-               config.block_size or 128)
     t0 = time.perf_counter()
     engine = build_engine(config, max_len)
     start_s = time.perf_counter() - t0
