@@ -28,10 +28,11 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from blendsim.errors import UserError
-from blendsim.executor.records import StepRecord, steps_to_columns, write_parquet
+from blendsim.executor.records import StepRecord, steps_to_columns
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.profile import Profile, Provenance
 from blendsim.profiler.specs import ModelSpec
+from blendsim.sim.result import write_parquet
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
 
@@ -163,7 +164,7 @@ def calibrate_cli(args: argparse.Namespace, config: Any) -> int:
     profile, report = fit_engine_profile(records, kernel, model, {"vllm": vllm_installed() or "?"})
     profile.save(args.output)
     steps_path = f"{args.output.removesuffix('.json')}_steps.parquet"
-    write_parquet(__import__("pathlib").Path(steps_path), steps_to_columns(records))
+    write_parquet(steps_path, steps_to_columns(records))
     print(f"calibration: {len(records)} steps in {run_s:.0f} s; fit on {int(report['steps'])} steps: "
           f"step MAPE {report['step_mape']:.1%} (median {report['step_median_ape']:.1%}), "
           f"total time error {report['total_time_error']:+.1%}")

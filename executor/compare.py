@@ -197,12 +197,3 @@ def write_json(path: str | Path, data: Any) -> None:
     """JSON with NaN/inf as null, written atomically."""
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
-
-
-def write_parquet(path: str | Path, columns: dict[str, np.ndarray]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table({k: pa.array(np.asarray(v)) for k, v in columns.items()})
-    with atomic_output(path) as tmp:
-        pq.write_table(table, tmp)

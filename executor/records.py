@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from blendsim.errors import UserError, atomic_output
+from blendsim.sim.result import write_parquet
 
 STEP_COLUMNS = ("replica", "step", "time", "prefill_tokens", "decode_tokens", "running", "kv_used_tokens",
                 "compute_s", "memory_s", "step_s",
@@ -130,12 +131,3 @@ class ExecResult:
             tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         write_parquet(paths[1], self.step_columns())
         return paths
-
-
-def write_parquet(path: Path, columns: dict[str, np.ndarray]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table({k: pa.array(np.asarray(v)) for k, v in columns.items()})
-    with atomic_output(path) as tmp:
-        pq.write_table(table, tmp)

@@ -175,7 +175,8 @@ class ReplayResult:
     def write(self, out_dir: str) -> list[str]:
         from pathlib import Path
 
-        from blendsim.executor.compare import write_json, write_parquet
+        from blendsim.executor.compare import write_json
+        from blendsim.sim.result import write_parquet
 
         d = Path(out_dir)
         if d.exists() and not d.is_dir():

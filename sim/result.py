@@ -96,14 +96,15 @@ class SimResult:
                  Path(f"{stem}_admission.parquet")]
         with atomic_output(paths[0]) as tmp:
             tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        _write_parquet(paths[1], self.steps)
+        write_parquet(paths[1], self.steps)
         with atomic_output(paths[2]) as tmp:
             tmp.write_text(json.dumps(chrome_trace(self)))
-        _write_parquet(paths[3], self.admission)
+        write_parquet(paths[3], self.admission)
         return paths
 
 
-def _write_parquet(path: Path, columns: dict[str, np.ndarray]) -> None:
+def write_parquet(path: str | Path, columns: dict[str, np.ndarray]) -> None:
+    """Equal-length columns as one Parquet file, written atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
