@@ -33,11 +33,11 @@ from blendsim.executor.vllm_engine import (
     GiB,
     VllmRunConfig,
     build_engine,
-    kv_bytes_per_token,
     read_model_config,
     scheduler_of,
     vllm_installed,
 )
+from blendsim.profiler.specs import model_from_config
 from blendsim.traces.trace import Trace
 
 
@@ -93,7 +93,8 @@ def check_trace_fits(trace: Trace, config: VllmRunConfig) -> dict[str, Any]:
     """Check the trace against the model directory's context and ``config``'s KV cache (see
     :func:`check_fits`); returns the model's ``config.json``."""
     cfg = read_model_config(config.model_dir)
-    kv_tokens = int(config.kv_cache_gib * GiB) // kv_bytes_per_token(cfg)
+    kv_bytes = model_from_config(Path(config.model_dir) / "config.json").kv_bytes_per_token
+    kv_tokens = int(config.kv_cache_gib * GiB) // kv_bytes
     check_fits(trace, int(cfg["max_position_embeddings"]), kv_tokens, config.block_size or 128)
     return cfg
 

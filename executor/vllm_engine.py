@@ -139,13 +139,6 @@ def read_model_config(model_dir: str | Path) -> dict[str, Any]:
     return cfg
 
 
-def kv_bytes_per_token(cfg: dict[str, Any], dtype_bytes: int = 2) -> int:
-    heads = int(cfg.get("num_attention_heads", 1))
-    kv_heads = int(cfg.get("num_key_value_heads", heads))
-    head_dim = int(cfg.get("head_dim", int(cfg.get("hidden_size", 0)) // max(heads, 1)))
-    return 2 * int(cfg["num_hidden_layers"]) * kv_heads * head_dim * dtype_bytes
-
-
 def build_engine(config: VllmRunConfig, max_model_len: int) -> Any:
     """An in-process ``LLMEngine`` with prefix caching; a model that does not load is a UserError."""
     configure_environment(config.threads)

@@ -16,6 +16,7 @@ from blendsim.executor.prompts import PromptBuilder, block_saved_tokens
 from blendsim.executor.records import STEP_COLUMNS, ExecResult, StepRecord
 from blendsim.executor.vllm_backend import check_fits, check_order
 from blendsim.profiler.cost import BatchShape
+from blendsim.profiler.specs import model_from_config
 from blendsim.sim.result import RESULT_KEYS, SERIES_COLUMNS
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
@@ -99,10 +100,11 @@ def test_model_dir_checks(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="max_position_embeddings"):
         vllm_engine.read_model_config(tmp_path)
     cfg = {"vocab_size": 49152, "max_position_embeddings": 8192, "num_hidden_layers": 30,
-           "num_attention_heads": 9, "num_key_value_heads": 3, "hidden_size": 576}
+           "num_attention_heads": 9, "num_key_value_heads": 3, "hidden_size": 576, "intermediate_size": 1536}
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     assert vllm_engine.read_model_config(tmp_path)["vocab_size"] == 49152
-    assert vllm_engine.kv_bytes_per_token(cfg) == 2 * 30 * 3 * 64 * 2  # SmolLM2: 23,040 B/token
+    # the KV size check_trace_fits uses: SmolLM2, 23,040 B/token
+    assert model_from_config(tmp_path / "config.json").kv_bytes_per_token == 2 * 30 * 3 * 64 * 2
 
 
 def test_gpu_asked_for_but_absent_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
