@@ -42,17 +42,6 @@ def signed_error(measured: float, simulated: float) -> float:
     return simulated / measured - 1.0 if measured > 0 else math.nan
 
 
-def mape(measured: Sequence[float] | np.ndarray, predicted: Sequence[float] | np.ndarray) -> float:
-    """Mean absolute percentage error of ``predicted`` against ``measured``, as a fraction."""
-    m = np.asarray(measured, dtype=np.float64)
-    p = np.asarray(predicted, dtype=np.float64)
-    if m.shape != p.shape or m.size == 0:
-        raise ValueError(f"mape needs two equal, non-empty series, got {m.shape} and {p.shape}")
-    if np.any(m <= 0):
-        raise ValueError("mape needs positive measured values")
-    return float(np.mean(np.abs(p - m) / m))
-
-
 @dataclass(frozen=True)
 class ComparisonEntry:
     """One policy on one backend, against the simulation of the same steps or trace."""

@@ -117,7 +117,7 @@ class ReplayResult:
         """Per operator: MAPE over the steps that run it and the signed bias sum(pred)/sum(meas) - 1.
         ``head`` is predicted as LM head + per-step/per-sequence overhead (the CPU profile's overhead
         is its sampling fit); ``other`` is the step time outside the four operators (Python, loop)."""
-        from blendsim.executor.compare import mape
+        from blendsim.profiler.fit import mape
 
         c = {k: v[self.rows] for k, v in self.captured.columns.items()}
         pred = {"gemm": c["pred_gemm_s"], "decode_attn": c["pred_decode_attn_s"],
@@ -137,7 +137,7 @@ class ReplayResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The simulator's result schema (measured), plus the replay's own fields."""
-        from blendsim.executor.compare import mape
+        from blendsim.profiler.fit import mape
 
         mk = self.measured_makespan_s
         s = self.sim

@@ -80,9 +80,15 @@ def _best_fit(residuals: Callable[[np.ndarray], np.ndarray], starts: Sequence[Se
     return np.asarray(best.x)
 
 
-def _mape(pred: Sequence[float], meas: Sequence[float]) -> float:
-    p, m = np.asarray(pred, dtype=float), np.asarray(meas, dtype=float)
-    return float(np.mean(np.abs(p / m - 1.0)))
+def mape(measured: Sequence[float] | np.ndarray, predicted: Sequence[float] | np.ndarray) -> float:
+    """Mean absolute percentage error of ``predicted`` against ``measured``, as a fraction."""
+    m = np.asarray(measured, dtype=np.float64)
+    p = np.asarray(predicted, dtype=np.float64)
+    if m.shape != p.shape or m.size == 0:
+        raise ValueError(f"mape needs two equal, non-empty series, got {m.shape} and {p.shape}")
+    if np.any(m <= 0):
+        raise ValueError("mape needs positive measured values")
+    return float(np.mean(np.abs(p - m) / m))
 
 
 def fit_gemm(points: list[tuple[int, float]], model: ModelSpec, hw: HardwareSpec) -> np.ndarray:
@@ -194,20 +200,20 @@ def errors(meas: Measurements, params: StepParams, model: ModelSpec, hw: Hardwar
     """MAPE of each measured operator under ``params``."""
     sm = StepModel(params, model, hw)
     out = {
-        "gemm": _mape([sm.gemm_time(n) for n, _ in meas.gemm], [s for _, s in meas.gemm]),
-        "decode_attention": _mape([sm.decode_attn_time(b * kv) for b, kv, _ in meas.decode],
-                                  [s for *_, s in meas.decode]),
-        "prefill_attention": _mape([sm.prefill_attn_time(*prefill_work(q, c, k)) for q, c, k, _ in meas.prefill],
-                                   [s for *_, s in meas.prefill]),
+        "gemm": mape([s for _, s in meas.gemm], [sm.gemm_time(n) for n, _ in meas.gemm]),
+        "decode_attention": mape([s for *_, s in meas.decode],
+                                 [sm.decode_attn_time(b * kv) for b, kv, _ in meas.decode]),
+        "prefill_attention": mape([s for *_, s in meas.prefill],
+                                  [sm.prefill_attn_time(*prefill_work(q, c, k)) for q, c, k, _ in meas.prefill]),
     }
     if meas.lm_head:
-        out["lm_head"] = _mape([sm.lm_head_time(k) for k, _ in meas.lm_head], [s for _, s in meas.lm_head])
+        out["lm_head"] = mape([s for _, s in meas.lm_head], [sm.lm_head_time(k) for k, _ in meas.lm_head])
     if len(meas.sampling) >= 2:
-        out["sampling"] = _mape([params.step_overhead_s + params.seq_overhead_s * k for k, _ in meas.sampling],
-                                [s for _, s in meas.sampling])
+        out["sampling"] = mape([s for _, s in meas.sampling],
+                               [params.step_overhead_s + params.seq_overhead_s * k for k, _ in meas.sampling])
     if meas.concurrent:
-        out["overlap"] = _mape([max(g, a) + params.kappa * min(g, a) for g, a, _ in meas.concurrent],
-                               [b for *_, b in meas.concurrent])
+        out["overlap"] = mape([b for *_, b in meas.concurrent],
+                              [max(g, a) + params.kappa * min(g, a) for g, a, _ in meas.concurrent])
     return out
 
 

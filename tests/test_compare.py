@@ -13,10 +13,10 @@ from blendsim.executor.compare import (
     Comparison,
     ComparisonEntry,
     entry_from_results,
-    mape,
     signed_error,
     speedups,
 )
+from blendsim.profiler.fit import mape
 
 ENTRY_KEYS = {"policy", "backend", "measured_tok_s", "simulated_tok_s", "error", "measured_makespan_s",
               "simulated_makespan_s", "makespan_error", "complete"}
