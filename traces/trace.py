@@ -53,11 +53,6 @@ class Trace:
     def __iter__(self) -> Iterator[Request]:
         return (self.request(i) for i in range(len(self)))
 
-    @property
-    def source_names(self) -> np.ndarray:
-        """Source name of every request (object array)."""
-        return np.asarray(self.sources, dtype=object)[self.source_codes]
-
     # ----------------------------------------------------------------- sharing
     def saved_tokens(self, mask: np.ndarray | None = None) -> int:
         """Prompt tokens served from the prefix cache with an unbounded cache in DFS order.
