@@ -225,7 +225,11 @@ class StepModel:
         return layer_gemm_flops(self.model, tokens) / (t * self.hardware.peak_flops) if t > 0 else 0.0
 
     def ridge_tokens(self) -> float:
-        """Token count where the layer GEMMs leave the weight-bound regime (the curve's; no latency)."""
+        """Token count where the layer GEMMs leave the weight-bound regime (no latency): where the
+        curve's compute line meets the weight read, or, with a measured table (the times the model
+        uses), where the best per-token time adds up to the one-token floor."""
+        if self._tab_n:
+            return self._tab_t[0] / self._c_layer_best
         return max(self._w_layer / self._c_layer - self._h, 0.0)
 
     # ---- steps ----

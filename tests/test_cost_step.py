@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -85,6 +86,20 @@ def test_gemm_regime_switches_at_ridge_point() -> None:
     assert toy.ridge_tokens() == pytest.approx(expected)
     assert toy.gemm_time(expected - 1) == pytest.approx(toy.gemm_time(1))
     assert toy.gemm_time(expected + 1) > toy.gemm_time(expected)
+
+
+def test_ridge_of_a_measured_gemm_table_comes_from_the_table() -> None:
+    """With a table the curve's parameters no longer set any GEMM time (an engine calibration may move
+    them freely), so the ridge is the table's: one-token floor / best per-token time."""
+    def with_table(params: StepParams) -> StepParams:
+        return dataclasses.replace(params, gemm_table_tokens=(1.0, 8.0, 64.0, 512.0),
+                                   gemm_table_eff=(0.02, 0.15, 0.6, 0.8))
+
+    sm = StepModel(with_table(toy_params()), TOY, TOY_HW)
+    assert sm.ridge_tokens() == pytest.approx(0.8 / 0.02)  # t(1) = c / 0.02, best = c / 0.8 per token
+    moved = StepModel(with_table(toy_params(gemm_eff_max=1.9, weight_bw_eff=1.9, gemm_n_half=64.0)), TOY, TOY_HW)
+    assert moved.ridge_tokens() == pytest.approx(sm.ridge_tokens())
+    assert moved.gemm_time(100.0) == sm.gemm_time(100.0)
 
 
 def test_mmlu_request_density_on_llama3_8b_a100() -> None:
