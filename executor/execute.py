@@ -3,9 +3,10 @@
 The simulation runs under an :class:`EngineConfig` that matches the engine replayed (token budget,
 running cap, KV block and KV capacity from the vLLM settings), so both sides see the same limits;
 the vLLM replay follows the simulator's first-admission order (for ``blend``, the merged order of
-its two scanners) and its timing in steps: each request is handed to vLLM only once as many steps
-have run as had run when the simulator admitted it (``SimResult.release_steps``). Outputs in ``--out``: ``sim/`` (simulated results), ``vllm/`` or ``torch/``
-(measured), ``comparison.json`` and ``comparison.md``.
+its two scanners) and its timing in steps (:mod:`blendsim.executor.pacing`): each request is handed
+to vLLM only once as many steps have run as had run when the simulator admitted it, and each step
+runs at most the prefill tokens the simulated step was capped at. Outputs in ``--out``: ``sim/``
+(simulated results), ``vllm/`` or ``torch/`` (measured), ``comparison.json`` and ``comparison.md``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from blendsim.errors import UserError
+from blendsim.executor.pacing import Pacing
 from blendsim.executor.vllm_engine import (
     GiB,
     VllmRunConfig,
@@ -92,7 +94,7 @@ def execute(trace_path: str, backend: str, policies: Sequence[str], args: argpar
 
             measured = run_isolated(trace_path, np.asarray(sim.admission["position"]), vllm_config, policy,
                                     out / "vllm", max_steps=args.max_steps, python=args.vllm_python,
-                                    seed=args.seed, release_steps=sim.release_steps())
+                                    seed=args.seed, pacing=Pacing.from_sim(sim))
             entry = entry_from_results(sim.to_dict(), measured, "vllm")
             _say(f"{policy}: measured {entry.measured_tok_s:,.0f} tok/s (error {entry.error:+.1%})")
         else:

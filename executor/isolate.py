@@ -2,7 +2,7 @@
 
 A second vLLM engine in the same process does not free the first's memory, so each policy's replay
 runs as ``python -m blendsim.executor.isolate SPEC.json``: the spec names the trace file, the
-admission order (``.npy``), the :class:`VllmRunConfig` fields, the policy and the output folder. The
+admission order and its pacing (``.npy``), the :class:`VllmRunConfig` fields, the policy and the output folder. The
 child writes ``<policy>_vllm.json`` and ``_steps.parquet`` there (also when interrupted: what it
 measured is kept) and exits 2 with one line on stderr for a user error. ``python`` may be another
 environment's interpreter (vLLM in its own venv) as long as it can import blendsim.
@@ -19,23 +19,21 @@ from typing import Any
 import numpy as np
 
 from blendsim.errors import EXIT_USER_ERROR, UserError
+from blendsim.executor.pacing import Pacing
 from blendsim.executor.vllm_engine import VllmRunConfig
 
 
 def run_isolated(trace_path: str | Path, order: np.ndarray, config: VllmRunConfig, policy: str,
                  out_dir: str | Path, *, max_steps: int | None = None, python: str | None = None,
-                 seed: int = 0, release_steps: np.ndarray | None = None) -> dict[str, Any]:
-    """Replay ``order`` in a child process; returns the result dict it wrote (``ExecResult.to_dict``)."""
+                 seed: int = 0, pacing: Pacing | None = None) -> dict[str, Any]:
+    """Replay ``order`` (paced by ``pacing``, see :mod:`blendsim.executor.pacing`) in a child process;
+    returns the result dict it wrote (``ExecResult.to_dict``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     order_path = out / f"{policy}_order.npy"
     np.save(order_path, np.asarray(order, dtype=np.int64))
     spec = {"trace": str(trace_path), "order": str(order_path), "config": config.as_dict(), "policy": policy,
-            "out": str(out), "max_steps": max_steps, "seed": seed, "release": None}
-    if release_steps is not None:
-        release_path = out / f"{policy}_release.npy"
-        np.save(release_path, np.asarray(release_steps, dtype=np.int64))
-        spec["release"] = str(release_path)
+            "out": str(out), "max_steps": max_steps, "seed": seed, **(pacing or Pacing()).save(out, policy)}
     spec_path = out / f"{policy}_spec.json"
     spec_path.write_text(json.dumps(spec, indent=2) + "\n")
     log_path = out / f"{policy}_vllm.log"
@@ -79,7 +77,7 @@ def child_main(spec_path: str) -> int:
     config = VllmRunConfig(**spec["config"])
     result = run_vllm(trace, order, config, policy=spec["policy"], max_steps=spec.get("max_steps"),
                       out_dir=spec["out"], seed=int(spec.get("seed", 0)),
-                      release_steps=np.load(spec["release"]) if spec.get("release") else None)
+                      pacing=Pacing.load(spec))
     if result.interrupted:
         print("blendsim: interrupted; kept what was measured", file=sys.stderr)
         return 130

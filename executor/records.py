@@ -5,7 +5,7 @@ wall time of the measured run, ``optimal_time_s`` and ``fraction_of_optimal`` ar
 need a profile; the comparison fills them) plus ``backend``, ``device`` and the measured extras.
 ``ExecResult.steps`` maps :data:`STEP_COLUMNS` to equal-length arrays; its first columns are the
 simulator's ``SERIES_COLUMNS`` (``compute_s`` and ``memory_s`` are NaN: a real engine does not split
-its time), followed by each step's exact composition.
+its time; ``prefill_cap`` is the cap the replay applied), followed by each step's exact composition.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from blendsim.errors import UserError, atomic_output
 from blendsim.sim.result import write_parquet
 
 STEP_COLUMNS = ("replica", "step", "time", "prefill_tokens", "decode_tokens", "running", "kv_used_tokens",
-                "compute_s", "memory_s", "step_s",
+                "compute_s", "memory_s", "step_s", "prefill_cap",
                 # exact composition (BatchShape fields) and bookkeeping
                 "prefill_seqs", "prefill_attn_pairs", "decode_kv_tokens", "cached_tokens",
                 "admitted", "finished", "preempted", "waiting")
@@ -47,10 +47,11 @@ class StepRecord:
     finished: int
     preempted: int
     waiting: int
+    prefill_cap: int = -1  # the replayed plan's cap on this step's prefill tokens (-1: none)
 
     def as_row(self, replica: int = 0) -> tuple[float, ...]:
         return (replica, self.step, self.time, self.prefill_tokens, self.decode_seqs, self.running,
-                self.kv_used_tokens, float("nan"), float("nan"), self.step_s, self.prefill_seqs,
+                self.kv_used_tokens, float("nan"), float("nan"), self.step_s, self.prefill_cap, self.prefill_seqs,
                 self.prefill_attn_pairs, self.decode_kv_tokens, self.cached_tokens, self.admitted,
                 self.finished, self.preempted, self.waiting)
 

@@ -4,13 +4,17 @@
 
 1. ``trace.parquet``: the scaled trace (:mod:`blendsim.executor.validation_trace`);
 2. ``profile_cpu.json``: a kernel profile of this CPU for SmolLM2-135M (the profiler's quick grid,
-   one torch thread), unless one is given; an engine-calibrated profile (``calibrated_profile``, from
-   the executor's calibration) is used for the vLLM side when given;
+   one torch thread), unless one is given; it predicts the torch replay;
+   ``profile_vllm.json``: with ``--backend vllm``, an engine-calibrated profile (``blendsim executor
+   calibrate``, its full grid of uniform batches, in a child process under the validation's engine
+   settings), unless one is given; it predicts the vLLM runs, and the kernel profile's prediction is
+   reported beside it;
 3. per policy (``fifo``, ``dfs``, ``blend``): plan and simulate under an engine configuration that
    matches the vLLM-CPU engine (serial composition, 128-token KV blocks, the engine's token budget,
    running cap and KV size), written under ``sim/``;
 4. ``--backend vllm``: each policy's admission order replayed on vLLM-CPU, each request handed over
-   no earlier (in steps) than the simulator admitted it, one subprocess per policy
+   no earlier (in steps) than the simulator admitted it and each step's prefill capped as simulated
+   (:mod:`blendsim.executor.pacing`), one subprocess per policy
    (one engine per process; :func:`blendsim.executor.isolate.run_isolated` with ``vllm_python``,
    default this interpreter), written under ``vllm/``;
 5. ``--backend torch``: each policy's simulated steps replayed on torch CPU
@@ -40,6 +44,7 @@ from blendsim.executor.compare import (
     signed_error,
 )
 from blendsim.executor.execute import engine_config
+from blendsim.executor.pacing import Pacing
 from blendsim.profiler.profile import Profile, load_profile
 from blendsim.profiler.specs import ModelSpec, get_model
 from blendsim.sim.config import EngineConfig
@@ -96,6 +101,29 @@ def kernel_profile(out_dir: Path, model: ModelSpec, threads: int, say: Callable[
     return profile
 
 
+def calibrated_profile_now(out_dir: Path, kernel_path: Path, setup: ValidationSetup, python: str,
+                           model_dir: str, say: Callable[[str], None]) -> Path:
+    """Run ``blendsim executor calibrate`` with ``python`` (one engine per process) under ``setup``'s
+    engine settings; returns the profile it wrote (``profile_vllm.json``, log in ``calibrate.log``)."""
+    path = out_dir / "profile_vllm.json"
+    cmd = [python, "-m", "blendsim.cli", "executor", "calibrate", "--profile", str(kernel_path), "-o", str(path),
+           "--model", MODEL, "--model-dir", model_dir, "--kv-cache-gib", str(setup.kv_cache_gib),
+           "--token-budget", str(setup.token_budget), "--max-running", str(setup.max_running),
+           "--block-size", str(setup.block_size), "--threads", str(setup.vllm_threads)]
+    say("calibrating the step model on vLLM-CPU (a grid of uniform batches, ~2 minutes)")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    (out_dir / "calibrate.log").write_text(proc.stdout + proc.stderr)
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    if proc.returncode != 0 or not path.is_file():
+        errors = [ln for ln in lines if ln.startswith("blendsim: error:")]
+        raise UserError(f"the vLLM calibration failed (exit {proc.returncode}): "
+                        f"{(errors or lines or ['no output'])[-1]}; log: {out_dir / 'calibrate.log'}")
+    for ln in lines:
+        if ln.startswith("calibration:"):
+            say(ln)
+    return path
+
+
 def _vllm_entry(policy: str, trace_path: Path, sim: Any, setup: ValidationSetup, out: Path, python: str,
                 model_dir: str, max_steps: int | None, seed: int) -> ComparisonEntry:
     """Replay the simulated admission order and step timing on vLLM-CPU in a child process (the executor's
@@ -108,7 +136,7 @@ def _vllm_entry(policy: str, trace_path: Path, sim: Any, setup: ValidationSetup,
                            block_size=setup.block_size, threads=setup.vllm_threads, device="cpu", seed=seed)
     measured = run_isolated(trace_path, np.asarray(sim.admission["position"], dtype=np.int64), config, policy,
                             out, max_steps=max_steps, python=python, seed=seed,
-                            release_steps=sim.release_steps())
+                            pacing=Pacing.from_sim(sim))
     return entry_from_results(sim.to_dict(), measured, "vllm")
 
 
@@ -146,6 +174,9 @@ def run_validation(out_dir: str | Path, *, quick: bool = False, backends: Sequen
         f"sharing {trace.sharing():.3f}")
     kernel = (load_profile(profile_path) if profile_path
               else kernel_profile(out, model, setup.torch_threads, log)).bind(model)
+    if "vllm" in backends and calibrated_profile is None:
+        kernel_path = Path(profile_path) if profile_path else out / "profile_cpu.json"
+        calibrated_profile = str(calibrated_profile_now(out, kernel_path, setup, python, str(model_dir), log))
     engine_profile = load_profile(calibrated_profile).bind(model) if calibrated_profile else kernel
     config = setup.engine_config(model)
     entries: list[ComparisonEntry] = []

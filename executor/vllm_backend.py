@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from blendsim.errors import UserError
+from blendsim.executor.pacing import Pacing
 from blendsim.executor.prompts import PromptBuilder, block_saved_tokens
 from blendsim.executor.records import ExecResult, StepRecord
 from blendsim.executor.vllm_engine import (
@@ -123,25 +124,17 @@ def check_order(order: np.ndarray, n: int) -> np.ndarray:
     return order
 
 
-def check_release(release_steps: np.ndarray | None, n: int) -> np.ndarray | None:
-    if release_steps is None:
-        return None
-    rel = np.asarray(release_steps, dtype=np.int64)
-    if rel.shape != (n,) or (n and (rel[0] < 0 or np.any(np.diff(rel) < 0))):
-        raise UserError(f"release steps must be {n} non-negative, non-decreasing step numbers")
-    return rel
-
-
 def run_vllm(trace: Trace, admission_order: np.ndarray, config: VllmRunConfig, *, policy: str = "fifo",
              max_steps: int | None = None, out_dir: str | Path | None = None, seed: int = 0,
-             release_steps: np.ndarray | None = None) -> ExecResult:
+             pacing: Pacing | None = None) -> ExecResult:
     """Replay ``admission_order`` (request positions) on a fresh in-process vLLM engine.
 
     Returns what was measured; with ``out_dir`` also writes it (also when interrupted, and when
     ``max_steps`` stops the run early: then ``completed`` is False). Call once per process.
-    ``release_steps`` (one per entry of ``admission_order``, non-decreasing) paces the replay: the
-    k-th request is handed to vLLM only once ``release_steps[k]`` steps have run (e.g. the step at
-    which the simulator admitted it), so vLLM follows the simulated timing as well as the order.
+    ``pacing`` makes vLLM follow the simulated timing as well as the order
+    (:mod:`blendsim.executor.pacing`): the k-th request is handed over only once
+    ``release_steps[k]`` steps have run, and step ``k`` runs at most ``prefill_caps[k]`` prefill
+    tokens (the scheduler's token budget of that step is its running decodes plus the cap).
     """
     order = check_order(admission_order, len(trace))
     cfg = check_trace_fits(trace, config)
@@ -153,7 +146,7 @@ def run_vllm(trace: Trace, admission_order: np.ndarray, config: VllmRunConfig, *
     block = int(sched.kv_cache_manager.block_size if hasattr(sched.kv_cache_manager, "block_size")
                 else engine.vllm_config.cache_config.block_size)
     driver = Driver(engine, sched, trace, order, config, PromptBuilder(trace, int(cfg["vocab_size"]), seed),
-                    release_steps=check_release(release_steps, len(order)))
+                    pacing=(pacing or Pacing()).checked(len(order)))
     try:
         driver.run(max_steps)
     except KeyboardInterrupt:
@@ -170,7 +163,7 @@ class Driver:
 
     def __init__(self, engine: Any, sched: Any, trace: Trace, order: np.ndarray, config: VllmRunConfig,
                  prompts: PromptBuilder, capture: ScheduleCapture | None = None,
-                 release_steps: np.ndarray | None = None) -> None:
+                 pacing: Pacing | None = None) -> None:
         from vllm import SamplingParams
 
         self.engine, self.sched, self.trace, self.order, self.config = engine, sched, trace, order, config
@@ -178,7 +171,10 @@ class Driver:
         self.sampling = SamplingParams
         self.capture = capture or ScheduleCapture(sched)
         self.pending = deque(int(x) for x in order)
-        self.release = deque(int(x) for x in release_steps) if release_steps is not None else None
+        self.pacing = pacing or Pacing()
+        rel = self.pacing.release_steps
+        self.release = deque(int(x) for x in rel) if rel is not None else None
+        self.full_budget = int(sched.max_num_scheduled_tokens)
         self.waiting: set[str] = set()  # handed to vLLM, not yet scheduled
         self.position_of: dict[str, int] = {}
         self.admitted_order: list[int] = []  # positions in the order vLLM first scheduled them
@@ -219,15 +215,25 @@ class Driver:
             if max_steps is not None and len(self.records) >= max_steps:
                 return
             self.capture.last = None
+            cap = self._apply_cap()
             t_start = time.perf_counter()
             if self.t_first is None:
                 self.t_first = t_start
             outputs = self.engine.step()
             t_end = time.perf_counter()
             self.t_last = t_end
-            self._record(t_end - t_start, t_end - self.t_first, outputs)
+            self._record(t_end - t_start, t_end - self.t_first, outputs, cap)
 
-    def _record(self, step_s: float, at: float, outputs: list[Any]) -> None:
+    def _apply_cap(self) -> int:
+        """Set the scheduler's token budget for the next step from the pacing's prefill cap; returns it."""
+        k = len(self.records)
+        cap = self.pacing.cap(k)
+        if cap >= 0 or self.sched.max_num_scheduled_tokens != self.full_budget:
+            decoding = sum(1 for r in self.sched.running if r.num_computed_tokens >= r.num_prompt_tokens)
+            self.sched.max_num_scheduled_tokens = self.pacing.token_budget(k, decoding, self.full_budget)
+        return cap
+
+    def _record(self, step_s: float, at: float, outputs: list[Any], cap: int = -1) -> None:
         comp = self.capture.last or Composition()
         hits = comp.hits
         admitted = 0
@@ -251,7 +257,8 @@ class Driver:
             prefill_seqs=comp.prefill_seqs, prefill_attn_pairs=comp.pairs,
             decode_seqs=comp.decode_seqs, decode_kv_tokens=comp.kv, running=len(self.sched.running),
             kv_used_tokens=int(round(usage * self.kv_capacity)), cached_tokens=cached, admitted=admitted,
-            finished=done, preempted=comp.preempted, waiting=len(self.waiting) + len(self.pending)))
+            finished=done, preempted=comp.preempted, waiting=len(self.waiting) + len(self.pending),
+            prefill_cap=cap))
 
     def wrong_outputs(self) -> list[int]:
         """Positions that finished with another output length than the trace's."""

@@ -126,7 +126,8 @@ class Engine:
         self.admitted_time = array("d")  # simulated time of that admission (the step's start)
         self.admitted_cached = array("q")  # prompt tokens served from the cache then
         self.series = {k: array("d") for k in ("time", "prefill_tokens", "decode_tokens", "running",
-                                               "kv_used_blocks", "compute_s", "memory_s", "step_s")}
+                                               "kv_used_blocks", "compute_s", "memory_s", "step_s",
+                                               "prefill_cap")}
 
     # ------------------------------------------------------------------ helpers
     def segments(self, pos: int) -> tuple[list[int], list[int]]:
@@ -282,6 +283,7 @@ class Engine:
         s["compute_s"].append(st.compute_s)
         s["memory_s"].append(st.memory_s)
         s["step_s"].append(st.total_s)
+        s["prefill_cap"].append(-1 if self.prefill_cap is None else self.prefill_cap)
 
     def _finish_decodes(self, t: int) -> None:
         heap = self.finish_heap

@@ -22,7 +22,7 @@ RESULT_KEYS = ("policy", "engine", "requests", "total_tokens", "makespan_s", "th
                "preemptions", "sharing", "optimal_sharing", "optimal_time_s", "fraction_of_optimal",
                "plan_s", "sim_s")
 SERIES_COLUMNS = ("replica", "step", "time", "prefill_tokens", "decode_tokens", "running", "kv_used_tokens",
-                  "compute_s", "memory_s", "step_s")
+                  "compute_s", "memory_s", "step_s", "prefill_cap")
 CHROME_MAX_SLICES = 200_000  # per-step slices beyond this are merged so Perfetto opens the file quickly
 
 
@@ -34,7 +34,9 @@ class SimResult:
     ``replica``, ``step`` (the replica's step, numbered from 1 as in ``steps``, that could first
     schedule it: it was admitted after ``step - 1`` steps had run; non-decreasing within a
     replica), ``time`` (the simulated time then: that step's start) and ``cached_tokens`` (prompt
-    tokens its prefix-cache hit skipped: whole blocks, never the last prompt token)."""
+    tokens its prefix-cache hit skipped: whole blocks, never the last prompt token). The series'
+    ``prefill_cap`` is the policy's cap on that step's prefill tokens (blend's chunk pacing), -1
+    where the step could fill its token budget."""
 
     policy: str
     engine: str
@@ -75,13 +77,23 @@ class SimResult:
     def release_steps(self) -> np.ndarray | None:
         """For a one-replica replay in ``admission["position"]`` order: the steps that had run when
         each request was first admitted (``step - 1``), so a real engine is handed each request no
-        earlier than the simulator admitted it (``executor.vllm_backend.run_vllm``'s
-        ``release_steps``). None without a ``step`` column or with several replicas."""
+        earlier than the simulator admitted it (``executor.pacing.Pacing.release_steps``). None
+        without a ``step`` column or with several replicas."""
         steps = self.admission.get("step")
         replica = self.admission.get("replica")
         if steps is None or (replica is not None and len(replica) and np.any(replica != replica[0])):
             return None
         return np.asarray(steps, dtype=np.int64) - 1
+
+    def prefill_caps(self) -> np.ndarray | None:
+        """For a one-replica replay: each step's prefill cap (-1: none), so a real engine can run the
+        same per-step prefill budgets (``executor.pacing.Pacing.prefill_caps``). None when no step
+        was capped or with several replicas."""
+        caps = self.steps.get("prefill_cap")
+        replica = self.steps.get("replica")
+        if caps is None or not np.any(caps >= 0) or (replica is not None and np.any(replica != 0)):
+            return None
+        return np.asarray(caps, dtype=np.int64)
 
     # ------------------------------------------------------------------ files
     def write(self, out_dir: str | Path) -> list[Path]:

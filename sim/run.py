@@ -194,7 +194,7 @@ def _series(engines: list[Engine], block_size: int) -> dict[str, np.ndarray]:
             arr = np.frombuffer(v, dtype=np.float64) if n else np.zeros(0)
             if k == "kv_used_blocks":
                 cols.setdefault("kv_used_tokens", []).append((arr * block_size).astype(np.int64))
-            elif k in ("prefill_tokens", "decode_tokens", "running"):
+            elif k in ("prefill_tokens", "decode_tokens", "running", "prefill_cap"):
                 cols.setdefault(k, []).append(arr.astype(np.int64))
             else:
                 cols.setdefault(k, []).append(arr.copy())

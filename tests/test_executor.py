@@ -211,3 +211,24 @@ def test_execute_rejects_bad_input_before_running(tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and ("does not exist" in err or "not installed" in err)
     assert not (tmp_path / "o").exists()
+
+
+def test_pacing_budgets_checks_and_files(tmp_path: Path) -> None:
+    from blendsim.executor.pacing import Pacing
+
+    p = Pacing(np.array([0, 0, 3]), np.array([100, -1, 0])).checked(3)
+    assert [p.cap(k) for k in range(5)] == [100, -1, 0, -1, -1]  # past the plan's steps: no cap
+    assert p.token_budget(0, decoding=5, full=512) == 105  # the decodes, then the cap's prefill
+    assert p.token_budget(0, decoding=500, full=512) == 512  # never above the engine's budget
+    assert p.token_budget(1, decoding=5, full=512) == 512  # uncapped
+    assert p.token_budget(2, decoding=7, full=512) == 7  # cap 0: a decode-only step
+    assert p.token_budget(2, decoding=0, full=512) == 512  # nothing to run but prefill: not starved
+    back = Pacing.load(p.save(tmp_path, "blend"))
+    assert np.array_equal(back.release_steps, p.release_steps) and np.array_equal(back.prefill_caps, p.prefill_caps)
+    assert Pacing.load(Pacing().save(tmp_path, "fifo")) == Pacing()
+    with pytest.raises(UserError, match="non-decreasing"):
+        Pacing(np.array([2, 1, 3])).checked(3)
+    with pytest.raises(UserError, match="3 non-negative"):
+        Pacing(np.array([0, 1])).checked(3)
+    with pytest.raises(UserError, match="prefill caps"):
+        Pacing(None, np.array([5, -2])).checked(3)

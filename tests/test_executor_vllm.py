@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from blendsim.executor.model_prep import default_model_dir, is_prepared
+from blendsim.executor.pacing import Pacing
 from blendsim.executor.prompts import block_saved_tokens
 from blendsim.executor.vllm_engine import VllmRunConfig, vllm_installed
 from blendsim.traces.request import Request
@@ -98,18 +99,26 @@ def test_model_dir_that_does_not_load_is_a_user_error(trace_file: tuple[Trace, P
         run_isolated(path, np.arange(12), _config(model_dir=str(bad)), "fifo", tmp_path / "out")
 
 
-def test_release_steps_pace_the_replay(trace_file: tuple[Trace, Path], tmp_path: Path) -> None:
+def test_pacing_releases_and_caps_prefill(trace_file: tuple[Trace, Path], tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     from blendsim.executor.isolate import run_isolated
 
     _tr, path = trace_file
     release = np.array([0, 0, 0, 0, 6, 6, 6, 6, 12, 12, 12, 12])
-    res = run_isolated(path, np.arange(12), _config(), "blend", tmp_path, release_steps=release)
+    caps = np.array([200, 200, 0, 0, 64, -1, 130, 130, 130, 130])  # steps 10 and on: no cap
+    res = run_isolated(path, np.arange(12), _config(), "blend", tmp_path, pacing=Pacing(release, caps))
     assert res["completed"] and res["admitted_order"] == list(range(12))
-    admitted = np.array(pq.read_table(tmp_path / "blend_vllm_steps.parquet").column("admitted").to_pylist())
+    steps = pq.read_table(tmp_path / "blend_vllm_steps.parquet").to_pydict()
+    admitted = np.array(steps["admitted"])
     first_step = np.repeat(np.arange(len(admitted)), admitted)  # step at which each was first scheduled
     assert np.all(first_step >= release)
+    applied = np.array(steps["prefill_cap"])
+    assert applied[:10].tolist() == caps.tolist() and np.all(applied[10:] == -1)
+    prefill = np.array(steps["prefill_tokens"])
+    capped = applied >= 0
+    assert np.all(prefill[capped] <= applied[capped])  # every capped step kept within its cap
+    assert prefill[0] == 200 and prefill[5] > 200  # the cap binds; uncapped steps fill the budget
 
 
 def test_calibrate_cli_writes_a_fitted_profile(tmp_path: Path) -> None:

@@ -59,3 +59,22 @@ def test_admission_record_per_replica_and_in_the_parquet(trace, tmp_path) -> Non
     table = pq.read_table(paths[3]).to_pandas()
     assert list(table.columns) == ["position", "side", "replica", "step", "time", "cached_tokens"]
     assert np.array_equal(table["step"].to_numpy(), res.admission["step"])
+
+
+@pytest.mark.parametrize("chunk_pacing", [True, False])
+def test_prefill_caps_are_the_steps_actual_limits(trace, chunk_pacing: bool) -> None:
+    """``prefill_cap`` records blend's chunk pacing step by step; every step kept within its cap."""
+    plan = make_plan(trace, "blend", LLAMA, GPUS["a100-80g"])
+    config = EngineConfig(kv_capacity_override=120_000, blend_chunk_pacing=chunk_pacing)
+    res = simulate(trace, plan, LLAMA, A100, config)
+    caps, prefill = res.steps["prefill_cap"], res.steps["prefill_tokens"]
+    assert caps.dtype == np.int64 and len(caps) == res.steps_run and np.all(caps >= -1)
+    capped = caps >= 0
+    assert np.all(prefill[capped] <= caps[capped])
+    if chunk_pacing:
+        assert capped.any() and np.any(prefill[capped] == caps[capped])  # the caps bind
+        assert np.array_equal(res.prefill_caps(), caps)
+    else:
+        assert not capped.any() and res.prefill_caps() is None
+    fifo = simulate(trace, make_plan(trace, "fifo", LLAMA, GPUS["a100-80g"]), LLAMA, A100, config)
+    assert np.all(fifo.steps["prefill_cap"] == -1) and fifo.prefill_caps() is None
