@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +148,24 @@ def test_interrupted_replay_keeps_what_it_measured(tiny: ModelSpec, monkeypatch:
 def test_gpu_asked_for_but_absent(tiny: ModelSpec) -> None:
     with pytest.raises(UserError, match="no CUDA GPU"):
         replay_policy(small_trace(4), "fifo", tiny, builtin_profile("a100-80g"), CONFIG, ReplayOptions(device="cuda"))
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_cpu_replayer_pins_glibcs_allocator_thresholds(tiny: ModelSpec) -> None:
+    """A CPU replayer keeps large activations on a warm heap (forward_pass docstring, "Allocator")."""
+    import ctypes
+
+    from blendsim.profiler import forward_pass
+
+    StepReplayer(tiny, [BatchShape(decode_seqs=1, decode_kv_tokens=8)], "cpu")
+    assert forward_pass.steady_cpu_allocator() is True
+    # glibc now serves a 16 MiB block from the heap: freeing and re-taking it returns the same address
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    first = libc.malloc(16 * 2**20)
+    libc.free(first)
+    again = libc.malloc(16 * 2**20)
+    libc.free(again)
+    assert first == again
