@@ -80,12 +80,12 @@ def phase_trace(grid: tuple[Phase, ...]) -> tuple[Trace, list[np.ndarray]]:
 def run_calibration(config: Any, grid: tuple[Phase, ...], max_steps: int | None = None) -> list[StepRecord]:
     """Run the phases one after the other through one in-process engine; every step's record."""
     from blendsim.executor.prompts import PromptBuilder
-    from blendsim.executor.vllm_backend import Driver, ScheduleCapture, check_trace_fits
+    from blendsim.executor.vllm_backend import Driver, ScheduleCapture, check_trace_fits, engine_max_len
     from blendsim.executor.vllm_engine import build_engine, scheduler_of
 
     trace, groups = phase_trace(grid)
     cfg = check_trace_fits(trace, config)
-    max_len = int(cfg["max_position_embeddings"])
+    max_len = engine_max_len(cfg, trace)
     engine = build_engine(config, max_len)
     sched = scheduler_of(engine)
     capture = ScheduleCapture(sched)

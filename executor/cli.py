@@ -23,7 +23,9 @@ ALL_POLICIES = ("fifo", "dfs", "blend")
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("vLLM engine")
     g.add_argument("--model-dir", help="Hugging Face model directory (default: the prepared SmolLM2-135M)")
-    g.add_argument("--dummy-weights", action="store_true", help="random weights; --model-dir needs only config.json")
+    g.add_argument("--dummy-weights", action="store_true",
+                   help="random weights: --model-dir needs only config.json; without --model-dir the "
+                        "engine is built from --model (a built-in name or config.json)")
     g.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     g.add_argument("--tp", type=int, default=1, help="tensor parallelism (vLLM on GPUs)")
     g.add_argument("--kv-cache-gib", type=float, default=2.0)
@@ -40,7 +42,12 @@ def _run_config(args: argparse.Namespace) -> Any:
     from blendsim.executor.model_prep import default_model_dir
     from blendsim.executor.vllm_engine import VllmRunConfig
 
-    return VllmRunConfig(model_dir=str(args.model_dir or default_model_dir()), kv_cache_gib=args.kv_cache_gib,
+    model_dir = args.model_dir or default_model_dir()
+    if args.dummy_weights:
+        from blendsim.executor.dummy_model import dummy_model_dir
+
+        model_dir = dummy_model_dir(args.model_dir or args.model)
+    return VllmRunConfig(model_dir=str(model_dir), kv_cache_gib=args.kv_cache_gib,
                          max_num_batched_tokens=args.token_budget, max_num_seqs=args.max_running,
                          block_size=args.block_size, waiting_limit=args.waiting_limit, threads=args.threads,
                          dummy_weights=args.dummy_weights, device=args.device, tp=args.tp)
@@ -59,6 +66,9 @@ def register(sub: Any) -> None:
     p.add_argument("--model", default="smollm2-135m", help="model name or config.json for the simulation")
     p.add_argument("--max-steps", type=int, help="stop each replay after N steps")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dp", type=int, default=1,
+                   help="data parallelism: simulate N replicas; vLLM runs one engine per replica at once "
+                        "(GPU k for replica k on CUDA), torch replays the replicas one after the other")
     p.add_argument("--out", required=True, help="output directory")
     _add_engine_args(p)
     p.set_defaults(func=cmd_execute)

@@ -7,6 +7,8 @@ its two scanners) and its timing in steps (:mod:`blendsim.executor.pacing`): eac
 to vLLM only once as many steps have run as had run when the simulator admitted it, and each step
 runs at most the prefill tokens the simulated step was capped at. Outputs in ``--out``: ``sim/``
 (simulated results), ``vllm/`` or ``torch/`` (measured), ``comparison.json`` and ``comparison.md``.
+``--dp N`` simulates N replicas; vLLM then runs one engine per replica at once
+(:mod:`blendsim.executor.data_parallel`), the torch backend replays the replicas one after the other.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ def execute(trace_path: str, backend: str, policies: Sequence[str], args: argpar
         _check_vllm_side(trace, vllm_config, args.vllm_python)
     if args.max_steps is not None and args.max_steps < 1:
         raise UserError(f"--max-steps must be >= 1, got {args.max_steps}")
+    if args.dp < 1:
+        raise UserError(f"--dp must be >= 1, got {args.dp}")
     profile = _profile(args, model).bind(model, args.tp)
     config = engine_config(model, args.engine, args.kv_cache_gib, args.token_budget, args.max_running,
                            args.block_size)
@@ -87,14 +91,11 @@ def execute(trace_path: str, backend: str, policies: Sequence[str], args: argpar
         if backend == "vllm":
             assert vllm_config is not None
             plan = make_plan(trace, policy, model, profile.hardware, seed=args.seed)
-            sim = simulate(trace, plan, model, profile, config)
+            sim = simulate(trace, plan, model, profile, config, args.dp)
             sim.write(out / "sim")
-            _say(f"{policy}: simulated {sim.throughput_tok_s:,.0f} tok/s; replaying on vLLM")
-            from blendsim.executor.isolate import run_isolated
-
-            measured = run_isolated(trace_path, np.asarray(sim.admission["position"]), vllm_config, policy,
-                                    out / "vllm", max_steps=args.max_steps, python=args.vllm_python,
-                                    seed=args.seed, pacing=Pacing.from_sim(sim))
+            _say(f"{policy}: simulated {sim.throughput_tok_s:,.0f} tok/s; replaying on vLLM"
+                 + (f" ({args.dp} engines at once)" if args.dp > 1 else ""))
+            measured = _replay_vllm(trace, trace_path, sim, vllm_config, policy, out / "vllm", args)
             entry = entry_from_results(sim.to_dict(), measured, "vllm")
             _say(f"{policy}: measured {entry.measured_tok_s:,.0f} tok/s (error {entry.error:+.1%})")
         else:
@@ -102,7 +103,7 @@ def execute(trace_path: str, backend: str, policies: Sequence[str], args: argpar
 
             opts = ReplayOptions(device=args.device, max_steps=args.max_steps, threads=args.threads,
                                  seed=args.seed)
-            replay = replay_policy(trace, policy, model, profile, config, opts)
+            replay = replay_policy(trace, policy, model, profile, config, opts, dp=args.dp)
             replay.write(str(out / "torch"))
             entry = entry_from_replay(replay)
             _say(f"{policy}: torch replay, step MAPE {entry.extra.get('step_mape', float('nan')):.1%}")
@@ -114,6 +115,21 @@ def execute(trace_path: str, backend: str, policies: Sequence[str], args: argpar
     comparison = Comparison(entries, meta)
     comparison.write(out)
     return comparison
+
+
+def _replay_vllm(trace: Trace, trace_path: str, sim: Any, config: VllmRunConfig, policy: str, out: Path,
+                 args: argparse.Namespace) -> dict[str, Any]:
+    """One engine replaying the whole plan, or one per replica under ``--dp``."""
+    if args.dp > 1:
+        from blendsim.executor.data_parallel import run_data_parallel
+
+        return run_data_parallel(trace, sim, config, policy, out, max_steps=args.max_steps,
+                                 python=args.vllm_python, seed=args.seed)
+    from blendsim.executor.isolate import run_isolated
+
+    return run_isolated(trace_path, np.asarray(sim.admission["position"]), config, policy, out,
+                        max_steps=args.max_steps, python=args.vllm_python, seed=args.seed,
+                        pacing=Pacing.from_sim(sim))
 
 
 def _say(msg: str) -> None:

@@ -11,6 +11,7 @@ environment's interpreter (vLLM in its own venv) as long as it can import blends
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +26,9 @@ from blendsim.executor.vllm_engine import VllmRunConfig
 
 def run_isolated(trace_path: str | Path, order: np.ndarray, config: VllmRunConfig, policy: str,
                  out_dir: str | Path, *, max_steps: int | None = None, python: str | None = None,
-                 seed: int = 0, pacing: Pacing | None = None) -> dict[str, Any]:
+                 seed: int = 0, pacing: Pacing | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Replay ``order`` (paced by ``pacing``, see :mod:`blendsim.executor.pacing`) in a child process;
-    returns the result dict it wrote (``ExecResult.to_dict``)."""
+    returns the result dict it wrote (``ExecResult.to_dict``). ``env`` adds to the child's environment."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     order_path = out / f"{policy}_order.npy"
@@ -40,7 +41,8 @@ def run_isolated(trace_path: str | Path, order: np.ndarray, config: VllmRunConfi
     cmd = [python or sys.executable, "-m", "blendsim.executor.isolate", str(spec_path)]
     interrupted = False
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, **env} if env else None)
         while True:
             try:
                 code = proc.wait()

@@ -131,7 +131,7 @@ def captured_columns(log: StepLog, series: dict[str, np.ndarray], profile: Profi
                   shape.prefill_attn_pairs, shape.decode_seqs, shape.decode_kv_tokens, shape.prefill_seqs,
                   st.compute_s, st.memory_s, st.overhead_s, st.total_s, sm.gemm_time(n), sm.lm_head_time(s),
                   sm.prefill_attn_time(shape.prefill_attn_pairs, shape.prefill_tokens, shape.prefill_seqs),
-                  sm.decode_attn_time(shape.decode_kv_tokens))
+                  sm.decode_attn_time(shape.decode_kv_tokens, shape.prefill_tokens))
         for k, v in zip(SHAPE_COLUMNS, values, strict=True):
             cols[k].append(v)
     out = {k: np.asarray(v, dtype=np.float64 if k.startswith("pred") or k == "prefill_attn_pairs" else np.int64)

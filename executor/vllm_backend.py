@@ -100,6 +100,13 @@ def check_trace_fits(trace: Trace, config: VllmRunConfig) -> dict[str, Any]:
     return cfg
 
 
+def engine_max_len(cfg: dict[str, Any], trace: Trace) -> int:
+    """vLLM's ``max_model_len`` for ``trace``: its longest request, within the model's context (vLLM
+    refuses a context longer than its KV cache holds, and a generated config's is 128K)."""
+    longest = int((trace.prompt_len + trace.output_len).max()) if len(trace) else 1
+    return min(int(cfg["max_position_embeddings"]), longest)
+
+
 def check_fits(trace: Trace, max_model_len: int, kv_tokens: int, block_size: int) -> None:
     """Requests longer than the model's context or the whole KV cache are UserErrors."""
     need = trace.prompt_len + trace.output_len
@@ -138,7 +145,7 @@ def run_vllm(trace: Trace, admission_order: np.ndarray, config: VllmRunConfig, *
     """
     order = check_order(admission_order, len(trace))
     cfg = check_trace_fits(trace, config)
-    max_len = int(cfg["max_position_embeddings"])
+    max_len = engine_max_len(cfg, trace)
     t0 = time.perf_counter()
     engine = build_engine(config, max_len)
     start_s = time.perf_counter() - t0

@@ -74,26 +74,37 @@ class SimResult:
         out.update(self.extra)
         return out
 
-    def release_steps(self) -> np.ndarray | None:
-        """For a one-replica replay in ``admission["position"]`` order: the steps that had run when
-        each request was first admitted (``step - 1``), so a real engine is handed each request no
-        earlier than the simulator admitted it (``executor.pacing.Pacing.release_steps``). None
-        without a ``step`` column or with several replicas."""
+    def release_steps(self, replica: int | None = None) -> np.ndarray | None:
+        """For a one-engine replay of ``replica`` (None: the run's only replica) in its
+        ``admission["position"]`` order: the steps that had run when each request was first admitted
+        (``step - 1``), so a real engine is handed each request no earlier than the simulator admitted
+        it (``executor.pacing.Pacing.release_steps``). None without a ``step`` column, or for
+        ``replica=None`` with several replicas."""
         steps = self.admission.get("step")
-        replica = self.admission.get("replica")
-        if steps is None or (replica is not None and len(replica) and np.any(replica != replica[0])):
+        mine = self._rows(self.admission, replica)
+        if steps is None or mine is None:
             return None
-        return np.asarray(steps, dtype=np.int64) - 1
+        return np.asarray(steps[mine], dtype=np.int64) - 1
 
-    def prefill_caps(self) -> np.ndarray | None:
-        """For a one-replica replay: each step's prefill cap (-1: none), so a real engine can run the
-        same per-step prefill budgets (``executor.pacing.Pacing.prefill_caps``). None when no step
-        was capped or with several replicas."""
+    def prefill_caps(self, replica: int | None = None) -> np.ndarray | None:
+        """For a one-engine replay of ``replica`` (as :meth:`release_steps`): each of its steps'
+        prefill cap (-1: none), so a real engine can run the same per-step prefill budgets
+        (``executor.pacing.Pacing.prefill_caps``). None when none of its steps was capped."""
         caps = self.steps.get("prefill_cap")
-        replica = self.steps.get("replica")
-        if caps is None or not np.any(caps >= 0) or (replica is not None and np.any(replica != 0)):
+        mine = self._rows(self.steps, replica)
+        if caps is None or mine is None or not np.any(caps[mine] >= 0):
             return None
-        return np.asarray(caps, dtype=np.int64)
+        return np.asarray(caps[mine], dtype=np.int64)
+
+    @staticmethod
+    def _rows(table: dict[str, np.ndarray], replica: int | None) -> np.ndarray | None:
+        """Mask of ``replica``'s rows; all rows for None when there is one replica (None otherwise)."""
+        rep = table.get("replica")
+        if rep is None:
+            return None
+        if replica is None:
+            return np.ones(len(rep), dtype=bool) if not len(rep) or np.all(rep == rep[0]) else None
+        return np.asarray(rep == replica)
 
     # ------------------------------------------------------------------ files
     def write(self, out_dir: str | Path) -> list[Path]:

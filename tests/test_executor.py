@@ -232,3 +232,61 @@ def test_pacing_budgets_checks_and_files(tmp_path: Path) -> None:
         Pacing(np.array([0, 1])).checked(3)
     with pytest.raises(UserError, match="prefill caps"):
         Pacing(None, np.array([5, -2])).checked(3)
+
+
+@pytest.mark.parametrize("name", ["llama-3-8b", "qwen-2.5-7b", "smollm2-135m"])
+def test_dummy_model_dir_from_a_name_has_the_models_shapes(name: str, tmp_path: Path) -> None:
+    from blendsim.executor.dummy_model import dummy_model_dir
+    from blendsim.profiler.specs import get_model
+
+    spec, built = get_model(name), model_from_config(dummy_model_dir(name, tmp_path) / "config.json")
+    for field in ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size",
+                  "vocab_size"):
+        assert getattr(built, field) == getattr(spec, field), field
+    assert built.params == pytest.approx(spec.params, rel=1e-3)  # tied embeddings read from the count
+
+
+def test_dummy_model_dir_from_a_config_or_a_directory(tmp_path: Path) -> None:
+    from blendsim.executor.dummy_model import dummy_model_dir
+
+    cfg = tmp_path / "my.json"
+    cfg.write_text(json.dumps({"num_hidden_layers": 2, "hidden_size": 64}))
+    made = dummy_model_dir(str(cfg), tmp_path / "cache")
+    assert json.loads((made / "config.json").read_text())["hidden_size"] == 64
+    assert dummy_model_dir(str(made)) == made  # a directory with config.json is used as it is
+    with pytest.raises(UserError, match="unknown model"):
+        dummy_model_dir("gpt-7", tmp_path / "cache")
+    with pytest.raises(UserError, match="does not exist"):
+        dummy_model_dir(str(tmp_path / "missing.json"), tmp_path / "cache")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no config.json"):
+        dummy_model_dir(str(tmp_path / "empty"))
+
+
+def test_replica_shares_and_merge_for_data_parallel() -> None:
+    from blendsim.executor.data_parallel import merge_replicas, replica_shares
+    from blendsim.profiler.profile import builtin_profile
+    from blendsim.profiler.specs import get_model
+    from blendsim.sim.config import EngineConfig
+    from blendsim.sim.planner import make_plan
+    from blendsim.sim.run import simulate
+    from blendsim.traces.mixer import make_preset
+
+    trace, model = make_preset("trace2", requests=600), get_model("llama-3-8b")
+    plan = make_plan(trace, "blend", model, builtin_profile("a100-80g").hardware)
+    sim = simulate(trace, plan, model, builtin_profile("a100-80g"), EngineConfig(), dp=2)
+    shares = replica_shares(trace, sim)
+    assert len(shares) == 2 and sum(len(sub) for sub, _ in shares) == len(trace)
+    ids = np.concatenate([sub.request_id for sub, _ in shares])
+    assert sorted(ids.tolist()) == sorted(trace.request_id.tolist())  # every request in one share
+    for r, (sub, pacing) in enumerate(shares):
+        mine = sim.admission["replica"] == r
+        assert np.array_equal(sub.request_id, trace.request_id[sim.admission["position"][mine]])  # its order
+        assert pacing.release_steps is not None and len(pacing.release_steps) == len(sub)
+        pacing.checked(len(sub))
+    one = {"requests": 3, "total_tokens": 300, "makespan_s": 2.0, "throughput_tok_s": 150.0, "steps": 9,
+           "cached_tokens": 30, "engine_start_s": 1.0, "engine": "serial", "device": "cpu", "preemptions": 0,
+           "finished_requests": 3, "completed": True, "interrupted": False, "wrong_lengths": [], "config": {}}
+    merged = merge_replicas("blend", [one, {**one, "makespan_s": 4.0, "total_tokens": 500}])
+    assert merged["makespan_s"] == 4.0 and merged["total_tokens"] == 800 and merged["throughput_tok_s"] == 200.0
+    assert merged["dp"] == 2 and merged["completed"] and merged["sharing"] == 60 / 800

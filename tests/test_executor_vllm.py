@@ -99,6 +99,19 @@ def test_model_dir_that_does_not_load_is_a_user_error(trace_file: tuple[Trace, P
         run_isolated(path, np.arange(12), _config(model_dir=str(bad)), "fifo", tmp_path / "out")
 
 
+def test_dummy_weights_from_a_model_name(trace_file: tuple[Trace, Path], tmp_path: Path) -> None:
+    """--dummy-weights needs no weights and no directory: the engine is built from the name's shapes."""
+    from blendsim.executor.dummy_model import dummy_model_dir
+    from blendsim.executor.isolate import run_isolated
+
+    _tr, path = trace_file
+    model_dir = dummy_model_dir("smollm2-135m", tmp_path / "cache")
+    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json"]
+    res = run_isolated(path, np.arange(12), _config(model_dir=str(model_dir), dummy_weights=True), "fifo",
+                       tmp_path / "out")
+    assert res["completed"] and res["wrong_lengths"] == [] and res["steps"] > 0
+
+
 def test_pacing_releases_and_caps_prefill(trace_file: tuple[Trace, Path], tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
@@ -138,3 +151,23 @@ def test_calibrate_cli_writes_a_fitted_profile(tmp_path: Path) -> None:
     cal = load_profile(out)
     assert cal.model == "smollm2-135m" and cal.provenance.measured and cal.name == "a100-80g-vllm"
     assert (tmp_path / "cal_steps.parquet").is_file()
+
+
+def test_execute_data_parallel_runs_one_engine_per_replica(trace_file: tuple[Trace, Path], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    tr, path = trace_file
+    out = tmp_path / "dp"
+    proc = subprocess.run([sys.executable, "-m", "blendsim.cli", "execute", str(path), "--backend", "vllm",
+                           "--policy", "blend", "--gpu", "a100-80g", "--dp", "2", "--kv-cache-gib", "1",
+                           "--token-budget", "512", "--max-running", "8", "--waiting-limit", "3",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    merged = json.loads((out / "vllm" / "blend_vllm.json").read_text())
+    assert merged["dp"] == 2 and merged["completed"] and merged["requests"] == len(tr)
+    parts = [json.loads((out / "vllm" / f"blend_r{r}_vllm.json").read_text()) for r in (0, 1)]
+    assert sum(p["requests"] for p in parts) == len(tr) and all(p["completed"] for p in parts)
+    assert merged["makespan_s"] == max(p["makespan_s"] for p in parts)
+    entry = json.loads((out / "comparison.json").read_text())["entries"][0]
+    assert entry["policy"] == "blend" and entry["backend"] == "vllm" and entry["measured_tok_s"] > 0

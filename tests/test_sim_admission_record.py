@@ -55,6 +55,12 @@ def test_admission_record_per_replica_and_in_the_parquet(trace, tmp_path) -> Non
     check_record(res, len(trace))
     assert set(np.unique(res.admission["replica"])) == {0, 1}
     assert res.release_steps() is None  # two replicas: no single-engine replay timing
+    for r in (0, 1):  # but each replica's own engine has one
+        mine = res.admission["replica"] == r
+        release = res.release_steps(r)
+        assert release is not None and np.array_equal(release, res.admission["step"][mine] - 1)
+        caps = res.prefill_caps(r)
+        assert caps is not None and len(caps) == int(np.sum(res.steps["replica"] == r))
     paths = res.write(tmp_path)
     table = pq.read_table(paths[3]).to_pandas()
     assert list(table.columns) == ["position", "side", "replica", "step", "time", "cached_tokens"]
