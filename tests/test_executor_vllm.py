@@ -11,22 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from vllm_helpers import NEEDS_VLLM
 
-from blendsim.executor.model_prep import default_model_dir, is_prepared
+from blendsim.executor.model_prep import default_model_dir
 from blendsim.executor.pacing import Pacing
 from blendsim.executor.prompts import block_saved_tokens
-from blendsim.executor.vllm_engine import VllmRunConfig, vllm_installed
+from blendsim.executor.vllm_engine import VllmRunConfig
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
 
-pytestmark = [
-    pytest.mark.vllm,
-    pytest.mark.skipif(vllm_installed() is None,
-                       reason="vLLM is not installed here (`blendsim executor setup --device cpu`)"),
-    pytest.mark.skipif(not is_prepared(default_model_dir()),
-                       reason=f"no SmolLM2 model directory at {default_model_dir()} "
-                              "(`blendsim executor prepare-model`)"),
-]
+pytestmark = NEEDS_VLLM
 
 
 def _trace() -> Trace:

@@ -14,19 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from vllm_helpers import NEEDS_VLLM
 
-from blendsim.executor.model_prep import default_model_dir, is_prepared
-from blendsim.executor.vllm_engine import vllm_installed
-
-pytestmark = [
-    pytest.mark.vllm,
-    pytest.mark.slow,
-    pytest.mark.skipif(vllm_installed() is None,
-                       reason="vLLM is not installed here (`blendsim executor setup --device cpu`)"),
-    pytest.mark.skipif(not is_prepared(default_model_dir()),
-                       reason=f"no SmolLM2 model directory at {default_model_dir()} "
-                              "(`blendsim executor prepare-model`)"),
-]
+pytestmark = [*NEEDS_VLLM, pytest.mark.slow]
 
 MAX_ERROR = 0.15  # issue 8
 
