@@ -2,9 +2,10 @@
 
 On a real engine a step costs more than its kernels (scheduling, sampling, Python). The calibration
 runs a grid of *phases* through one vLLM engine, each a batch of identical requests with unique
-prompts (no prefix sharing) admitted together and run to completion before the next phase, so the
-steps cover prefill-only steps (short to chunked long prompts), decode steps from 1 to 160 sequences
-at short and long contexts, and the mixed steps between them. The grid's uniform batches are unlike
+prompts (no prefix sharing) admitted together (or one every few steps: staggered) and run to
+completion before the next phase, so the steps cover prefill-only steps (short to chunked long
+prompts, and full steps of several chunks), decode steps from 1 to 160 sequences at short and long
+contexts, the mixed steps between them, and steps of one small prefill chunk beside decodes. The grid's uniform batches are unlike
 any validation trace (whose requests mix sources and lengths).
 
 Every step's exact composition (``BatchShape`` counts from the scheduler's output) and wall time is
@@ -28,6 +29,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from blendsim.errors import UserError
+from blendsim.executor.pacing import Pacing
 from blendsim.executor.records import StepRecord, steps_to_columns
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.profile import Profile, Provenance
@@ -49,19 +51,28 @@ ROBUST_SCALE = 0.2  # relative error beyond which a step counts as an outlier (s
 
 @dataclass(frozen=True)
 class Phase:
-    """``requests`` identical requests (prompt, output) admitted together."""
+    """``requests`` identical requests (prompt, output), handed over together or, with ``stagger``,
+    one every ``stagger`` steps (each step then prefills one prompt beside the earlier ones' decodes)."""
 
     requests: int
     prompt: int
     output: int
+    stagger: int = 0
+
+    def release_steps(self) -> np.ndarray | None:
+        return np.arange(self.requests, dtype=np.int64) * self.stagger if self.stagger else None
 
 
-# prefill shapes (output 2: one decode), then decode batches at short and long contexts
+# prefill shapes (output 2: one decode; 10 x 500 fills whole 2,048-token steps with several chunks
+# continuing each other), decode batches at short and long contexts, then staggered phases whose steps
+# mix one small prefill chunk with decodes (the steps of a paced or continuously admitting engine)
 FULL_GRID = (Phase(1, 1800, 2), Phase(1, 3500, 2), Phase(4, 450, 2), Phase(12, 100, 2), Phase(2, 900, 2),
+             Phase(10, 500, 2),
              Phase(1, 16, 48), Phase(4, 24, 40), Phase(16, 200, 32), Phase(48, 64, 24), Phase(24, 700, 24),
-             Phase(96, 128, 16), Phase(160, 40, 16), Phase(8, 1500, 32))
-QUICK_GRID = (Phase(1, 1800, 2), Phase(4, 450, 2), Phase(2, 900, 2), Phase(1, 16, 24), Phase(16, 200, 16),
-              Phase(48, 64, 12), Phase(16, 900, 12), Phase(128, 40, 8))
+             Phase(96, 128, 16), Phase(160, 40, 16), Phase(8, 1500, 32),
+             Phase(24, 64, 40, stagger=2), Phase(16, 200, 24, stagger=3), Phase(12, 32, 96, stagger=8))
+QUICK_GRID = (Phase(6, 64, 8, stagger=2), Phase(1, 1800, 2), Phase(4, 450, 2), Phase(2, 900, 2),
+              Phase(1, 16, 24), Phase(16, 200, 16), Phase(48, 64, 12), Phase(16, 900, 12), Phase(128, 40, 8))
 
 
 def phase_trace(grid: tuple[Phase, ...]) -> tuple[Trace, list[np.ndarray]]:
@@ -90,13 +101,14 @@ def run_calibration(config: Any, grid: tuple[Phase, ...], max_steps: int | None 
     sched = scheduler_of(engine)
     capture = ScheduleCapture(sched)
     records: list[StepRecord] = []
-    for positions in groups:
+    for k, positions in enumerate(groups):
         left = None if max_steps is None else max_steps - len(records)
         if left is not None and left <= 0:
             break
         sub = trace.subset(positions)  # keeps the segment ids: prompts stay unique across phases
         prompts = PromptBuilder(sub, int(cfg["vocab_size"]), SEED)
-        driver = Driver(engine, sched, sub, np.arange(len(sub)), config, prompts, capture)
+        driver = Driver(engine, sched, sub, np.arange(len(sub)), config, prompts, capture,
+                        pacing=Pacing(grid[k].release_steps()))
         driver.run(left)
         records.extend(driver.records)
         if driver.wrong_outputs():

@@ -290,3 +290,15 @@ def test_replica_shares_and_merge_for_data_parallel() -> None:
     merged = merge_replicas("blend", [one, {**one, "makespan_s": 4.0, "total_tokens": 500}])
     assert merged["makespan_s"] == 4.0 and merged["total_tokens"] == 800 and merged["throughput_tok_s"] == 200.0
     assert merged["dp"] == 2 and merged["completed"] and merged["sharing"] == 60 / 800
+
+
+def test_calibration_grids_are_unique_prompts_with_staggered_phases() -> None:
+    from blendsim.executor.calibrate import FULL_GRID, QUICK_GRID, Phase, phase_trace
+
+    assert Phase(3, 10, 2).release_steps() is None
+    assert Phase(4, 10, 2, stagger=3).release_steps().tolist() == [0, 3, 6, 9]
+    for grid in (FULL_GRID, QUICK_GRID):
+        trace, groups = phase_trace(grid)
+        assert len(trace) == sum(p.requests for p in grid) == sum(len(g) for g in groups)
+        assert trace.sharing() == 0.0  # every prompt is its own segment: no prefix sharing
+        assert any(p.stagger for p in grid)

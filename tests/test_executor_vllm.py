@@ -144,7 +144,13 @@ def test_calibrate_cli_writes_a_fitted_profile(tmp_path: Path) -> None:
     assert "fit on" in proc.stdout and "step MAPE" in proc.stdout
     cal = load_profile(out)
     assert cal.model == "smollm2-135m" and cal.provenance.measured and cal.name == "a100-80g-vllm"
-    assert (tmp_path / "cal_steps.parquet").is_file()
+    import pyarrow.parquet as pq
+
+    steps = pq.read_table(tmp_path / "cal_steps.parquet").to_pandas()
+    first = steps.iloc[:12]  # the staggered phase: a new 64-token prompt every 2 steps
+    assert list(first.admitted[:6]) == [1, 0, 1, 0, 1, 0]
+    mixed = first[(first.prefill_tokens == 64) & (first.decode_tokens > 0)]
+    assert len(mixed) >= 4  # one small prefill chunk beside the earlier prompts' decodes
 
 
 def test_execute_data_parallel_runs_one_engine_per_replica(trace_file: tuple[Trace, Path], tmp_path: Path) -> None:
