@@ -118,7 +118,7 @@ def step_cost(shape: BatchShape, profile: Profile) -> dict[str, Any]:
         "peak_gbps": hw.mem_bandwidth / 1e9,
         "gemm_s": sm.gemm_time(shape.gemm_tokens), "lm_head_s": sm.lm_head_time(seqs),
         "prefill_attn_s": sm.prefill_attn_time(shape.prefill_attn_pairs, shape.prefill_tokens, shape.prefill_seqs),
-        "decode_attn_s": sm.decode_attn_time(shape.decode_kv_tokens),
+        "decode_attn_s": sm.decode_attn_time(shape.decode_kv_tokens, shape.prefill_tokens),
         "gemm_efficiency": sm.gemm_efficiency(shape.gemm_tokens),
     }
     for engine in ENGINES:

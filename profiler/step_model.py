@@ -9,12 +9,11 @@ compute ``C`` (GEMMs and prefill attention)
       second term is the weight-bound regime (a GEMM over few tokens is limited by reading its weights).
       The saturating form makes the compute term linear, ``2 P_layers (n + n_half) / (F e_max)``,
       i.e. ``n_half`` acts as a fixed number of "wasted" tokens per step.
-      A measured profile may instead carry a *table* of efficiencies at the token counts it profiled
-      (``gemm_table_tokens``, ``gemm_table_eff``); the time is then interpolated linearly between the
-      table's points (a bisect into a small table), held at the first point below it (the
-      weight-bound floor) and extended at the last point's efficiency above it. A CPU's GEMM
-      efficiency *falls* at large token counts (blocking no longer fits its caches), which the
-      saturating curve cannot express; the curve still defines the ridge point.
+      A measured profile may instead carry a *table* of efficiencies at its profiled token counts
+      (``gemm_table_tokens``, ``gemm_table_eff``): times interpolated linearly between its points
+      (a bisect), held at the first point below it (the weight-bound floor), extended at the last
+      point's efficiency above it. A CPU's GEMM efficiency *falls* at large token counts (blocking
+      no longer fits its caches), which the saturating curve cannot express.
     * the LM head GEMM over the ``s = decode_seqs + prefill_seqs`` sequences that produce logits this
       step (the same form, with the LM head's parameters and weights, times ``lm_head_time_scale``
       because its very wide shape runs at a different efficiency than the layers' GEMMs);
@@ -26,7 +25,10 @@ compute ``C`` (GEMMs and prefill attention)
       blocked kernel alike). A fixed ``prefill_chunk_latency_s`` per chunk (one kernel call and mask
       per chunk and layer) adds to the per-step latency.
 memory ``M`` (decode attention)
-    reads ``decode_kv_tokens x kv_bytes_per_token`` bytes at ``BW k``.
+    reads ``decode_kv_tokens x kv_bytes_per_token`` bytes at ``BW k``, plus a fixed extra that grows
+    with the step's prefill tokens ``P`` and saturates, ``decode_prefill_s P / (P + decode_prefill_half)``
+    (CPU: a decode batch ran up to 3x slower after a large prefill's GEMMs, by about the same time
+    whatever its KV size). 0 in the GPU built-ins.
 overhead
     ``t_step + t_seq s`` (scheduling, sampling) plus, under tensor parallelism ``tp > 1``, two ring
     all-reduces per layer of ``n x hidden x dtype`` bytes: ``2 L 2 (tp-1)/tp n H dtype / NVLink``.
@@ -70,6 +72,8 @@ class StepParams:
     lm_head_time_scale: float = 1.0  # LM head time / the GEMM curve's prediction for its shape
     prefill_attn_extra_pairs: float = 0.0  # masked pairs computed per prefill token (diagonal tiles)
     prefill_chunk_latency_s: float = 0.0  # fixed time of prefill attention per chunk in a step
+    decode_prefill_s: float = 0.0  # decode attention's extra time beside a prefill of P -> infinity tokens
+    decode_prefill_half: float = 0.0  # P of half that extra; > 0 when decode_prefill_s > 0 (0 / 0 at P = 0)
     gemm_table_tokens: tuple[float, ...] = ()  # tokens per step of the measured GEMM efficiencies
     gemm_table_eff: tuple[float, ...] = ()  # layer-GEMM efficiency (fraction of peak) at those tokens
 
@@ -90,10 +94,12 @@ class StepParams:
             bad.append(f"kappa={self.kappa} not in [0, 1]")
         for name in ("gemm_n_half", "step_overhead_s", "seq_overhead_s", "gemm_latency_s",
                      "decode_attn_latency_s", "prefill_attn_latency_s", "prefill_attn_extra_pairs",
-                     "prefill_chunk_latency_s"):
+                     "prefill_chunk_latency_s", "decode_prefill_s", "decode_prefill_half"):
             v = getattr(self, name)
             if not v >= 0.0:
                 bad.append(f"{name}={v} is negative")
+        if self.decode_prefill_s > 0 and not self.decode_prefill_half > 0:
+            bad.append(f"decode_prefill_half={self.decode_prefill_half} must be > 0 if decode_prefill_s > 0")
         toks, effs = self.gemm_table_tokens, self.gemm_table_eff
         if len(toks) != len(effs):
             bad.append(f"gemm_table_tokens ({len(toks)}) and gemm_table_eff ({len(effs)}) differ in length")
@@ -145,8 +151,8 @@ class StepModel:
 
     __slots__ = ("params", "model", "hardware", "_c_layer", "_w_layer", "_c_lm", "_w_lm", "_h",
                  "_attn", "_attn_tok", "_kv", "_ar", "_kappa", "_t_step", "_t_seq", "_lat_gemm", "_lat_dec",
-                 "_lat_pre", "_lat_chunk", "_c_layer_best", "_c_lm_best", "_tab_n", "_tab_t", "_tab_slope",
-                 "_tab_tail")
+                 "_lat_pre", "_lat_chunk", "_mix", "_mix_half", "_c_layer_best", "_c_lm_best", "_tab_n",
+                 "_tab_t", "_tab_slope", "_tab_tail")
 
     def __init__(self, params: StepParams, model: ModelSpec, hardware: HardwareSpec) -> None:
         self.params = params
@@ -172,6 +178,7 @@ class StepModel:
         self._lat_dec = params.decode_attn_latency_s
         self._lat_pre = params.prefill_attn_latency_s
         self._lat_chunk = params.prefill_chunk_latency_s
+        self._mix, self._mix_half = params.decode_prefill_s, params.decode_prefill_half
         # GEMM table: times at the table's token counts, the slope of each segment, the tail's s/token
         per_token_peak = layer_gemm_flops(model, 1.0) / hardware.peak_flops
         self._tab_n = list(params.gemm_table_tokens)
@@ -216,8 +223,12 @@ class StepModel:
             return 0.0
         return self._attn * pairs + self._attn_tok * tokens + self._lat_pre + self._lat_chunk * chunks
 
-    def decode_attn_time(self, kv_tokens: float) -> float:
-        return self._kv * kv_tokens + self._lat_dec if kv_tokens > 0 else 0.0
+    def decode_attn_time(self, kv_tokens: float, prefill_tokens: float = 0.0) -> float:
+        """Decode attention over ``kv_tokens`` in a step that also prefills ``prefill_tokens``."""
+        if kv_tokens <= 0:
+            return 0.0
+        t = self._kv * kv_tokens + self._lat_dec
+        return t + self._mix * prefill_tokens / (prefill_tokens + self._mix_half) if self._mix else t
 
     def gemm_efficiency(self, tokens: float) -> float:
         """Achieved fraction of peak FLOP/s of the layer GEMMs at ``tokens`` tokens per step."""
@@ -252,7 +263,11 @@ class StepModel:
         if prefill_attn_pairs > 0:
             c += (self._attn * prefill_attn_pairs + self._attn_tok * prefill_tokens + self._lat_pre
                   + self._lat_chunk * prefill_seqs)
-        m = self._kv * decode_kv_tokens + self._lat_dec if decode_kv_tokens > 0 else 0.0
+        m = 0.0
+        if decode_kv_tokens > 0:
+            m = self._kv * decode_kv_tokens + self._lat_dec
+            if self._mix:  # 0 in the GPU built-ins: one falsy check
+                m += self._mix * prefill_tokens / (prefill_tokens + self._mix_half)
         o = self._t_step + self._t_seq * s + self._ar * n
         return c, m, o
 
@@ -266,8 +281,8 @@ class StepModel:
         """Practical optimum T_o of a workload's totals (hits at the best sharing already removed).
 
         Composition of the totals at the best GEMM efficiency, no weight-bound regime, no latencies
-        and no per-step overhead; the all-reduce (linear in tokens) and the attention's diagonal
-        tiles (linear in prefill tokens) are kept.
+        (nor decode's extra beside prefill) and no per-step overhead; the all-reduce (linear in
+        tokens) and the attention's diagonal tiles (linear in prefill tokens) are kept.
         """
         n = total.prefill_tokens + total.decode_seqs
         s = total.decode_seqs + total.prefill_seqs

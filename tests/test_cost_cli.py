@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from blendsim.cli import main
+from blendsim.profiler.profile import builtin_profile
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
@@ -70,3 +71,19 @@ def test_invalid_profile_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     bad.write_text('{"format": "blendsim-profile/1", "name": "x"}')
     assert main(["cost", "--model", "llama-3-8b", "--profile", str(bad), "--prompt", "1", "--output", "1"]) == 2
     assert "not a valid profile" in capsys.readouterr().err
+
+
+def test_step_decode_attention_counts_the_prefill_beside_it(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    data = builtin_profile("a100-80g").to_dict()
+    data["params"].update(decode_prefill_s=0.01, decode_prefill_half=768.0)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    base = ["--model", "llama-3-8b", "--decode-seqs", "64", "--kv-len", "2000"]
+    prefill = ["--prefill", "512@1024", "--prefill", "256"]  # 768 prefill tokens
+    alone = run_json(capsys, *base, "--profile", str(path))["step"]
+    mixed = run_json(capsys, *base, *prefill, "--profile", str(path))["step"]
+    builtin = run_json(capsys, *base, *prefill)["step"]
+    assert mixed["decode_attn_s"] == pytest.approx(alone["decode_attn_s"] + 0.01 * 768 / (768 + 768))
+    assert mixed["decode_attn_s"] == pytest.approx(builtin["decode_attn_s"] + 0.005)
+    assert mixed["serial"]["memory_s"] == mixed["decode_attn_s"]

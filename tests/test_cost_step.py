@@ -196,14 +196,56 @@ def test_gemm_table_interpolates_and_bounds_the_optimum() -> None:
 
 def test_profile_without_new_fields_still_loads(tmp_path: Path) -> None:
     data = builtin_profile("a100-80g").to_dict()
-    for k in ("prefill_attn_extra_pairs", "prefill_chunk_latency_s", "gemm_table_tokens", "gemm_table_eff"):
+    for k in ("prefill_attn_extra_pairs", "prefill_chunk_latency_s", "gemm_table_tokens", "gemm_table_eff",
+              "decode_prefill_s", "decode_prefill_half"):
         data["params"].pop(k, None)
     (tmp_path / "old.json").write_text(json.dumps(data))
     p = load_profile(tmp_path / "old.json")
     assert p.params.gemm_table_tokens == () and p.params.prefill_attn_extra_pairs == 0.0
+    assert p.params.decode_prefill_s == 0.0 and p.params.decode_prefill_half == 0.0
 
 
 def test_bad_gemm_table_is_rejected() -> None:
     assert toy_params(gemm_table_tokens=(1.0, 8.0), gemm_table_eff=(0.5,)).validate()
     assert toy_params(gemm_table_tokens=(8.0, 1.0), gemm_table_eff=(0.5, 0.6)).validate()
     assert toy_params(gemm_table_tokens=(1.0, 8.0), gemm_table_eff=(0.5, 0.0)).validate()
+
+
+def test_decode_beside_prefill_term_on_toy_numbers() -> None:
+    plain = StepModel(toy_params(decode_attn_latency_s=0.5), TOY, TOY_HW)
+    sm = StepModel(toy_params(decode_attn_latency_s=0.5, decode_prefill_s=3.0, decode_prefill_half=100.0),
+                   TOY, TOY_HW)
+    kv = 32 * 40 / 100 + 0.5  # 40 KV tokens x 32 bytes at 100 B/s, plus the latency
+    assert sm.decode_attn_time(40, 100) == pytest.approx(kv + 3.0 * 100 / 200)
+    assert sm.decode_attn_time(40) == plain.decode_attn_time(40) == pytest.approx(kv)  # no prefill: no extra
+    assert sm.decode_attn_time(0, 500) == 0.0  # no decodes: nothing, however large the prefill
+    assert sm.step_parts(500, 50, 0, 0, 1) == plain.step_parts(500, 50, 0, 0, 1)
+    # the step's memory part is decode attention with the step's prefill tokens; compute is untouched
+    c, m, o = sm.step_parts(100, 50, 4, 40, 1)
+    assert m == sm.decode_attn_time(40, 100) and (c, o) == plain.step_parts(100, 50, 4, 40, 1)[::2]
+    # monotone in P, saturating below decode_prefill_s
+    extra = [sm.decode_attn_time(40, p) - kv for p in (0, 1, 10, 100, 1000, 10**6, 10**9)]
+    assert extra[0] == pytest.approx(0.0) and all(a < b for a, b in zip(extra, extra[1:], strict=False))
+    assert extra[-1] < 3.0 and extra[-1] == pytest.approx(3.0, rel=1e-6)
+    # the neutral default (0) gives bit-identical steps whatever the half point
+    neutral = StepModel(toy_params(decode_attn_latency_s=0.5, decode_prefill_half=100.0), TOY, TOY_HW)
+    for shape in ((100, 50, 4, 40, 1), (0, 0, 3, 7, 0), (9, 45, 0, 0, 1)):
+        assert neutral.step_parts(*shape) == plain.step_parts(*shape)
+
+
+def test_bad_decode_beside_prefill_is_rejected() -> None:
+    assert not toy_params(decode_prefill_s=1.0, decode_prefill_half=10.0).validate()
+    assert toy_params(decode_prefill_s=-1.0, decode_prefill_half=10.0).validate()
+    assert toy_params(decode_prefill_s=0.0, decode_prefill_half=-1.0).validate()
+    assert toy_params(decode_prefill_s=1.0, decode_prefill_half=0.0).validate()  # 0 / 0 at P = 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=shapes, kappa=st.floats(0, 1), extra=st.floats(0, 10), half=st.floats(1e-3, 1e5))
+def test_decode_beside_prefill_keeps_the_bounds(shape: BatchShape, kappa: float, extra: float,
+                                                half: float) -> None:
+    sm = StepModel(toy_params(kappa=kappa, decode_prefill_s=extra, decode_prefill_half=half), TOY, TOY_HW)
+    serial, overlap = sm.step_time(shape, "serial"), sm.step_time(shape, "overlap")
+    assert overlap.total_s <= serial.total_s * (1 + 1e-12)
+    for engine in ("serial", "overlap"):
+        assert sm.optimal_time(shape, engine) <= sm.step_time(shape, engine).total_s * (1 + 1e-12)
