@@ -145,6 +145,12 @@ class Comparison:
                       "|---|---|---:|---:|---:|"]
             lines += [f"| {s['backend']} | {s['baseline']} | {s['measured']:.3f}x | {s['simulated']:.3f}x | "
                       f"{_pct(s['error'])} |" for s in d["speedups"]]
+        kernel = [e for e in d["entries"] if "kernel_profile_tok_s" in e]
+        if kernel:
+            lines += ["", "## vLLM predicted by the kernel profile instead of the engine-calibrated one", "",
+                      "| policy | measured tok/s | kernel profile tok/s | error |", "|---|---:|---:|---:|"]
+            lines += [f"| {e['policy']} | {e['measured_tok_s']:,.1f} | {e['kernel_profile_tok_s']:,.1f} | "
+                      f"{_pct(e['kernel_profile_error'])} |" for e in kernel]
         ops = [(e["policy"], e["operators"]) for e in d["entries"] if e.get("operators")]
         if ops:
             lines += ["", "## Torch replay by operator", "",

@@ -17,7 +17,8 @@
    (:mod:`blendsim.executor.pacing`), one subprocess per policy
    (one engine per process; :func:`blendsim.executor.isolate.run_isolated` with ``vllm_python``,
    default this interpreter), written under ``vllm/``;
-5. ``--backend torch``: each policy's simulated steps replayed on torch CPU
+5. ``--backend torch``: each policy's simulated steps (all on the quick trace, ``FULL_TORCH_STEPS``
+   spread over the run on the full one) replayed on torch CPU
    (:mod:`blendsim.executor.torch_backend`), written under ``torch/``;
 6. ``comparison.json`` and ``comparison.md`` (:mod:`blendsim.executor.compare`).
 """
@@ -52,6 +53,10 @@ from blendsim.sim.config import EngineConfig
 POLICIES = ("fifo", "dfs", "blend")
 BACKENDS = ("vllm", "torch")
 MODEL = "smollm2-135m"
+# Steps the torch backend replays per policy on the full trace, spread evenly over the run (prefill
+# and decode phases alike): all ~1,000-2,100 would take ~2-4 minutes each; 400 keep the whole
+# validation within 15 minutes here. The quick trace replays every step.
+FULL_TORCH_STEPS = 400
 INSTALL_HINT = "install it with `blendsim executor setup --device cpu`"
 
 
@@ -195,7 +200,8 @@ def run_validation(out_dir: str | Path, *, quick: bool = False, backends: Sequen
             entries.append(entry)
             log(f"{policy}: vLLM measured {entry.measured_tok_s:,.0f} tok/s (error {entry.error:+.1%})")
         if "torch" in backends:
-            opts = ReplayOptions(device="cpu", max_steps=torch_max_steps, select="even",
+            opts = ReplayOptions(device="cpu", max_steps=torch_max_steps or (None if quick else FULL_TORCH_STEPS),
+                                 select="even",
                                  threads=setup.torch_threads, seed=seed)
             replay = replay_policy(trace, policy, model, kernel, config, opts)
             replay.write(str(_mkdir(out / "torch")))

@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
                    help="engine-calibrated profile for the vLLM side (default: calibrate on vLLM now, "
                         "`blendsim executor calibrate`)")
     p.add_argument("--torch-max-steps", type=int, default=None,
-                   help="replay at most N steps per policy, spread over the run (default: all)")
+                   help="replay at most N steps per policy, spread over the run (default: all with "
+                        "--quick, 400 on the full trace)")
     p.add_argument("--vllm-max-steps", type=int, default=None, help="stop vLLM runs after N steps")
     p.add_argument("--vllm-python", default=None, help="Python interpreter that has vLLM (default: this one)")
     p.add_argument("--model-dir", default=None, help="SmolLM2-135M model directory (default: the prepared one)")

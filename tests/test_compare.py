@@ -85,3 +85,13 @@ def test_entry_from_results_checks_the_policy() -> None:
     assert (e.error, e.complete, e.extra["simulated_steps"]) == (pytest.approx(-0.2), True, 9)
     with pytest.raises(UserError, match="policy"):
         entry_from_results({**sim, "policy": "dfs"}, meas, "vllm")
+
+
+def test_markdown_shows_the_kernel_profiles_prediction_of_vllm(tmp_path: Path) -> None:
+    entry = ComparisonEntry("fifo", "vllm", 600.0, 620.0, 10.0, 9.7,
+                            extra={"kernel_profile_tok_s": 480.0, "kernel_profile_error": 480.0 / 600.0 - 1})
+    Comparison([entry]).write(tmp_path)
+    md = (tmp_path / "comparison.md").read_text()
+    assert "kernel profile instead of the engine-calibrated one" in md
+    assert "| fifo | 600.0 | 480.0 | -20.0% |" in md
+    assert "kernel profile" not in Comparison(_entries()).to_markdown()  # only when it was computed
