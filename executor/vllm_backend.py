@@ -213,6 +213,14 @@ class Driver:
             self.position_of[rid] = pos
 
     def run(self, max_steps: int | None) -> None:
+        """Step until every request finished or ``max_steps`` ran; the engine's full token budget is
+        restored afterwards (another driver may use the engine next)."""
+        try:
+            self._run(max_steps)
+        finally:
+            self.sched.max_num_scheduled_tokens = self.full_budget
+
+    def _run(self, max_steps: int | None) -> None:
         while True:
             self._top_up()
             if not self.engine.has_unfinished_requests():
