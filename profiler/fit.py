@@ -6,7 +6,8 @@ and large shapes weigh the same, and reported as MAPE (mean absolute percentage 
 gemm      ``max(c (n + n_half) / e_max, W / (BW w))`` over tokens n           (e_max, n_half, w)
           and the table of measured efficiencies at every profiled n (the time the model uses)
 lm_head   the same curve times ``lm_head_time_scale`` over sequences          (scale)
-decode    ``lat + kv_tokens x kv_bytes / (BW k)``                              (k, lat)
+decode    ``lat + kv_tokens x kv_bytes / (BW k) + D P / (P + P_half)``          (k, lat, D, P_half)
+          with P the prefill tokens of the same step (D = 0 unless P varies over 3+ values)
 prefill   ``lat + lat_chunk k + (pairs + x tokens) 4 L heads head_dim / (F a)`` (a, x, lat, lat_chunk)
 sampling  ``t_step + t_seq x seqs``                                            (t_step, t_seq)
 overlap   ``max(g, a) + kappa min(g, a)`` against two-stream runs (CUDA only)  (kappa)
@@ -37,7 +38,8 @@ class Measurements:
 
     gemm: list[tuple[int, float]] = field(default_factory=list)  # (tokens, s)
     lm_head: list[tuple[int, float]] = field(default_factory=list)  # (seqs, s)
-    decode: list[tuple[int, int, float]] = field(default_factory=list)  # (batch, kv_len, s)
+    # (batch, kv_len, prefill tokens of the same step, s): decode attention slows beside a large prefill
+    decode: list[tuple[int, int, int, float]] = field(default_factory=list)
     prefill: list[tuple[int, int, int, float]] = field(default_factory=list)  # (q_len, ctx, chunks, s)
     sampling: list[tuple[int, float]] = field(default_factory=list)  # (seqs, s)
     concurrent: list[tuple[float, float, float]] = field(default_factory=list)  # (gemm, attn, both)
@@ -134,6 +136,24 @@ def fit_nonneg(columns: Sequence[Sequence[float]], t: Sequence[float]) -> np.nda
     return np.asarray(x / scale)
 
 
+def fit_decode(points: list[tuple[int, int, int, float]], model: ModelSpec, hw: HardwareSpec,
+               lat0: float, slope0: float) -> tuple[float, float, float, float]:
+    """(latency, 1 / kv_bw_eff, extra beside prefill D, P_half) of decode attention:
+    ``lat + kv_time / kv_bw_eff + D P / (P + P_half)`` with P the step's prefill tokens (step_model
+    docstring). Starts from the plain linear fit (lat0, slope0) and several P_half."""
+    b, kv, p, t = (np.array(c, dtype=float) for c in zip(*points, strict=True))
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        sm = StepModel(_base(kv_bw_eff=1.0 / x[1], decode_attn_latency_s=x[0],
+                             decode_prefill_s=x[2], decode_prefill_half=x[3]), model, hw)
+        return np.array([sm.decode_attn_time(k, q) for k, q in zip(b * kv, p, strict=True)]) / t - 1.0
+
+    top = float(np.max(t))
+    starts = [(lat0, slope0, float(np.median(t)), h) for h in (16.0, 128.0, 1024.0, 8192.0)]
+    x = _best_fit(residuals, starts, [0.0, 0.5, 0.0, 1.0], [top, 1e4, top, 1e6])  # kv_bw_eff <= 2
+    return float(x[0]), float(x[1]), float(x[2]), float(x[3])
+
+
 def fit_prefill(points: list[tuple[int, int, int, float]], model: ModelSpec,
                 hw: HardwareSpec) -> tuple[float, float, float, float]:
     """(attn_eff, extra pairs per token, latency per step, latency per chunk) of prefill attention.
@@ -177,8 +197,11 @@ def fit_profile(meas: Measurements, model: ModelSpec, hw: HardwareSpec) -> FitRe
         lm_scale = math.exp(float(np.mean([math.log(s / unit.lm_head_time(k)) for k, s in meas.lm_head])))
 
     kv_unit = StepModel(_base(), model, hw)  # at efficiency 1: time per KV token and per pair at peak
-    kv_x = [kv_unit.decode_attn_time(b * kv) for b, kv, _ in meas.decode]
+    kv_x = [kv_unit.decode_attn_time(b * kv) for b, kv, *_ in meas.decode]
     dec_lat, dec_slope = fit_linear(kv_x, [s for *_, s in meas.decode])
+    dec_mix = dec_half = 0.0
+    if len({p for _, _, p, _ in meas.decode}) >= 3:
+        dec_lat, dec_slope, dec_mix, dec_half = fit_decode(meas.decode, model, hw, dec_lat, dec_slope)
     attn_eff, extra_pairs, pre_lat, pre_chunk = fit_prefill(meas.prefill, model, hw)
     table_n, table_e = gemm_table(meas.gemm, model, hw)
     t_step = t_seq = 0.0
@@ -189,7 +212,8 @@ def fit_profile(meas: Measurements, model: ModelSpec, hw: HardwareSpec) -> FitRe
     params = StepParams(
         gemm_eff_max=e_max, gemm_n_half=n_half, weight_bw_eff=w_eff, kv_bw_eff=1.0 / dec_slope,
         attn_eff=attn_eff, kappa=kappa, step_overhead_s=t_step, seq_overhead_s=t_seq,
-        decode_attn_latency_s=dec_lat, prefill_attn_latency_s=pre_lat, lm_head_time_scale=lm_scale,
+        decode_attn_latency_s=dec_lat, decode_prefill_s=dec_mix, decode_prefill_half=dec_half,
+        prefill_attn_latency_s=pre_lat, lm_head_time_scale=lm_scale,
         prefill_attn_extra_pairs=extra_pairs, prefill_chunk_latency_s=pre_chunk,
         gemm_table_tokens=table_n, gemm_table_eff=table_e,
     )
@@ -202,7 +226,7 @@ def errors(meas: Measurements, params: StepParams, model: ModelSpec, hw: Hardwar
     out = {
         "gemm": mape([s for _, s in meas.gemm], [sm.gemm_time(n) for n, _ in meas.gemm]),
         "decode_attention": mape([s for *_, s in meas.decode],
-                                 [sm.decode_attn_time(b * kv) for b, kv, _ in meas.decode]),
+                                 [sm.decode_attn_time(b * kv, p) for b, kv, p, _ in meas.decode]),
         "prefill_attention": mape([s for *_, s in meas.prefill],
                                   [sm.prefill_attn_time(*prefill_work(q, c, k)) for q, c, k, _ in meas.prefill]),
     }

@@ -39,6 +39,9 @@ class Grid:
         (cheap attention; also the grid's many-chunk prefill points);
     lm_head: sequences per step, as decode steps over ``HEAD_KV`` tokens each;
     decode: (batch, kv_len) decode steps; prefill: (q_len, ctx, chunks) prefill steps;
+    decode_prefill: (batch, kv_len, tokens) decode steps beside one prefill chunk of ``tokens`` at
+        context 0, so that decode sizes cross prefill sizes (decode attention slows beside a large
+        prefill by a fixed extra, fitted as ``decode_prefill_s``);
     sampling: kept for the grid's shape (every step samples its sequences, so all steps measure it);
     concurrent: (tokens, batch, kv_len) two-stream points, CUDA only.
     Every operator of every step is recorded: a decode step also measures the GEMMs at ``batch``
@@ -51,6 +54,7 @@ class Grid:
     prefill: tuple[tuple[int, int, int], ...]  # (q_len, ctx, chunks)
     sampling: tuple[int, ...]
     concurrent: tuple[tuple[int, int, int], ...]  # (tokens, batch, kv_len), CUDA only
+    decode_prefill: tuple[tuple[int, int, int], ...] = ()  # (batch, kv_len, prefill tokens)
     rounds: int = 5  # passes over the whole grid (medians per point; spread over the profiling time)
 
 
@@ -59,7 +63,8 @@ HEAD_KV = 128
 # Decode points run beside a small prefill chunk and prefill points beside a few decodes: a step's
 # attention after larger GEMMs (and next to the other attention) ran up to 1.7x slower on this CPU
 # than in a pure step (b=2, kv=600: 5.2 ms pure, 5.8 ms beside 19 prefill tokens, 8.8 ms beside 200),
-# and most steps of a chunked-prefill engine are mixed.
+# and most steps of a chunked-prefill engine are mixed. The decode side of it is modelled
+# (StepParams.decode_prefill_s, fitted on every decode point with its step's prefill tokens).
 MIX_PREFILL = BatchShape(prefill_tokens=32, prefill_attn_pairs=causal_pairs(32, 256), prefill_seqs=1)
 MIX_DECODE = BatchShape(decode_seqs=4, decode_kv_tokens=4 * 512)
 
@@ -70,6 +75,7 @@ QUICK = Grid(
     prefill=tuple((q, c, 1) for q in (16, 64, 256, 1024) for c in (0, 512, 2048)) + ((256, 512, 4), (1024, 0, 2)),
     sampling=(1, 4, 16, 64),
     concurrent=tuple((t, b, kv) for t in (256, 1024, 4096) for b, kv in ((32, 1024), (128, 2048))),
+    decode_prefill=((1, 512, 1024), (16, 512, 256), (64, 512, 1024), (4, 2048, 512)),
     rounds=3,
 )
 
@@ -83,6 +89,8 @@ FULL = Grid(
     sampling=(1, 4, 16, 64, 256),
     concurrent=tuple((t, b, kv) for t in (128, 512, 2048, 8192)
                      for b, kv in ((16, 1024), (64, 2048), (256, 4096))),
+    decode_prefill=tuple((b, kv, p) for b, kv in ((1, 512), (16, 2048), (128, 512))
+                         for p in (256, 1024, 4096)),
     rounds=7,
 )
 
@@ -105,6 +113,8 @@ def grid_steps(model: ModelSpec, grid: Grid, device: torch.device) -> list[Batch
         k = -(-n // GEMM_CHUNK)
         steps.append(prefill_step(n // k, 0, k) if n % k == 0 else prefill_step(n, 0, 1))
     steps += [mixed(decode_step(b, kv), MIX_PREFILL) for b, kv in grid.decode if b * kv * per_token <= cap]
+    steps += [mixed(decode_step(b, kv), prefill_step(p, 0, 1)) for b, kv, p in grid.decode_prefill
+              if b * kv * per_token <= cap]
     steps += [decode_step(s, HEAD_KV) for s in grid.lm_head]
     steps += [mixed(prefill_step(q, c, k), MIX_DECODE) for q, c, k in grid.prefill]
     return list(dict.fromkeys(steps))
@@ -154,7 +164,7 @@ def run_grid(model: ModelSpec, device: torch.device, grid: Grid, progress: bool 
         meas.sampling.append((seqs, med["sampling"]))
         if shape.decode_seqs:
             meas.decode.append((shape.decode_seqs, shape.decode_kv_tokens // shape.decode_seqs,
-                                med["decode_attn"]))
+                                shape.prefill_tokens, med["decode_attn"]))
         if shape.prefill_seqs:
             q, c = prefill_chunks(shape.prefill_tokens, shape.prefill_attn_pairs, shape.prefill_seqs)[0]
             meas.prefill.append((q, c, shape.prefill_seqs, med["prefill_attn"]))

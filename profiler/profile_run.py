@@ -62,6 +62,10 @@ def build_profile(model: ModelSpec, device: torch.device, grid: Grid, threads: i
     sources["gemm_table_eff"] = (f"median layer-GEMM time per token count over {grid.rounds} rounds of the grid; "
                                  "the step model interpolates it (the curve fit gives only the ridge point)")
     sources["prefill_attn_extra_pairs"] = "least-squares (NNLS) fit with attn_eff and both latencies"
+    beside = sorted({p for _, _, p, _ in meas.decode})
+    sources["decode_prefill_s"] = (f"least-squares fit with kv_bw_eff and decode_attn_latency_s on decode "
+                                   f"points beside {beside[0]} to {beside[-1]} prefill tokens "
+                                   "(0 unless 3+ distinct counts)")
     sources["peaks"] = "measured" if peaks_measured else "datasheet"
     prov = Provenance(
         measured=True, device=desc, date=datetime.date.today().isoformat(),
@@ -77,7 +81,7 @@ def achieved(meas: Measurements, model: ModelSpec, hw: HardwareSpec) -> dict[str
     return {
         "gemm_flops": max(layer_gemm_flops(model, n) / s for n, s in meas.gemm),
         "weight_stream_bw": max(layer_weight_bytes(model) / s for _, s in meas.gemm),
-        "decode_bw": max(decode_kv_bytes(model, b * kv) / s for b, kv, s in meas.decode),
+        "decode_bw": max(decode_kv_bytes(model, b * kv) / s for b, kv, _, s in meas.decode),
         "prefill_flops": max(prefill_attn_flops(model, prefill_work(q, c, k)[0]) / s for q, c, k, s in meas.prefill),
     }
 
@@ -97,7 +101,8 @@ def print_report(profile: Profile, model: ModelSpec, meas: Measurements, fit: Fi
     print(f"  fitted: GEMM e_max {prm.gemm_eff_max:.3f} n_half {prm.gemm_n_half:.1f} weight-bw "
           f"{prm.weight_bw_eff:.3f} latency {prm.gemm_latency_s * 1e3:.3f} ms; LM head x"
           f"{prm.lm_head_time_scale:.2f}; KV bw {prm.kv_bw_eff:.3f} latency "
-          f"{prm.decode_attn_latency_s * 1e3:.3f} ms; attention {prm.attn_eff:.3f} + "
+          f"{prm.decode_attn_latency_s * 1e3:.3f} ms + {prm.decode_prefill_s * 1e3:.3f} ms x P / (P + "
+          f"{prm.decode_prefill_half:.0f}) beside P prefill tokens; attention {prm.attn_eff:.3f} + "
           f"{prm.prefill_attn_extra_pairs:.1f} pairs/token, latency {prm.prefill_attn_latency_s * 1e3:.3f} ms "
           f"+ {prm.prefill_chunk_latency_s * 1e3:.3f} ms/chunk; kappa {prm.kappa:.2f}; step "
           f"{prm.step_overhead_s * 1e3:.3f} ms + {prm.seq_overhead_s * 1e6:.1f} us/seq")

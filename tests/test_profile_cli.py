@@ -55,14 +55,16 @@ def test_fit_recovers_known_parameters() -> None:
     hw = HardwareSpec("synthetic", 1e12, 50e9, 1e10, 0.0, "test")
     true = StepParams(gemm_eff_max=0.6, gemm_n_half=40.0, weight_bw_eff=0.1, kv_bw_eff=0.25, attn_eff=0.2,
                       kappa=1.0, step_overhead_s=1e-5, seq_overhead_s=2e-4,
-                      decode_attn_latency_s=1e-3, prefill_attn_latency_s=5e-4, lm_head_time_scale=0.8,
+                      decode_attn_latency_s=1e-3, decode_prefill_s=6e-3, decode_prefill_half=700.0,
+                      prefill_attn_latency_s=5e-4, lm_head_time_scale=0.8,
                       prefill_attn_extra_pairs=31.5, prefill_chunk_latency_s=2e-4)
     sm = StepModel(true, model, hw)
     assert 4 < sm.ridge_tokens() < 1024  # both GEMM regimes are sampled
     meas = Measurements(
         gemm=[(n, sm.gemm_time(n)) for n in (1, 4, 16, 64, 256, 1024, 4096)],
         lm_head=[(n, sm.lm_head_time(n)) for n in (1, 16, 256)],
-        decode=[(b, kv, sm.decode_attn_time(b * kv)) for b in (1, 16) for kv in (128, 2048)],
+        decode=[(b, kv, p, sm.decode_attn_time(b * kv, p)) for b in (1, 16) for kv in (128, 2048)
+                for p in (0, 32, 256, 2048)],
         prefill=[(q, c, k, sm.prefill_attn_time(*prefill_work(q, c, k))) for q in (16, 512) for c in (0, 1024)
                  for k in (1, 3)],
         sampling=[(n, 1e-5 + 2e-4 * n) for n in (1, 8, 64)],
@@ -71,7 +73,8 @@ def test_fit_recovers_known_parameters() -> None:
     assert max(fit.mape.values()) < 1e-3
     for name in ("gemm_eff_max", "weight_bw_eff", "kv_bw_eff", "attn_eff", "lm_head_time_scale",
                  "gemm_n_half", "seq_overhead_s", "decode_attn_latency_s", "prefill_attn_latency_s",
-                 "prefill_attn_extra_pairs", "prefill_chunk_latency_s"):
+                 "prefill_attn_extra_pairs", "prefill_chunk_latency_s", "decode_prefill_s",
+                 "decode_prefill_half"):
         assert getattr(fit.params, name) == pytest.approx(getattr(true, name), rel=0.02), name
     # the measured GEMM table reproduces every measured point, and interpolates between them
     fitted = StepModel(fit.params, model, hw)
@@ -80,6 +83,23 @@ def test_fit_recovers_known_parameters() -> None:
     t4, t16 = sm.gemm_time(4), sm.gemm_time(16)
     assert fitted.gemm_time(8) == pytest.approx(t4 + (t16 - t4) * (8 - 4) / (16 - 4), rel=1e-9)
     assert fitted.gemm_time(8192) == pytest.approx(sm.gemm_time(4096) * 2, rel=1e-9)  # last efficiency
+
+
+def test_decode_fit_without_prefill_variety_keeps_the_term_off() -> None:
+    """Decode points beside fewer than 3 prefill sizes cannot separate the term from the latency."""
+    model = get_model("smollm2-135m")
+    hw = HardwareSpec("synthetic", 1e12, 50e9, 1e10, 0.0, "test")
+    sm = StepModel(StepParams(gemm_eff_max=0.6, gemm_n_half=40.0, weight_bw_eff=0.1, kv_bw_eff=0.25,
+                              attn_eff=0.2, kappa=1.0, step_overhead_s=0.0, seq_overhead_s=0.0,
+                              decode_attn_latency_s=1e-3), model, hw)
+    meas = Measurements(
+        gemm=[(n, sm.gemm_time(n)) for n in (1, 64, 1024)],
+        decode=[(b, 512, p, sm.decode_attn_time(b * 512, p)) for b in (1, 16, 64) for p in (0, 32)],
+        prefill=[(q, 0, 1, sm.prefill_attn_time(*prefill_work(q, 0, 1))) for q in (16, 256, 1024)],
+    )
+    fit = fit_profile(meas, model, hw)
+    assert fit.params.decode_prefill_s == 0.0 and fit.params.decode_prefill_half == 0.0
+    assert fit.params.kv_bw_eff == pytest.approx(0.25, rel=1e-3) and fit.mape["decode_attention"] < 1e-3
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
