@@ -34,6 +34,7 @@ from blendsim.executor.records import StepRecord, steps_to_columns
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.profile import Profile, Provenance
 from blendsim.profiler.specs import ModelSpec
+from blendsim.profiler.step_model import StepParams
 from blendsim.sim.result import write_parquet
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
@@ -44,7 +45,7 @@ FIT_FIELDS = ("gemm_eff_max", "gemm_n_half", "weight_bw_eff", "kv_bw_eff", "attn
               "seq_overhead_s", "decode_attn_latency_s", "prefill_attn_latency_s")
 UPPER = {"gemm_eff_max": 2.0, "weight_bw_eff": 2.0, "kv_bw_eff": 2.0, "attn_eff": 2.0, "gemm_n_half": 4096.0,
          "step_overhead_s": 1.0, "seq_overhead_s": 0.1, "decode_attn_latency_s": 1.0,
-         "prefill_attn_latency_s": 1.0}
+         "prefill_attn_latency_s": 1.0, "decode_prefill_s": 1.0}
 LOWER_EFF = 1e-4
 ROBUST_SCALE = 0.2  # relative error beyond which a step counts as an outlier (soft-L1 loss)
 
@@ -123,22 +124,30 @@ def shapes_and_times(records: list[StepRecord], skip: int = WARMUP_STEPS) -> tup
     return shapes, np.asarray([r.step_s for r in rows], dtype=np.float64)
 
 
+def fit_fields(kernel: StepParams) -> tuple[str, ...]:
+    """The parameters fitted to the engine's steps: ``FIT_FIELDS``, and decode attention's extra beside
+    a prefill when the kernel profile has that term (its half point kept: the engine's steps rarely
+    vary it enough to fit both), so no kernel-measured time reaches the calibrated profile unfitted."""
+    return FIT_FIELDS + ("decode_prefill_s",) if kernel.decode_prefill_half > 0 else FIT_FIELDS
+
+
 def fit_engine_profile(records: list[StepRecord], kernel: Profile, model: ModelSpec,
                        software: dict[str, str] | None = None) -> tuple[Profile, dict[str, float]]:
     """Fit the serial step model to the measured steps. Returns the profile and its fit report."""
     shapes, times = shapes_and_times(records)
-    if len(shapes) < 2 * len(FIT_FIELDS):
-        raise UserError(f"calibration measured {len(shapes)} usable steps; at least {2 * len(FIT_FIELDS)} needed")
     base = kernel.params
-    lower = np.array([LOWER_EFF if f.endswith("_eff") or f == "gemm_eff_max" else 0.0 for f in FIT_FIELDS])
-    upper = np.array([UPPER[f] for f in FIT_FIELDS])
+    fields = fit_fields(base)
+    if len(shapes) < 2 * len(fields):
+        raise UserError(f"calibration measured {len(shapes)} usable steps; at least {2 * len(fields)} needed")
+    lower = np.array([LOWER_EFF if f.endswith("_eff") or f == "gemm_eff_max" else 0.0 for f in fields])
+    upper = np.array([UPPER[f] for f in fields])
 
     def predict(x: np.ndarray) -> np.ndarray:
-        params = dataclasses.replace(base, **dict(zip(FIT_FIELDS, x.tolist(), strict=True)), gemm_latency_s=0.0)
+        params = dataclasses.replace(base, **dict(zip(fields, x.tolist(), strict=True)), gemm_latency_s=0.0)
         bound = dataclasses.replace(kernel, params=params).bind(model)
         return np.array([bound.step_time(s, "serial").total_s for s in shapes])
 
-    x0 = np.clip([getattr(base, f) for f in FIT_FIELDS], lower, upper)
+    x0 = np.clip([getattr(base, f) for f in fields], lower, upper)
     starts = [x0, np.clip(x0 * 0.5, lower, upper), np.clip(x0 * 2.0, lower, upper)]
     best = None
     for start in starts:
@@ -153,10 +162,10 @@ def fit_engine_profile(records: list[StepRecord], kernel: Profile, model: ModelS
     report = {"step_mape": float(np.mean(ape)), "step_median_ape": float(np.median(ape)),
               "total_time_error": float(pred.sum() / times.sum() - 1.0), "steps": float(len(times)),
               "measured_s": float(times.sum())}
-    params = dataclasses.replace(base, **dict(zip(FIT_FIELDS, best.x.tolist(), strict=True)), gemm_latency_s=0.0)
+    params = dataclasses.replace(base, **dict(zip(fields, best.x.tolist(), strict=True)), gemm_latency_s=0.0)
     prov = Provenance(measured=True, device=f"{kernel.provenance.device} via vLLM", date=dt.date.today().isoformat(),
                       software=dict(software or {}), fit_error={"step": report["step_mape"]},
-                      sources={f: f"least-squares fit on {len(times)} vLLM steps" for f in FIT_FIELDS},
+                      sources={f: f"least-squares fit on {len(times)} vLLM steps" for f in fields},
                       notes="engine-calibrated (serial): vLLM step wall time incl. scheduling and sampling; "
                             f"hardware peaks from {kernel.name}")
     return Profile(f"{kernel.name}-vllm", kernel.hardware, model.name, params, prov), report

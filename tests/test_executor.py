@@ -16,6 +16,7 @@ from blendsim.executor.prompts import PromptBuilder, block_saved_tokens
 from blendsim.executor.records import STEP_COLUMNS, ExecResult, StepRecord
 from blendsim.executor.vllm_backend import check_fits, check_order
 from blendsim.profiler.cost import BatchShape
+from blendsim.profiler.profile import Profile
 from blendsim.profiler.specs import model_from_config
 from blendsim.sim.result import RESULT_KEYS, SERIES_COLUMNS
 from blendsim.traces.request import Request
@@ -162,6 +163,21 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path: Path, capsys: pytest.Capt
     assert err.count("\n") == 1 and err.startswith("blendsim: error:")
 
 
+def _engine_records(engine: Profile) -> list[StepRecord]:
+    """Steps of decode, prefill and both, timed by ``engine`` (a bound profile standing in for vLLM)."""
+    records = []
+    for k, (n_dec, kv, pre, pairs) in enumerate([(d, d * c, p, p * p / 2) for d in (0, 1, 8, 64, 160)
+                                                  for c in (100, 900) for p in (0, 256, 2000)]):
+        if n_dec + pre == 0:
+            continue
+        shape = BatchShape(pre, pairs, n_dec, kv, 1 if pre else 0)
+        records.append(StepRecord(step=k, time=0.0, step_s=engine.step_time(shape, "serial").total_s,
+                                  prefill_tokens=pre, prefill_seqs=shape.prefill_seqs, prefill_attn_pairs=pairs,
+                                  decode_seqs=n_dec, decode_kv_tokens=kv, running=n_dec, kv_used_tokens=0,
+                                  cached_tokens=0, admitted=0, finished=0, preempted=0, waiting=0))
+    return records
+
+
 def test_calibration_fit_recovers_engine_overheads() -> None:
     import dataclasses
 
@@ -175,23 +191,33 @@ def test_calibration_fit_recovers_engine_overheads() -> None:
     assert len(trace) == sum(p.requests for p in FULL_GRID) and len(groups) == len(FULL_GRID)
     # an "engine" 20 ms per step and 0.3 ms per sequence slower than the kernels (the issue's CPU figures)
     truth = dataclasses.replace(kernel.params, step_overhead_s=0.02, seq_overhead_s=3e-4)
-    engine = dataclasses.replace(kernel, params=truth).bind(model)
-    records = []
-    for k, (n_dec, kv, pre, pairs) in enumerate([(d, d * c, p, p * p / 2) for d in (0, 1, 8, 64, 160)
-                                                  for c in (100, 900) for p in (0, 256, 2000)]):
-        if n_dec + pre == 0:
-            continue
-        shape = BatchShape(pre, pairs, n_dec, kv, 1 if pre else 0)
-        records.append(StepRecord(step=k, time=0.0, step_s=engine.step_time(shape, "serial").total_s,
-                                  prefill_tokens=pre, prefill_seqs=shape.prefill_seqs, prefill_attn_pairs=pairs,
-                                  decode_seqs=n_dec, decode_kv_tokens=kv, running=n_dec, kv_used_tokens=0,
-                                  cached_tokens=0, admitted=0, finished=0, preempted=0, waiting=0))
+    records = _engine_records(dataclasses.replace(kernel, params=truth).bind(model))
     profile, report = fit_engine_profile(records, kernel, model)
     shapes, times = shapes_and_times(records)
     assert len(shapes) == len(records) - 3  # warm-up steps are left out
     assert report["step_mape"] < 0.02 and abs(report["total_time_error"]) < 0.01
     assert profile.model == "smollm2-135m" and profile.provenance.measured
     assert abs(profile.params.step_overhead_s - 0.02) < 0.004
+    assert "decode_prefill_s" not in profile.provenance.sources  # the kernel profile has no such term
+
+
+def test_calibration_refits_decode_attentions_extra_beside_a_prefill() -> None:
+    """A kernel-profile term reaches the calibrated profile only fitted to the engine's steps."""
+    import dataclasses
+
+    from blendsim.executor.calibrate import fit_engine_profile
+    from blendsim.profiler.profile import builtin_profile
+    from blendsim.profiler.specs import get_model
+
+    model = get_model("smollm2-135m")
+    base = builtin_profile("a100-80g")
+    kernel = dataclasses.replace(base, params=dataclasses.replace(base.params, decode_prefill_s=0.004,
+                                                                   decode_prefill_half=500.0))
+    truth = dataclasses.replace(kernel.params, step_overhead_s=0.02, decode_prefill_s=0.03)
+    records = _engine_records(dataclasses.replace(kernel, params=truth).bind(model))
+    profile, report = fit_engine_profile(records, kernel, model)
+    assert "decode_prefill_s" in profile.provenance.sources and report["step_mape"] < 0.02
+    assert abs(profile.params.decode_prefill_s - 0.03) < 0.006 and profile.params.decode_prefill_half == 500.0
 
 
 def test_execute_rejects_bad_input_before_running(tmp_path: Path, capsys: pytest.CaptureFixture[str],
