@@ -9,6 +9,9 @@ replica ``r`` sees GPU ``r`` only (``CUDA_VISIBLE_DEVICES``), on CPU they share 
 Engines start at different moments, so each replica's makespan runs from its own first step. The
 measured makespan is the slowest replica's and the throughput all tokens over it, as the simulator's
 data-parallel makespan is its slowest replica's. Per-replica results stay in ``<policy>_r<k>_vllm.json``.
+
+:func:`replay_on_vllm` is the one entry point ``execute`` and ``validate`` use: one engine for a
+one-replica simulation, one per replica otherwise.
 """
 
 from __future__ import annotations
@@ -25,13 +28,26 @@ from blendsim.executor.vllm_engine import VllmRunConfig
 from blendsim.traces.trace import Trace
 
 
+def replay_on_vllm(trace: Trace, trace_path: str | Path, sim: Any, config: VllmRunConfig, policy: str,
+                   out_dir: Path, *, max_steps: int | None = None, python: str | None = None,
+                   seed: int = 0) -> dict[str, Any]:
+    """Replay ``sim``'s plan on vLLM (``trace`` is the file at ``trace_path``); the measured result."""
+    from blendsim.executor.isolate import run_isolated
+
+    if len(np.unique(sim.admission["replica"])) > 1:
+        return run_data_parallel(trace, sim, config, policy, out_dir, max_steps=max_steps, python=python,
+                                 seed=seed)
+    return run_isolated(trace_path, np.asarray(sim.admission["position"], dtype=np.int64), config, policy,
+                        out_dir, max_steps=max_steps, python=python, seed=seed, pacing=Pacing.from_sim(sim))
+
+
 def replica_shares(trace: Trace, sim: Any) -> list[tuple[Trace, Pacing]]:
     """Per replica: its sub-trace in its admission order (replayed as ``arange``) and its pacing."""
     adm = sim.admission
     shares = []
     for r in np.unique(adm["replica"]).tolist():
         positions = np.asarray(adm["position"][adm["replica"] == r], dtype=np.int64)
-        shares.append((trace.subset(positions), Pacing(sim.release_steps(r), sim.prefill_caps(r))))
+        shares.append((trace.subset(positions), Pacing.from_sim(sim, r)))
     return shares
 
 

@@ -20,10 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from blendsim.errors import UserError
-from blendsim.executor.pacing import Pacing
 from blendsim.executor.vllm_engine import (
     GiB,
     VllmRunConfig,
@@ -64,6 +61,7 @@ def execute(trace_path: str, backend: str, policies: Sequence[str], args: argpar
             vllm_config: VllmRunConfig | None) -> Any:
     """Run ``policies`` on ``backend`` (module docstring); returns the written Comparison."""
     from blendsim.executor.compare import Comparison, entry_from_replay, entry_from_results
+    from blendsim.executor.data_parallel import replay_on_vllm
     from blendsim.profiler.specs import get_model
     from blendsim.sim.planner import make_plan
     from blendsim.sim.run import simulate
@@ -95,7 +93,8 @@ def execute(trace_path: str, backend: str, policies: Sequence[str], args: argpar
             sim.write(out / "sim")
             _say(f"{policy}: simulated {sim.throughput_tok_s:,.0f} tok/s; replaying on vLLM"
                  + (f" ({args.dp} engines at once)" if args.dp > 1 else ""))
-            measured = _replay_vllm(trace, trace_path, sim, vllm_config, policy, out / "vllm", args)
+            measured = replay_on_vllm(trace, trace_path, sim, vllm_config, policy, out / "vllm",
+                                      max_steps=args.max_steps, python=args.vllm_python, seed=args.seed)
             entry = entry_from_results(sim.to_dict(), measured, "vllm")
             _say(f"{policy}: measured {entry.measured_tok_s:,.0f} tok/s (error {entry.error:+.1%})")
         else:
@@ -115,21 +114,6 @@ def execute(trace_path: str, backend: str, policies: Sequence[str], args: argpar
     comparison = Comparison(entries, meta)
     comparison.write(out)
     return comparison
-
-
-def _replay_vllm(trace: Trace, trace_path: str, sim: Any, config: VllmRunConfig, policy: str, out: Path,
-                 args: argparse.Namespace) -> dict[str, Any]:
-    """One engine replaying the whole plan, or one per replica under ``--dp``."""
-    if args.dp > 1:
-        from blendsim.executor.data_parallel import run_data_parallel
-
-        return run_data_parallel(trace, sim, config, policy, out, max_steps=args.max_steps,
-                                 python=args.vllm_python, seed=args.seed)
-    from blendsim.executor.isolate import run_isolated
-
-    return run_isolated(trace_path, np.asarray(sim.admission["position"]), config, policy, out,
-                        max_steps=args.max_steps, python=args.vllm_python, seed=args.seed,
-                        pacing=Pacing.from_sim(sim))
 
 
 def _say(msg: str) -> None:

@@ -34,9 +34,9 @@ class Pacing:
     prefill_caps: np.ndarray | None = None
 
     @classmethod
-    def from_sim(cls, sim: Any) -> Pacing:
-        """The timing of a one-replica ``SimResult`` (nothing for several replicas)."""
-        return cls(sim.release_steps(), sim.prefill_caps())
+    def from_sim(cls, sim: Any, replica: int | None = None) -> Pacing:
+        """The timing of ``replica`` of a ``SimResult`` (None: its only replica; nothing if it has several)."""
+        return cls(sim.release_steps(replica), sim.prefill_caps(replica))
 
     def checked(self, n: int) -> Pacing:
         """Validated against an order of ``n`` requests; UserError otherwise."""

@@ -34,8 +34,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from blendsim.errors import UserError
 from blendsim.executor.compare import (
     Comparison,
@@ -45,10 +43,10 @@ from blendsim.executor.compare import (
     signed_error,
 )
 from blendsim.executor.execute import engine_config
-from blendsim.executor.pacing import Pacing
 from blendsim.profiler.profile import Profile, load_profile
 from blendsim.profiler.specs import ModelSpec, get_model
 from blendsim.sim.config import EngineConfig
+from blendsim.traces.trace import Trace
 
 POLICIES = ("fifo", "dfs", "blend")
 BACKENDS = ("vllm", "torch")
@@ -129,19 +127,18 @@ def calibrated_profile_now(out_dir: Path, kernel_path: Path, setup: ValidationSe
     return path
 
 
-def _vllm_entry(policy: str, trace_path: Path, sim: Any, setup: ValidationSetup, out: Path, python: str,
-                model_dir: str, max_steps: int | None, seed: int) -> ComparisonEntry:
-    """Replay the simulated admission order and step timing on vLLM-CPU in a child process (the executor's
-    :func:`~blendsim.executor.isolate.run_isolated`: one engine per process) and compare."""
-    from blendsim.executor.isolate import run_isolated
+def _vllm_entry(policy: str, trace: Trace, trace_path: Path, sim: Any, setup: ValidationSetup, out: Path,
+                python: str, model_dir: str, max_steps: int | None, seed: int) -> ComparisonEntry:
+    """Replay the simulated admission order and step timing on vLLM-CPU in a child process (one engine
+    per process: :func:`~blendsim.executor.data_parallel.replay_on_vllm`) and compare."""
+    from blendsim.executor.data_parallel import replay_on_vllm
     from blendsim.executor.vllm_engine import VllmRunConfig
 
     config = VllmRunConfig(model_dir=model_dir, kv_cache_gib=setup.kv_cache_gib,
                            max_num_batched_tokens=setup.token_budget, max_num_seqs=setup.max_running,
                            block_size=setup.block_size, threads=setup.vllm_threads, device="cpu", seed=seed)
-    measured = run_isolated(trace_path, np.asarray(sim.admission["position"], dtype=np.int64), config, policy,
-                            out, max_steps=max_steps, python=python, seed=seed,
-                            pacing=Pacing.from_sim(sim))
+    measured = replay_on_vllm(trace, trace_path, sim, config, policy, out, max_steps=max_steps, python=python,
+                              seed=seed)
     return entry_from_results(sim.to_dict(), measured, "vllm")
 
 
@@ -191,8 +188,8 @@ def run_validation(out_dir: str | Path, *, quick: bool = False, backends: Sequen
             sim = simulate(trace, plan, model, engine_profile, config)
             sim.write(out / "sim")
             log(f"{policy}: simulated {sim.throughput_tok_s:,.0f} tok/s; running on vLLM-CPU")
-            entry = _vllm_entry(policy, out / "trace.parquet", sim, setup, out / "vllm", python, str(model_dir),
-                                vllm_max_steps, seed)
+            entry = _vllm_entry(policy, trace, out / "trace.parquet", sim, setup, out / "vllm", python,
+                                str(model_dir), vllm_max_steps, seed)
             if calibrated_profile:  # the kernel profile's prediction beside the calibrated one
                 k_sim = simulate(trace, plan, model, kernel, config)
                 entry.extra["kernel_profile_tok_s"] = k_sim.throughput_tok_s
