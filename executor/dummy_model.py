@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from blendsim.errors import UserError
+from blendsim.executor.model_prep import cache_dir as blendsim_cache
 from blendsim.profiler.specs import ModelSpec, get_model
 
 MAX_POSITIONS = 131_072  # context of the generated configs; vLLM's max_model_len is set per trace
@@ -71,6 +72,4 @@ def dummy_model_dir(model: str, cache_dir: Path | None = None) -> Path:
 
 
 def _cache(cache_dir: Path | None) -> Path:
-    from blendsim.executor.model_prep import cache_dir as blendsim_cache
-
     return (cache_dir or blendsim_cache()) / "dummy-models"
