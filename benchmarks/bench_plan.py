@@ -37,10 +37,14 @@ def synthetic_trace(n: int, seed: int = 0) -> Trace:
     lens[s[mm] + 1] = 600 + 3 * subject[mm]
     ids[offsets[1:] - 1] = 1000 + np.arange(n)
     lens[offsets[1:] - 1] = np.where(kind == 0, rng.integers(20, 500, n), np.where(mm, 109, 121))
-    out = np.where(kind == 0, np.clip(rng.lognormal(2.5, 1.2, n), 1, 500),
-                   np.where(mm, rng.integers(1, 4, n), rng.integers(4000, 40000, n))).astype(np.int64)
-    return Trace(np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.int32), ["synthetic"],
-                 offsets, ids, lens, out)
+    out = np.where(
+        kind == 0,
+        np.clip(rng.lognormal(2.5, 1.2, n), 1, 500),
+        np.where(mm, rng.integers(1, 4, n), rng.integers(4000, 40000, n)),
+    ).astype(np.int64)
+    return Trace(
+        np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.int32), ["synthetic"], offsets, ids, lens, out
+    )
 
 
 def load(n: int) -> tuple[Trace, str]:
@@ -58,14 +62,18 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     trace, what = load(args.requests)
-    print(f"trace: {what}, {len(trace)} requests, {len(trace.seg_ids)} segments "
-          f"(built in {time.perf_counter() - t0:.1f} s)")
+    print(
+        f"trace: {what}, {len(trace)} requests, {len(trace.seg_ids)} segments "
+        f"(built in {time.perf_counter() - t0:.1f} s)"
+    )
     for policy in args.policies.split(","):
         plan = make_plan(trace, policy, "llama-3-8b", "a100-80g")
         s = plan.stats
-        print(f"{policy:8s} plan {s['plan_s']:6.2f} s  ({s['plan_s'] / TARGET_S:.2f} of the {TARGET_S:.0f} s target)"
-              f"  units {plan.num_units}  sharing kept {s['sharing_kept']:.4f}"
-              f"  leaves split {s['leaf_split_fraction']:.4%}")
+        print(
+            f"{policy:8s} plan {s['plan_s']:6.2f} s  ({s['plan_s'] / TARGET_S:.2f} of the {TARGET_S:.0f} s target)"
+            f"  units {plan.num_units}  sharing kept {s['sharing_kept']:.4f}"
+            f"  leaves split {s['leaf_split_fraction']:.4%}"
+        )
 
 
 if __name__ == "__main__":

@@ -47,23 +47,37 @@ def main() -> int:
     total = res.plan_s + res.sim_s
     steps_per_s = res.steps_run / res.sim_s if res.sim_s else float("inf")
     peak = peak_rss_gb()
-    print(f"{args.preset}, {len(trace):,} requests, {args.policy}, {args.engine} engine "
-          f"(trace generation {make_s:.1f} s, not counted; peak RSS after it {rss_trace:.2f} GB)")
+    print(
+        f"{args.preset}, {len(trace):,} requests, {args.policy}, {args.engine} engine "
+        f"(trace generation {make_s:.1f} s, not counted; peak RSS after it {rss_trace:.2f} GB)"
+    )
     print(f"  plan            {res.plan_s:8.2f} s")
-    print(f"  simulate        {res.sim_s:8.2f} s   {res.steps_run:,} steps, {steps_per_s:,.0f} steps/s, "
-          f"{len(trace) / res.sim_s:,.0f} requests/s")
-    print(f"  CPU time        {cpu:8.2f} s   (plan + simulate, this process; wall time above includes "
-          f"waiting for a shared machine)")
-    print(f"  plan + simulate {total:8.2f} s   target <= {TARGET_S:.0f} s: ratio {total / TARGET_S:.2f} "
-          f"({'met' if total <= TARGET_S else 'MISSED'})")
-    print(f"  peak memory     {peak:8.2f} GB  target <= {TARGET_GB:.0f} GB: ratio {peak / TARGET_GB:.2f} "
-          f"({'met' if peak <= TARGET_GB else 'MISSED'})")
-    print(f"  result: {res.throughput_tok_s:,.0f} tok/s simulated, {res.fraction_of_optimal * 100:.1f} % of "
-          f"optimum, sharing {res.sharing:.3f} of {res.optimal_sharing:.3f}, {res.preemptions} preemptions")
+    print(
+        f"  simulate        {res.sim_s:8.2f} s   {res.steps_run:,} steps, {steps_per_s:,.0f} steps/s, "
+        f"{len(trace) / res.sim_s:,.0f} requests/s"
+    )
+    print(
+        f"  CPU time        {cpu:8.2f} s   (plan + simulate, this process; wall time above includes "
+        f"waiting for a shared machine)"
+    )
+    print(
+        f"  plan + simulate {total:8.2f} s   target <= {TARGET_S:.0f} s: ratio {total / TARGET_S:.2f} "
+        f"({'met' if total <= TARGET_S else 'MISSED'})"
+    )
+    print(
+        f"  peak memory     {peak:8.2f} GB  target <= {TARGET_GB:.0f} GB: ratio {peak / TARGET_GB:.2f} "
+        f"({'met' if peak <= TARGET_GB else 'MISSED'})"
+    )
+    print(
+        f"  result: {res.throughput_tok_s:,.0f} tok/s simulated, {res.fraction_of_optimal * 100:.1f} % of "
+        f"optimum, sharing {res.sharing:.3f} of {res.optimal_sharing:.3f}, {res.preemptions} preemptions"
+    )
     b = res.extra["breakdown"]
-    print(f"  breakdown: compute busy {b['compute_busy']:.2f}, memory busy {b['memory_busy']:.2f}, fixed per-step "
-          f"cost {b['fixed_cost_s']:,.0f} s, {b['fraction_of_step_bound'] * 100:.1f} % of the step bound "
-          f"({b['step_bound_s']:,.0f} s)")
+    print(
+        f"  breakdown: compute busy {b['compute_busy']:.2f}, memory busy {b['memory_busy']:.2f}, fixed per-step "
+        f"cost {b['fixed_cost_s']:,.0f} s, {b['fraction_of_step_bound'] * 100:.1f} % of the step bound "
+        f"({b['step_bound_s']:,.0f} s)"
+    )
     return 0
 
 

@@ -38,12 +38,18 @@ def main() -> None:
         size_mb = path.stat().st_size / 1e6
     make_s, stat_s = (t2 - t0), (t4 - t2)
     total = stats["total"]
-    print(f"{args.preset}: {len(trace)} requests, density {total['density']:.4f}, sharing {total['sharing']:.4f}, "
-          f"file {size_mb:.1f} MB")
-    print(f"make  (generate {t1 - t0:.2f} s + write {t2 - t1:.2f} s) = {make_s:.2f} s; target {MAKE_TARGET_S:.0f} s; "
-          f"ratio {make_s / MAKE_TARGET_S:.3f}")
-    print(f"stat  (read {t3 - t2:.2f} s + stats {t4 - t3:.2f} s) = {stat_s:.2f} s; target {STAT_TARGET_S:.0f} s; "
-          f"ratio {stat_s / STAT_TARGET_S:.3f}")
+    print(
+        f"{args.preset}: {len(trace)} requests, density {total['density']:.4f}, sharing {total['sharing']:.4f}, "
+        f"file {size_mb:.1f} MB"
+    )
+    print(
+        f"make  (generate {t1 - t0:.2f} s + write {t2 - t1:.2f} s) = {make_s:.2f} s; target {MAKE_TARGET_S:.0f} s; "
+        f"ratio {make_s / MAKE_TARGET_S:.3f}"
+    )
+    print(
+        f"stat  (read {t3 - t2:.2f} s + stats {t4 - t3:.2f} s) = {stat_s:.2f} s; target {STAT_TARGET_S:.0f} s; "
+        f"ratio {stat_s / STAT_TARGET_S:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -41,11 +41,29 @@ from blendsim.traces.trace import Trace
 
 WARMUP_STEPS = 3
 SEED = 7919  # calibration prompts differ from any trace's (the validation uses small seeds)
-FIT_FIELDS = ("gemm_eff_max", "gemm_n_half", "weight_bw_eff", "kv_bw_eff", "attn_eff", "step_overhead_s",
-              "seq_overhead_s", "decode_attn_latency_s", "prefill_attn_latency_s")
-UPPER = {"gemm_eff_max": 2.0, "weight_bw_eff": 2.0, "kv_bw_eff": 2.0, "attn_eff": 2.0, "gemm_n_half": 4096.0,
-         "step_overhead_s": 1.0, "seq_overhead_s": 0.1, "decode_attn_latency_s": 1.0,
-         "prefill_attn_latency_s": 1.0, "decode_prefill_s": 1.0}
+FIT_FIELDS = (
+    "gemm_eff_max",
+    "gemm_n_half",
+    "weight_bw_eff",
+    "kv_bw_eff",
+    "attn_eff",
+    "step_overhead_s",
+    "seq_overhead_s",
+    "decode_attn_latency_s",
+    "prefill_attn_latency_s",
+)
+UPPER = {
+    "gemm_eff_max": 2.0,
+    "weight_bw_eff": 2.0,
+    "kv_bw_eff": 2.0,
+    "attn_eff": 2.0,
+    "gemm_n_half": 4096.0,
+    "step_overhead_s": 1.0,
+    "seq_overhead_s": 0.1,
+    "decode_attn_latency_s": 1.0,
+    "prefill_attn_latency_s": 1.0,
+    "decode_prefill_s": 1.0,
+}
 LOWER_EFF = 1e-4
 ROBUST_SCALE = 0.2  # relative error beyond which a step counts as an outlier (soft-L1 loss)
 
@@ -67,13 +85,36 @@ class Phase:
 # prefill shapes (output 2: one decode; 10 x 500 fills whole 2,048-token steps with several chunks
 # continuing each other), decode batches at short and long contexts, then staggered phases whose steps
 # mix one small prefill chunk with decodes (the steps of a paced or continuously admitting engine)
-FULL_GRID = (Phase(1, 1800, 2), Phase(1, 3500, 2), Phase(4, 450, 2), Phase(12, 100, 2), Phase(2, 900, 2),
-             Phase(10, 500, 2),
-             Phase(1, 16, 48), Phase(4, 24, 40), Phase(16, 200, 32), Phase(48, 64, 24), Phase(24, 700, 24),
-             Phase(96, 128, 16), Phase(160, 40, 16), Phase(8, 1500, 32),
-             Phase(24, 64, 40, stagger=2), Phase(16, 200, 24, stagger=3), Phase(12, 32, 96, stagger=8))
-QUICK_GRID = (Phase(6, 64, 8, stagger=2), Phase(1, 1800, 2), Phase(4, 450, 2), Phase(2, 900, 2),
-              Phase(1, 16, 24), Phase(16, 200, 16), Phase(48, 64, 12), Phase(16, 900, 12), Phase(128, 40, 8))
+FULL_GRID = (
+    Phase(1, 1800, 2),
+    Phase(1, 3500, 2),
+    Phase(4, 450, 2),
+    Phase(12, 100, 2),
+    Phase(2, 900, 2),
+    Phase(10, 500, 2),
+    Phase(1, 16, 48),
+    Phase(4, 24, 40),
+    Phase(16, 200, 32),
+    Phase(48, 64, 24),
+    Phase(24, 700, 24),
+    Phase(96, 128, 16),
+    Phase(160, 40, 16),
+    Phase(8, 1500, 32),
+    Phase(24, 64, 40, stagger=2),
+    Phase(16, 200, 24, stagger=3),
+    Phase(12, 32, 96, stagger=8),
+)
+QUICK_GRID = (
+    Phase(6, 64, 8, stagger=2),
+    Phase(1, 1800, 2),
+    Phase(4, 450, 2),
+    Phase(2, 900, 2),
+    Phase(1, 16, 24),
+    Phase(16, 200, 16),
+    Phase(48, 64, 12),
+    Phase(16, 900, 12),
+    Phase(128, 40, 8),
+)
 
 
 def phase_trace(grid: tuple[Phase, ...]) -> tuple[Trace, list[np.ndarray]]:
@@ -108,8 +149,16 @@ def run_calibration(config: Any, grid: tuple[Phase, ...], max_steps: int | None 
             break
         sub = trace.subset(positions)  # keeps the segment ids: prompts stay unique across phases
         prompts = PromptBuilder(sub, int(cfg["vocab_size"]), SEED)
-        driver = Driver(engine, sched, sub, np.arange(len(sub)), config, prompts, capture,
-                        pacing=Pacing(grid[k].release_steps()))
+        driver = Driver(
+            engine,
+            sched,
+            sub,
+            np.arange(len(sub)),
+            config,
+            prompts,
+            capture,
+            pacing=Pacing(grid[k].release_steps()),
+        )
         driver.run(left)
         records.extend(driver.records)
         if driver.wrong_outputs():
@@ -117,10 +166,14 @@ def run_calibration(config: Any, grid: tuple[Phase, ...], max_steps: int | None 
     return records
 
 
-def shapes_and_times(records: list[StepRecord], skip: int = WARMUP_STEPS) -> tuple[list[BatchShape], np.ndarray]:
+def shapes_and_times(
+    records: list[StepRecord], skip: int = WARMUP_STEPS
+) -> tuple[list[BatchShape], np.ndarray]:
     rows = [r for r in records[skip:] if r.prefill_tokens + r.decode_seqs > 0]
-    shapes = [BatchShape(r.prefill_tokens, r.prefill_attn_pairs, r.decode_seqs, r.decode_kv_tokens,
-                         r.prefill_seqs) for r in rows]
+    shapes = [
+        BatchShape(r.prefill_tokens, r.prefill_attn_pairs, r.decode_seqs, r.decode_kv_tokens, r.prefill_seqs)
+        for r in rows
+    ]
     return shapes, np.asarray([r.step_s for r in rows], dtype=np.float64)
 
 
@@ -131,8 +184,9 @@ def fit_fields(kernel: StepParams) -> tuple[str, ...]:
     return FIT_FIELDS + ("decode_prefill_s",) if kernel.decode_prefill_half > 0 else FIT_FIELDS
 
 
-def fit_engine_profile(records: list[StepRecord], kernel: Profile, model: ModelSpec,
-                       software: dict[str, str] | None = None) -> tuple[Profile, dict[str, float]]:
+def fit_engine_profile(
+    records: list[StepRecord], kernel: Profile, model: ModelSpec, software: dict[str, str] | None = None
+) -> tuple[Profile, dict[str, float]]:
     """Fit the serial step model to the measured steps. Returns the profile and its fit report."""
     shapes, times = shapes_and_times(records)
     base = kernel.params
@@ -152,22 +206,37 @@ def fit_engine_profile(records: list[StepRecord], kernel: Profile, model: ModelS
     best = None
     for start in starts:
         # soft-L1: steps slowed by other processes (seen here: 1 s stalls of a 30 ms step) are outliers
-        res = least_squares(lambda x: predict(x) / times - 1.0, start, bounds=(lower, upper), x_scale="jac",
-                            loss="soft_l1", f_scale=ROBUST_SCALE)
+        res = least_squares(
+            lambda x: predict(x) / times - 1.0,
+            start,
+            bounds=(lower, upper),
+            x_scale="jac",
+            loss="soft_l1",
+            f_scale=ROBUST_SCALE,
+        )
         if best is None or res.cost < best.cost:
             best = res
     assert best is not None
     pred = predict(best.x)
     ape = np.abs(pred / times - 1.0)
-    report = {"step_mape": float(np.mean(ape)), "step_median_ape": float(np.median(ape)),
-              "total_time_error": float(pred.sum() / times.sum() - 1.0), "steps": float(len(times)),
-              "measured_s": float(times.sum())}
+    report = {
+        "step_mape": float(np.mean(ape)),
+        "step_median_ape": float(np.median(ape)),
+        "total_time_error": float(pred.sum() / times.sum() - 1.0),
+        "steps": float(len(times)),
+        "measured_s": float(times.sum()),
+    }
     params = dataclasses.replace(base, **dict(zip(fields, best.x.tolist(), strict=True)), gemm_latency_s=0.0)
-    prov = Provenance(measured=True, device=f"{kernel.provenance.device} via vLLM", date=dt.date.today().isoformat(),
-                      software=dict(software or {}), fit_error={"step": report["step_mape"]},
-                      sources={f: f"least-squares fit on {len(times)} vLLM steps" for f in fields},
-                      notes="engine-calibrated (serial): vLLM step wall time incl. scheduling and sampling; "
-                            f"hardware peaks from {kernel.name}")
+    prov = Provenance(
+        measured=True,
+        device=f"{kernel.provenance.device} via vLLM",
+        date=dt.date.today().isoformat(),
+        software=dict(software or {}),
+        fit_error={"step": report["step_mape"]},
+        sources={f: f"least-squares fit on {len(times)} vLLM steps" for f in fields},
+        notes="engine-calibrated (serial): vLLM step wall time incl. scheduling and sampling; "
+        f"hardware peaks from {kernel.name}",
+    )
     return Profile(f"{kernel.name}-vllm", kernel.hardware, model.name, params, prov), report
 
 
@@ -186,8 +255,10 @@ def calibrate_cli(args: argparse.Namespace, config: Any) -> int:
     profile.save(args.output)
     steps_path = f"{args.output.removesuffix('.json')}_steps.parquet"
     write_parquet(steps_path, steps_to_columns(records))
-    print(f"calibration: {len(records)} steps in {run_s:.0f} s; fit on {int(report['steps'])} steps: "
-          f"step MAPE {report['step_mape']:.1%} (median {report['step_median_ape']:.1%}), "
-          f"total time error {report['total_time_error']:+.1%}")
+    print(
+        f"calibration: {len(records)} steps in {run_s:.0f} s; fit on {int(report['steps'])} steps: "
+        f"step MAPE {report['step_mape']:.1%} (median {report['step_median_ape']:.1%}), "
+        f"total time error {report['total_time_error']:+.1%}"
+    )
     print(f"wrote {args.output} and {steps_path}")
     return 0

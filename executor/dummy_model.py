@@ -28,13 +28,24 @@ MAX_POSITIONS = 131_072  # context of the generated configs; vLLM's max_model_le
 def llama_config(spec: ModelSpec) -> dict[str, Any]:
     """A Hugging Face ``LlamaForCausalLM`` config with ``spec``'s shapes."""
     return {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "_name_or_path": spec.name,
-        "num_hidden_layers": spec.num_layers, "hidden_size": spec.hidden_size,
-        "num_attention_heads": spec.num_heads, "num_key_value_heads": spec.num_kv_heads,
-        "head_dim": spec.head_dim, "intermediate_size": spec.intermediate_size, "vocab_size": spec.vocab_size,
-        "max_position_embeddings": MAX_POSITIONS, "hidden_act": "silu", "rms_norm_eps": 1e-5,
-        "rope_theta": 500_000.0, "tie_word_embeddings": tied_embeddings(spec), "torch_dtype": "bfloat16",
-        "bos_token_id": 1, "eos_token_id": 2,
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "_name_or_path": spec.name,
+        "num_hidden_layers": spec.num_layers,
+        "hidden_size": spec.hidden_size,
+        "num_attention_heads": spec.num_heads,
+        "num_key_value_heads": spec.num_kv_heads,
+        "head_dim": spec.head_dim,
+        "intermediate_size": spec.intermediate_size,
+        "vocab_size": spec.vocab_size,
+        "max_position_embeddings": MAX_POSITIONS,
+        "hidden_act": "silu",
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 500_000.0,
+        "tie_word_embeddings": tied_embeddings(spec),
+        "torch_dtype": "bfloat16",
+        "bos_token_id": 1,
+        "eos_token_id": 2,
     }
 
 

@@ -24,25 +24,44 @@ from blendsim.executor.pacing import Pacing
 from blendsim.executor.vllm_engine import VllmRunConfig
 
 
-def run_isolated(trace_path: str | Path, order: np.ndarray, config: VllmRunConfig, policy: str,
-                 out_dir: str | Path, *, max_steps: int | None = None, python: str | None = None,
-                 seed: int = 0, pacing: Pacing | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_isolated(
+    trace_path: str | Path,
+    order: np.ndarray,
+    config: VllmRunConfig,
+    policy: str,
+    out_dir: str | Path,
+    *,
+    max_steps: int | None = None,
+    python: str | None = None,
+    seed: int = 0,
+    pacing: Pacing | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Replay ``order`` (paced by ``pacing``, see :mod:`blendsim.executor.pacing`) in a child process;
     returns the result dict it wrote (``ExecResult.to_dict``). ``env`` adds to the child's environment."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     order_path = out / f"{policy}_order.npy"
     np.save(order_path, np.asarray(order, dtype=np.int64))
-    spec = {"trace": str(trace_path), "order": str(order_path), "config": config.as_dict(), "policy": policy,
-            "out": str(out), "max_steps": max_steps, "seed": seed, **(pacing or Pacing()).save(out, policy)}
+    spec = {
+        "trace": str(trace_path),
+        "order": str(order_path),
+        "config": config.as_dict(),
+        "policy": policy,
+        "out": str(out),
+        "max_steps": max_steps,
+        "seed": seed,
+        **(pacing or Pacing()).save(out, policy),
+    }
     spec_path = out / f"{policy}_spec.json"
     spec_path.write_text(json.dumps(spec, indent=2) + "\n")
     log_path = out / f"{policy}_vllm.log"
     cmd = [python or sys.executable, "-m", "blendsim.executor.isolate", str(spec_path)]
     interrupted = False
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, **env} if env else None)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env} if env else None
+        )
         while True:
             try:
                 code = proc.wait()
@@ -53,8 +72,9 @@ def run_isolated(trace_path: str | Path, order: np.ndarray, config: VllmRunConfi
     if code == EXIT_USER_ERROR:
         raise UserError(_last_line(log_path, prefix="blendsim: error: "))
     if not result_path.is_file() or (code != 0 and not interrupted):
-        raise UserError(f"the vLLM replay of {policy} failed (exit {code}): {_last_line(log_path)}; "
-                        f"log: {log_path}")
+        raise UserError(
+            f"the vLLM replay of {policy} failed (exit {code}): {_last_line(log_path)}; log: {log_path}"
+        )
     result: dict[str, Any] = json.loads(result_path.read_text())
     if interrupted:
         raise KeyboardInterrupt
@@ -65,7 +85,7 @@ def _last_line(path: Path, prefix: str = "") -> str:
     lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     for ln in reversed(lines):
         if prefix and ln.startswith(prefix):
-            return ln[len(prefix):]
+            return ln[len(prefix) :]
     return lines[-1] if lines else "no output"
 
 
@@ -77,9 +97,16 @@ def child_main(spec_path: str) -> int:
     trace = read_trace(spec["trace"])
     order = np.load(spec["order"])
     config = VllmRunConfig(**spec["config"])
-    result = run_vllm(trace, order, config, policy=spec["policy"], max_steps=spec.get("max_steps"),
-                      out_dir=spec["out"], seed=int(spec.get("seed", 0)),
-                      pacing=Pacing.load(spec))
+    result = run_vllm(
+        trace,
+        order,
+        config,
+        policy=spec["policy"],
+        max_steps=spec.get("max_steps"),
+        out_dir=spec["out"],
+        seed=int(spec.get("seed", 0)),
+        pacing=Pacing.load(spec),
+    )
     if result.interrupted:
         print("blendsim: interrupted; kept what was measured", file=sys.stderr)
         return 130

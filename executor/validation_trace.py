@@ -76,8 +76,9 @@ def _scaled(block: SourceBlock, src: ScaledSource) -> SourceBlock:
         keep_lens.append(seg_lens)
         new_offsets.append(new_offsets[-1] + len(seg_lens))
     out = np.clip(np.rint(block.output_len * src.output_scale), 1, MAX_OUTPUT).astype(np.int64)
-    return SourceBlock(out, np.asarray(new_offsets, dtype=np.int64), np.concatenate(keep_ids),
-                       np.concatenate(keep_lens))
+    return SourceBlock(
+        out, np.asarray(new_offsets, dtype=np.int64), np.concatenate(keep_ids), np.concatenate(keep_lens)
+    )
 
 
 def validation_trace(quick: bool = False, seed: int = 0) -> Trace:
@@ -91,10 +92,16 @@ def validation_trace(quick: bool = False, seed: int = 0) -> Trace:
     trace = assemble(blocks, names, "interleaved", rng)
     trace.validate()
     trace.metadata = {
-        "generator": "blendsim.executor.validation_trace", "seed": seed, "quick": quick,
+        "generator": "blendsim.executor.validation_trace",
+        "seed": seed,
+        "quick": quick,
         "model": "smollm2-135m",
-        "mix": {s.name: {"count": len(b), "prompt_scale": s.prompt_scale, "output_scale": s.output_scale}
-                for s, b in zip(VALIDATION_MIX, blocks, strict=True)},
-        "max_prompt": MAX_PROMPT, "max_output": MAX_OUTPUT, "sharing": trace.sharing(),
+        "mix": {
+            s.name: {"count": len(b), "prompt_scale": s.prompt_scale, "output_scale": s.output_scale}
+            for s, b in zip(VALIDATION_MIX, blocks, strict=True)
+        },
+        "max_prompt": MAX_PROMPT,
+        "max_output": MAX_OUTPUT,
+        "sharing": trace.sharing(),
     }
     return trace

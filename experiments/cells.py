@@ -55,20 +55,27 @@ def run_cell(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
 
     start = time.perf_counter()
     record: dict[str, Any] = {
-        "format": CELL_FORMAT, "digest": spec.digest(), "cell": {"density": cell.density,
-        "sharing": cell.sharing, "key": cell.key}, "status": "ok", "reason": None, "trace": None,
-        "results": [], "host": socket.gethostname(),
+        "format": CELL_FORMAT,
+        "digest": spec.digest(),
+        "cell": {"density": cell.density, "sharing": cell.sharing, "key": cell.key},
+        "status": "ok",
+        "reason": None,
+        "trace": None,
+        "results": [],
+        "host": socket.gethostname(),
     }
     model, profile = resolve(spec.model, spec.gpu, spec.profile, spec.tp)
     try:
-        trace = make_trace(list(spec.mix), cell.density, cell.sharing, spec.requests, model,
-                           profile.hardware, seed=spec.seed)
+        trace = make_trace(
+            list(spec.mix), cell.density, cell.sharing, spec.requests, model, profile.hardware, seed=spec.seed
+        )
         record["trace"] = trace_summary(trace, model, profile.hardware)
         options = dict(spec.sim_options)
         for engine in spec.engines:
             for policy in spec.policies:
-                result = simulate_policy(trace, policy, model, profile, engine=engine, dp=spec.dp,
-                                         seed=spec.seed, **options)
+                result = simulate_policy(
+                    trace, policy, model, profile, engine=engine, dp=spec.dp, seed=spec.seed, **options
+                )
                 record["results"].append(result.to_dict())
     except UserError as exc:
         record.update(status="infeasible", reason=str(exc), results=[])

@@ -60,17 +60,35 @@ class FigureConfig:
 
 SCALES = {
     "full": FigureConfig(),
-    "quick": FigureConfig(scale="quick", preset_requests=40_000, grid_requests=20_000,
-                          grid_densities="0.8:1.4:0.1", grid_sharings="0.05:0.45:0.1",
-                          appendix_densities="0.8:1.4:0.3", appendix_sharings="0.05:0.45:0.2",
-                          wildchat_sharings="0.20:0.40:0.1", sample_rates=(0.001, 0.01, 0.1, 1.0),
-                          noise_levels=(0.0, 0.25, 0.5, 1.0), fig12_presets=("trace1", "trace2"),
-                          study_presets=("trace1", "trace4"),
-                          estimation_presets=("trace2",)),
-    "tiny": FigureConfig(scale="tiny", preset_requests=1000, grid_requests=1000, grid_densities="0.9,1.3",
-                         grid_sharings="0.05,0.35", appendix_densities="0.9,1.3",
-                         appendix_sharings="0.05,0.35", wildchat_sharings="0.25,0.35",
-                         sample_rates=(0.01, 1.0), noise_levels=(0.0, 0.5), jobs=1, progress=False),
+    "quick": FigureConfig(
+        scale="quick",
+        preset_requests=40_000,
+        grid_requests=20_000,
+        grid_densities="0.8:1.4:0.1",
+        grid_sharings="0.05:0.45:0.1",
+        appendix_densities="0.8:1.4:0.3",
+        appendix_sharings="0.05:0.45:0.2",
+        wildchat_sharings="0.20:0.40:0.1",
+        sample_rates=(0.001, 0.01, 0.1, 1.0),
+        noise_levels=(0.0, 0.25, 0.5, 1.0),
+        fig12_presets=("trace1", "trace2"),
+        study_presets=("trace1", "trace4"),
+        estimation_presets=("trace2",),
+    ),
+    "tiny": FigureConfig(
+        scale="tiny",
+        preset_requests=1000,
+        grid_requests=1000,
+        grid_densities="0.9,1.3",
+        grid_sharings="0.05,0.35",
+        appendix_densities="0.9,1.3",
+        appendix_sharings="0.05,0.35",
+        wildchat_sharings="0.25,0.35",
+        sample_rates=(0.01, 1.0),
+        noise_levels=(0.0, 0.5),
+        jobs=1,
+        progress=False,
+    ),
 }
 
 
@@ -101,11 +119,19 @@ def build_trace(recipe: TraceRecipe) -> Trace:
 
     model, profile = resolve(recipe.model, recipe.gpu, None, recipe.tp)
     if recipe.preset:
-        return make_preset(recipe.preset, requests=recipe.requests, model=model, gpu=profile.hardware,
-                           seed=recipe.seed)
+        return make_preset(
+            recipe.preset, requests=recipe.requests, model=model, gpu=profile.hardware, seed=recipe.seed
+        )
     assert recipe.density is not None and recipe.sharing is not None and recipe.requests is not None
-    return make_trace(list(recipe.mix), recipe.density, recipe.sharing, recipe.requests, model,
-                      profile.hardware, seed=recipe.seed)
+    return make_trace(
+        list(recipe.mix),
+        recipe.density,
+        recipe.sharing,
+        recipe.requests,
+        model,
+        profile.hardware,
+        seed=recipe.seed,
+    )
 
 
 @dataclass(frozen=True)
@@ -123,8 +149,9 @@ class Run:
     keep_steps: bool = False
 
     def key(self) -> str:
-        blob = json.dumps({**asdict(replace(self, keep_steps=False)), "v": __version__}, sort_keys=True,
-                          default=str)
+        blob = json.dumps(
+            {**asdict(replace(self, keep_steps=False)), "v": __version__}, sort_keys=True, default=str
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -134,8 +161,9 @@ def simulate_run(run: Run) -> dict[str, Any]:
 
     trace = build_trace(run.trace)
     model, profile = resolve(run.trace.model, run.gpu, None, run.tp)
-    result = simulate_policy(trace, run.policy, model, profile, engine=run.engine, dp=run.dp,
-                             seed=run.seed, **dict(run.options))
+    result = simulate_policy(
+        trace, run.policy, model, profile, engine=run.engine, dp=run.dp, seed=run.seed, **dict(run.options)
+    )
     out = dict(result.to_dict())
     if run.keep_steps:
         out["series"] = step_columns(result.steps)
@@ -145,11 +173,15 @@ def simulate_run(run: Run) -> dict[str, Any]:
 def step_columns(steps: dict[str, Any]) -> dict[str, list[float]]:
     """The per-step series of replica 0 as plain lists: step, time, compute, memory and step time."""
     keep = steps["replica"] == 0
-    return {k: steps[k][keep].tolist() for k in ("step", "time", "compute_s", "memory_s", "step_s",
-                                                   "prefill_tokens", "decode_tokens")}
+    return {
+        k: steps[k][keep].tolist()
+        for k in ("step", "time", "compute_s", "memory_s", "step_s", "prefill_tokens", "decode_tokens")
+    }
 
 
-def run_all(runs: Sequence[Run], cfg: FigureConfig, cache_dir: Path | None, desc: str) -> list[dict[str, Any]]:
+def run_all(
+    runs: Sequence[Run], cfg: FigureConfig, cache_dir: Path | None, desc: str
+) -> list[dict[str, Any]]:
     """Results of ``runs`` in order: cached ones from ``cache_dir``, the rest in ``cfg.jobs`` processes."""
     results: dict[int, dict[str, Any]] = {}
     todo: list[tuple[int, Run]] = []
@@ -159,8 +191,14 @@ def run_all(runs: Sequence[Run], cfg: FigureConfig, cache_dir: Path | None, desc
             results[i] = json.loads(path.read_text())
         else:
             todo.append((i, run))
-    bar = tqdm(total=len(todo), desc=desc, unit="run", disable=not cfg.progress or not todo, file=sys.stderr,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=len(todo),
+        desc=desc,
+        unit="run",
+        disable=not cfg.progress or not todo,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     errors: list[BaseException] = []
 
     def done(task: tuple[int, Run], res: dict[str, Any]) -> None:
@@ -179,8 +217,9 @@ def run_all(runs: Sequence[Run], cfg: FigureConfig, cache_dir: Path | None, desc
         bar.update(1)
 
     try:
-        run_local(_indexed, [(t,) for t in todo], cfg.jobs, lambda t, r: done(t[0], r),
-                  lambda t, e: failed(t[0], e))
+        run_local(
+            _indexed, [(t,) for t in todo], cfg.jobs, lambda t, r: done(t[0], r), lambda t, e: failed(t[0], e)
+        )
     finally:
         bar.close()
     if errors:  # a user error (e.g. an infeasible recipe) stays one line; anything else is a bug
@@ -194,17 +233,35 @@ def _indexed(task: tuple[int, Run]) -> dict[str, Any]:
 
 def preset_recipe(cfg: FigureConfig, preset: str, model: str | None = None, tp: int = 1) -> TraceRecipe:
     """A Table 2 preset at the config's size, synthesised for ``model`` on the config's GPU."""
-    return TraceRecipe(preset=preset, requests=cfg.preset_requests, model=model or cfg.model, gpu=cfg.gpu,
-                       tp=tp, seed=cfg.seed)
+    return TraceRecipe(
+        preset=preset,
+        requests=cfg.preset_requests,
+        model=model or cfg.model,
+        gpu=cfg.gpu,
+        tp=tp,
+        seed=cfg.seed,
+    )
 
 
-def preset_runs(cfg: FigureConfig, policies: Sequence[str] = ALL_POLICIES,
-                engines: Sequence[str] = ("overlap",), presets: Sequence[str] = PRESETS, *,
-                gpu: str | None = None, model: str | None = None, tp: int = 1, dp: int = 1,
-                options: tuple[tuple[str, Any], ...] = ()) -> list[Run]:
+def preset_runs(
+    cfg: FigureConfig,
+    policies: Sequence[str] = ALL_POLICIES,
+    engines: Sequence[str] = ("overlap",),
+    presets: Sequence[str] = PRESETS,
+    *,
+    gpu: str | None = None,
+    model: str | None = None,
+    tp: int = 1,
+    dp: int = 1,
+    options: tuple[tuple[str, Any], ...] = (),
+) -> list[Run]:
     """Every (preset, engine, policy), preset-major so one worker reuses one trace build."""
-    return [Run(preset_recipe(cfg, p, model, tp), policy, engine, gpu or cfg.gpu, tp, dp, cfg.seed, options)
-            for p in presets for engine in engines for policy in policies]
+    return [
+        Run(preset_recipe(cfg, p, model, tp), policy, engine, gpu or cfg.gpu, tp, dp, cfg.seed, options)
+        for p in presets
+        for engine in engines
+        for policy in policies
+    ]
 
 
 def optimal_throughput(res: dict[str, Any]) -> float:
@@ -221,9 +278,16 @@ def tagged(runs: Sequence[Run], results: Sequence[dict[str, Any]]) -> list[dict[
     rows = []
     for run, res in zip(runs, results, strict=True):
         row = {k: v for k, v in res.items() if k != "series"}
-        row.update(trace=run.trace.name, model=run.trace.model, gpu=run.gpu, tp=run.tp, dp=run.dp,
-                   engine=res.get("engine", run.engine), policy=res.get("policy", run.policy),
-                   **{k: v for k, v in run.options})
+        row.update(
+            trace=run.trace.name,
+            model=run.trace.model,
+            gpu=run.gpu,
+            tp=run.tp,
+            dp=run.dp,
+            engine=res.get("engine", run.engine),
+            policy=res.get("policy", run.policy),
+            **{k: v for k, v in run.options},
+        )
         row["optimal_throughput_tok_s"] = optimal_throughput(res)
         rows.append(row)
     return rows
@@ -242,8 +306,9 @@ def add_speedups(rows: list[dict[str, Any]], extra: Sequence[str] = ()) -> list[
     return rows
 
 
-def binned(steps: dict[str, list[float]], columns: Sequence[str], bins: int = 400,
-           by: str = "step") -> dict[str, Any]:
+def binned(
+    steps: dict[str, list[float]], columns: Sequence[str], bins: int = 400, by: str = "step"
+) -> dict[str, Any]:
     """Means of ``columns`` over ``bins`` runs of consecutive steps of equal length in steps
     (``by="step"``) or in simulated time (``by="time"``; empty windows dropped): a long series plotted
     point by point is unreadable. Returns ``first_step``, ``last_step``, ``start_s``, ``end_s`` and
@@ -257,10 +322,12 @@ def binned(steps: dict[str, list[float]], columns: Sequence[str], bins: int = 40
         edges = np.unique(np.concatenate([[0], edges, [n]]))
     else:
         edges = np.unique(np.linspace(0, n, min(bins, n) + 1).astype(int))
-    out: dict[str, Any] = {"first_step": np.asarray(steps["step"])[edges[:-1]],
-                           "last_step": np.asarray(steps["step"])[edges[1:] - 1],
-                           "start_s": np.asarray(steps["time"])[edges[:-1]],
-                           "end_s": np.asarray(steps["time"])[edges[1:] - 1]}
+    out: dict[str, Any] = {
+        "first_step": np.asarray(steps["step"])[edges[:-1]],
+        "last_step": np.asarray(steps["step"])[edges[1:] - 1],
+        "start_s": np.asarray(steps["time"])[edges[:-1]],
+        "end_s": np.asarray(steps["time"])[edges[1:] - 1],
+    }
     for c in columns:
         vals = np.asarray(steps[c], dtype=float)
         out[c] = np.add.reduceat(vals, edges[:-1]) / np.diff(edges)

@@ -42,24 +42,39 @@ def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
         ax.plot(x, 1e3 * b["compute_s"], color="#1f77b4", lw=1.1, label="compute (GEMM + prefill attention)")
         ax.plot(x, 1e3 * b["memory_s"], color="#d62728", lw=1.1, label="memory (decode attention KV reads)")
         comp_cv, mem_cv = cv(b["compute_s"]), cv(b["memory_s"])
-        ax.set_title(f"{label(res['policy'])}: {res['steps']:,} steps, {res['makespan_s']:,.0f} s, "
-                     f"{res['throughput_tok_s']:,.0f} tok/s; variation (CV) of compute {comp_cv:.2f}, "
-                     f"memory {mem_cv:.2f}", fontsize=8.5)
+        ax.set_title(
+            f"{label(res['policy'])}: {res['steps']:,} steps, {res['makespan_s']:,.0f} s, "
+            f"{res['throughput_tok_s']:,.0f} tok/s; variation (CV) of compute {comp_cv:.2f}, "
+            f"memory {mem_cv:.2f}",
+            fontsize=8.5,
+        )
         ax.set_ylabel("time per step (ms)")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
         for i in range(len(x)):
-            rows.append({"policy": res["policy"], "first_step": int(b["first_step"][i]),
-                         "last_step": int(b["last_step"][i]), "compute_s": b["compute_s"][i],
-                         "memory_s": b["memory_s"][i], "step_s": b["step_s"][i]})
-        lines.append(f"fig10 [{res['policy']}]: per-step compute CV {comp_cv:.2f}, memory CV {mem_cv:.2f}, "
-                     f"{res['steps']:,} steps (paper: blend flat; dfs memory-light until ~90K of its steps, "
-                     "then memory-heavy)")
+            rows.append(
+                {
+                    "policy": res["policy"],
+                    "first_step": int(b["first_step"][i]),
+                    "last_step": int(b["last_step"][i]),
+                    "compute_s": b["compute_s"][i],
+                    "memory_s": b["memory_s"][i],
+                    "step_s": b["step_s"][i],
+                }
+            )
+        lines.append(
+            f"fig10 [{res['policy']}]: per-step compute CV {comp_cv:.2f}, memory CV {mem_cv:.2f}, "
+            f"{res['steps']:,} steps (paper: blend flat; dfs memory-light until ~90K of its steps, "
+            "then memory-heavy)"
+        )
     axes[0, 0].legend(fontsize=7.5, loc="upper right")
     axes[-1, 0].set_xlabel(f"step (mean over {BINS} bins of consecutive steps)")
     thousands(axes[-1, 0], "x")
-    fig.suptitle(f"Figure 10: per-step resource time on Trace#2 ({results[0]['requests']:,} requests), "
-                 f"{cfg.model} on {cfg.gpu}, overlapping engine", fontsize=9.5)
+    fig.suptitle(
+        f"Figure 10: per-step resource time on Trace#2 ({results[0]['requests']:,} requests), "
+        f"{cfg.model} on {cfg.gpu}, overlapping engine",
+        fontsize=9.5,
+    )
     paths = [write_csv(rows, out / "fig10.csv"), save_png(fig, out / "fig10.png")]
     return FigureOutput("fig10", paths, lines)
 

@@ -28,8 +28,16 @@ def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
     result = FigureOutput("fig13_15")
     for name, trace, paper in GRIDS:
         sharings = cfg.wildchat_sharings if trace == "wildchat" else cfg.appendix_sharings
-        part = grid_figure(name, f"Figure {name[3:]}", (trace, "mmlu", "openvid"), cfg.appendix_densities,
-                           sharings, out, cfg, paper)
+        part = grid_figure(
+            name,
+            f"Figure {name[3:]}",
+            (trace, "mmlu", "openvid"),
+            cfg.appendix_densities,
+            sharings,
+            out,
+            cfg,
+            paper,
+        )
         result.paths += part.paths
         result.headline += part.headline
     return result

@@ -36,20 +36,41 @@ from blendsim.experiments.results import write_csv
 ENGINES = ("overlap", "serial")
 PAPER_SPEEDUP_OVER_DFS = 1.2084  # §7.2: mean +20.84 % over NanoFlow-DFS
 PAPER_FRACTION_OF_OPTIMAL = 0.8655  # §7.2: mean 86.55 % of the practical optimum
-COLUMNS = ("trace", "engine", "policy", "requests", "total_tokens", "throughput_tok_s", "makespan_s",
-           "optimal_throughput_tok_s", "fraction_of_optimal", "sharing", "optimal_sharing", "blend_speedup")
+COLUMNS = (
+    "trace",
+    "engine",
+    "policy",
+    "requests",
+    "total_tokens",
+    "throughput_tok_s",
+    "makespan_s",
+    "optimal_throughput_tok_s",
+    "fraction_of_optimal",
+    "sharing",
+    "optimal_sharing",
+    "blend_speedup",
+)
 
 
 def plot(rows: Sequence[dict], path: Path, title: str, engines: Sequence[str] = ENGINES) -> Path:
     fig, axes = new_figure(1, len(engines), width=6.4, height=4.4)
     for ax, engine in zip(axes[0], engines, strict=True):
         mine = [r for r in rows if r["engine"] == engine]
-        preset_throughput_bars(ax, mine, PRESETS, ALL_POLICIES, tick_prefix="Trace#",
-                               ylabel="throughput (tokens/s, prompt + output)")
+        preset_throughput_bars(
+            ax,
+            mine,
+            PRESETS,
+            ALL_POLICIES,
+            tick_prefix="Trace#",
+            ylabel="throughput (tokens/s, prompt + output)",
+        )
         sp = [r["blend_speedup"] for r in mine if r["policy"] == "dfs"]
         frac = [r["fraction_of_optimal"] for r in mine if r["policy"] == "blend"]
-        ax.set_title(f"{ENGINE_LABELS[engine]}\nBlend over DFS: mean {mean(sp):.3f}x; "
-                     f"Blend at {100 * mean(frac):.1f}% of optimum", fontsize=9)
+        ax.set_title(
+            f"{ENGINE_LABELS[engine]}\nBlend over DFS: mean {mean(sp):.3f}x; "
+            f"Blend at {100 * mean(frac):.1f}% of optimum",
+            fontsize=9,
+        )
         thousands(ax)
         ax.set_ylim(0, ax.get_ylim()[1] * 1.12)
     figure_legend(fig, axes[0, 0])
@@ -67,9 +88,11 @@ def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
     for engine in ENGINES:
         sp = [r["blend_speedup"] for r in rows if r["engine"] == engine and r["policy"] == "dfs"]
         frac = [r["fraction_of_optimal"] for r in rows if r["engine"] == engine and r["policy"] == "blend"]
-        lines.append(f"fig7 [{engine}]: blend over dfs mean {mean(sp):.3f}x (range {min(sp):.3f}-{max(sp):.3f}x; "
-                     f"paper {PAPER_SPEEDUP_OVER_DFS:.3f}x on NanoFlow); blend at {100 * mean(frac):.1f}% "
-                     f"of the optimum (paper {100 * PAPER_FRACTION_OF_OPTIMAL:.2f}%)")
+        lines.append(
+            f"fig7 [{engine}]: blend over dfs mean {mean(sp):.3f}x (range {min(sp):.3f}-{max(sp):.3f}x; "
+            f"paper {PAPER_SPEEDUP_OVER_DFS:.3f}x on NanoFlow); blend at {100 * mean(frac):.1f}% "
+            f"of the optimum (paper {100 * PAPER_FRACTION_OF_OPTIMAL:.2f}%)"
+        )
     return FigureOutput("fig7", paths, lines)
 
 

@@ -19,8 +19,19 @@ from blendsim.experiments.common import SCALES, FigureConfig
 from blendsim.experiments.results import ensure_writable_dir
 
 # the figure and table scripts, in the order `blendsim figures` runs them
-FIGURES = ("fig3", "fig7", "fig9", "fig10", "fig11", "fig12", "fig13_15", "table3",
-           "serial_vs_overlap", "estimation_sensitivity", "gpu_profiles")
+FIGURES = (
+    "fig3",
+    "fig7",
+    "fig9",
+    "fig10",
+    "fig11",
+    "fig12",
+    "fig13_15",
+    "table3",
+    "serial_vs_overlap",
+    "estimation_sensitivity",
+    "gpu_profiles",
+)
 
 
 @dataclass
@@ -40,13 +51,21 @@ def prepare_dir(out: Path) -> Path:
 
 def figure_main(name: str, run: Runner, argv: Sequence[str] | None = None) -> int:
     """``python -m blendsim.experiments.<name>``: one script on its own."""
-    parser = argparse.ArgumentParser(prog=f"python -m blendsim.experiments.{name}",
-                                     description=(run.__module__ and sys.modules[run.__module__].__doc__))
+    parser = argparse.ArgumentParser(
+        prog=f"python -m blendsim.experiments.{name}",
+        description=(run.__module__ and sys.modules[run.__module__].__doc__),
+    )
     scale = parser.add_mutually_exclusive_group()
-    scale.add_argument("--quick", action="store_const", const="quick", dest="scale",
-                       help="smaller traces (the `blendsim figures --quick` scale)")
-    scale.add_argument("--tiny", action="store_const", const="tiny", dest="scale",
-                       help="tiny traces (seconds; for tests)")
+    scale.add_argument(
+        "--quick",
+        action="store_const",
+        const="quick",
+        dest="scale",
+        help="smaller traces (the `blendsim figures --quick` scale)",
+    )
+    scale.add_argument(
+        "--tiny", action="store_const", const="tiny", dest="scale", help="tiny traces (seconds; for tests)"
+    )
     parser.add_argument("--out", default="figures", help="output directory (default %(default)s)")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default all cores)")
     args = parser.parse_args(argv)

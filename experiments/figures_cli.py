@@ -24,17 +24,31 @@ from blendsim.experiments.grid import parse_names
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "figures", help="regenerate the paper's figures and tables (PNG + CSV each)",
+        "figures",
+        help="regenerate the paper's figures and tables (PNG + CSV each)",
         description="Run every figure/table script (fig3, fig7, fig9, fig10, fig11, fig12, fig13-15, table3, "
-                    "serial_vs_overlap, estimation_sensitivity, gpu_profiles) and write PNG + CSV files and "
-                    "summary.md (our numbers next to the paper's) into --out.")
+        "serial_vs_overlap, estimation_sensitivity, gpu_profiles) and write PNG + CSV files and "
+        "summary.md (our numbers next to the paper's) into --out.",
+    )
     scale = p.add_mutually_exclusive_group()
-    scale.add_argument("--quick", action="store_const", const="quick", dest="scale",
-                       help="smaller traces and coarser grids (about 3 minutes on an idle 2-core machine; within 15 under load)")
-    scale.add_argument("--tiny", action="store_const", const="tiny", dest="scale",
-                       help="tiny traces (a smoke test; numbers are not meaningful)")
+    scale.add_argument(
+        "--quick",
+        action="store_const",
+        const="quick",
+        dest="scale",
+        help="smaller traces and coarser grids (about 3 minutes on an idle 2-core machine; within 15 under load)",
+    )
+    scale.add_argument(
+        "--tiny",
+        action="store_const",
+        const="tiny",
+        dest="scale",
+        help="tiny traces (a smoke test; numbers are not meaningful)",
+    )
     p.add_argument("--out", default="figures", help="output directory (default %(default)s)")
-    p.add_argument("--only", default="all", help=f"comma list of scripts to run (default all: {', '.join(FIGURES)})")
+    p.add_argument(
+        "--only", default="all", help=f"comma list of scripts to run (default all: {', '.join(FIGURES)})"
+    )
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default all cores)")
     p.set_defaults(func=cmd_figures)
 
@@ -93,7 +107,9 @@ def cmd_figures(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start
     summary = write_summary(results, out, scale, wall)
     failed = [r for r in results if isinstance(r, str)]
-    print(f"figures: {len(results) - len(failed)} of {len(results)} scripts done in {wall:.0f} s; see {summary}")
+    print(
+        f"figures: {len(results) - len(failed)} of {len(results)} scripts done in {wall:.0f} s; see {summary}"
+    )
     for line in failed:
         print(f"blendsim: {line}", file=sys.stderr)
     return 1 if failed else 0

@@ -50,8 +50,9 @@ def parse_values(spec: str, what: str) -> tuple[float, ...]:
         else:
             values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise UserError(f"bad {what} spec {spec!r}; give A:B:STEP (e.g. 0.8:1.4:0.05) "
-                        "or a comma list like 0.9,1.4") from None
+        raise UserError(
+            f"bad {what} spec {spec!r}; give A:B:STEP (e.g. 0.8:1.4:0.05) or a comma list like 0.9,1.4"
+        ) from None
     if any(not math.isfinite(v) for v in values):
         raise UserError(f"bad {what} spec {spec!r}: values must be finite numbers")
     return tuple(sorted({round(v, 6) for v in values}))
@@ -139,8 +140,11 @@ class SweepSpec:
         """Everything that decides a cell's result (not the grid axes, not how it is run)."""
         ident = {k: v for k, v in asdict(self).items() if k not in ("densities", "sharings", "profile")}
         ident["sim_options"] = [list(kv) for kv in self.sim_options]
-        ident["mix"], ident["policies"], ident["engines"] = list(self.mix), list(self.policies), \
-            list(self.engines)
+        ident["mix"], ident["policies"], ident["engines"] = (
+            list(self.mix),
+            list(self.policies),
+            list(self.engines),
+        )
         ident["blendsim_version"] = __version__
         ident["cell_format"] = CELL_FORMAT
         return ident
@@ -150,13 +154,20 @@ class SweepSpec:
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def describe(self) -> str:
-        hw = f"profile {self.profile}" if self.profile else f"{self.gpu}" + (f" x{self.tp} (TP)" if self.tp > 1 else "")
-        return (f"{_count(len(self.densities), 'density', 'densities')} x "
-                f"{_count(len(self.sharings), 'sharing ratio', 'sharing ratios')} = "
-                f"{_count(len(self.cells), 'cell', 'cells')}; "
-                f"policies {','.join(self.policies)}; engine {','.join(self.engines)}; "
-                f"mix {','.join(self.mix)}; {self.requests} requests per trace; model {self.model} on {hw}"
-                + (f"; dp {self.dp}" if self.dp > 1 else "") + f"; seed {self.seed}")
+        hw = (
+            f"profile {self.profile}"
+            if self.profile
+            else f"{self.gpu}" + (f" x{self.tp} (TP)" if self.tp > 1 else "")
+        )
+        return (
+            f"{_count(len(self.densities), 'density', 'densities')} x "
+            f"{_count(len(self.sharings), 'sharing ratio', 'sharing ratios')} = "
+            f"{_count(len(self.cells), 'cell', 'cells')}; "
+            f"policies {','.join(self.policies)}; engine {','.join(self.engines)}; "
+            f"mix {','.join(self.mix)}; {self.requests} requests per trace; model {self.model} on {hw}"
+            + (f"; dp {self.dp}" if self.dp > 1 else "")
+            + f"; seed {self.seed}"
+        )
 
 
 def _count(n: int, one: str, many: str) -> str:

@@ -44,11 +44,13 @@ def marker(policy: str) -> str:
     return POLICY_MARKERS.get(policy, "o")
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, width: float = 6.4, height: float = 4.0,
-               **kwargs: Any) -> tuple[Figure, np.ndarray]:
+def new_figure(
+    nrows: int = 1, ncols: int = 1, width: float = 6.4, height: float = 4.0, **kwargs: Any
+) -> tuple[Figure, np.ndarray]:
     """A figure and a 2-D array of axes (always 2-D, so callers index ``axes[r, c]``)."""
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
-                             layout="constrained", **kwargs)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, layout="constrained", **kwargs
+    )
     return fig, axes
 
 
@@ -66,9 +68,19 @@ def save_png(fig: Figure, path: Path) -> Path:
     return path
 
 
-def heatmap(ax: Any, values: np.ndarray, xs: Sequence[float], ys: Sequence[float], *, xlabel: str,
-            ylabel: str, cbar_label: str, fmt: str = "{:.2f}x", cmap: str = "RdYlGn",
-            center: float | None = 1.0) -> None:
+def heatmap(
+    ax: Any,
+    values: np.ndarray,
+    xs: Sequence[float],
+    ys: Sequence[float],
+    *,
+    xlabel: str,
+    ylabel: str,
+    cbar_label: str,
+    fmt: str = "{:.2f}x",
+    cmap: str = "RdYlGn",
+    center: float | None = 1.0,
+) -> None:
     """``values[i, j]`` at (x = xs[j], y = ys[i]); NaN cells grey and marked 'n/a' (infeasible)."""
     masked = np.ma.masked_invalid(values)
     finite = values[np.isfinite(values)]
@@ -91,8 +103,14 @@ def heatmap(ax: Any, values: np.ndarray, xs: Sequence[float], ys: Sequence[float
     ax.figure.colorbar(im, ax=ax, label=cbar_label)
 
 
-def bar_groups(ax: Any, groups: Sequence[str], series: Mapping[str, Sequence[float]], *,
-               ylabel: str, annotations: Mapping[str, Sequence[str]] | None = None) -> None:
+def bar_groups(
+    ax: Any,
+    groups: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    *,
+    ylabel: str,
+    annotations: Mapping[str, Sequence[str]] | None = None,
+) -> None:
     """Grouped bars: one group per ``groups`` entry, one bar per series (a policy, by name)."""
     n = max(len(series), 1)
     width = 0.8 / n
@@ -115,16 +133,28 @@ def thousands(ax: Any, axis: str = "y") -> None:
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
 
 
-def preset_throughput_bars(ax: Any, rows: Sequence[Mapping[str, Any]], presets: Sequence[str],
-                           policies: Sequence[str], *, tick_prefix: str, ylabel: str) -> None:
+def preset_throughput_bars(
+    ax: Any,
+    rows: Sequence[Mapping[str, Any]],
+    presets: Sequence[str],
+    policies: Sequence[str],
+    *,
+    tick_prefix: str,
+    ylabel: str,
+) -> None:
     """Throughput bars per preset (one per policy), each labelled with its % of the practical
     optimum, and the optimum as a black line over each group. ``rows`` hold one engine and model."""
+
     def value(key: str, trace: str, policy: str) -> float:
         return float(next(r[key] for r in rows if r["trace"] == trace and r["policy"] == policy))
 
     series = {p: [value("throughput_tok_s", t, p) for t in presets] for p in policies}
     notes = {p: [f"{100 * value('fraction_of_optimal', t, p):.0f}%" for t in presets] for p in policies}
-    bar_groups(ax, [t.replace("trace", tick_prefix) for t in presets], series, ylabel=ylabel, annotations=notes)
+    bar_groups(
+        ax, [t.replace("trace", tick_prefix) for t in presets], series, ylabel=ylabel, annotations=notes
+    )
     for j, t in enumerate(presets):
         optimum = next(r["optimal_throughput_tok_s"] for r in rows if r["trace"] == t)
-        ax.hlines(optimum, j - 0.42, j + 0.42, color="black", lw=1.5, label="practical optimum" if j == 0 else None)
+        ax.hlines(
+            optimum, j - 0.42, j + 0.42, color="black", lw=1.5, label="practical optimum" if j == 0 else None
+        )

@@ -18,24 +18,55 @@ from typing import Any
 from blendsim.errors import UserError, atomic_output
 from blendsim.experiments.grid import SweepSpec
 
-RESULT_KEYS = ("requests", "total_tokens", "throughput_tok_s", "makespan_s", "sharing", "optimal_sharing",
-               "optimal_time_s", "fraction_of_optimal", "steps", "preemptions", "plan_s", "sim_s")
-COLUMNS = ("target_density", "target_sharing", "status", "trace_density", "trace_sharing", "engine",
-           "policy", *RESULT_KEYS, "blend_speedup", "reason")
+RESULT_KEYS = (
+    "requests",
+    "total_tokens",
+    "throughput_tok_s",
+    "makespan_s",
+    "sharing",
+    "optimal_sharing",
+    "optimal_time_s",
+    "fraction_of_optimal",
+    "steps",
+    "preemptions",
+    "plan_s",
+    "sim_s",
+)
+COLUMNS = (
+    "target_density",
+    "target_sharing",
+    "status",
+    "trace_density",
+    "trace_sharing",
+    "engine",
+    "policy",
+    *RESULT_KEYS,
+    "blend_speedup",
+    "reason",
+)
 
 
 def record_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     cell, trace = record["cell"], record.get("trace") or {}
-    base = {"target_density": cell["density"], "target_sharing": cell["sharing"],
-            "status": record["status"], "trace_density": trace.get("density"),
-            "trace_sharing": trace.get("sharing"), "reason": record.get("reason")}
+    base = {
+        "target_density": cell["density"],
+        "target_sharing": cell["sharing"],
+        "status": record["status"],
+        "trace_density": trace.get("density"),
+        "trace_sharing": trace.get("sharing"),
+        "reason": record.get("reason"),
+    }
     if record["status"] != "ok":
         return [{**base, "engine": None, "policy": None}]
     blend = {r["engine"]: r["throughput_tok_s"] for r in record["results"] if r["policy"] == "blend"}
     rows = []
     for res in record["results"]:
-        row = {**base, "engine": res["engine"], "policy": res["policy"],
-               **{k: res.get(k) for k in RESULT_KEYS}}
+        row = {
+            **base,
+            "engine": res["engine"],
+            "policy": res["policy"],
+            **{k: res.get(k) for k in RESULT_KEYS},
+        }
         b = blend.get(res["engine"])
         row["blend_speedup"] = b / res["throughput_tok_s"] if b and res["throughput_tok_s"] else None
         rows.append(row)
@@ -81,8 +112,11 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def summary(rows: Sequence[dict[str, Any]], engine: str, baseline: str) -> dict[str, float] | None:
     """Mean, min and max of blend's speedup over ``baseline`` across feasible cells."""
-    xs = [r["blend_speedup"] for r in rows
-          if r["engine"] == engine and r["policy"] == baseline and r["blend_speedup"]]
+    xs = [
+        r["blend_speedup"]
+        for r in rows
+        if r["engine"] == engine and r["policy"] == baseline and r["blend_speedup"]
+    ]
     if not xs:
         return None
     return {"mean": sum(xs) / len(xs), "min": min(xs), "max": max(xs), "cells": len(xs)}
@@ -118,7 +152,9 @@ def format_table(spec: SweepSpec, rows: Sequence[dict[str, Any]]) -> str:
                 frac = pol.get("blend", {}).get("fraction_of_optimal")
                 cells.append(_fmt(None if frac is None else 100 * frac, ".1f") + "%")
             body.append(cells)
-        widths = [max([len(head[i])] + [len(b[i]) for b in body if len(b) == len(head)]) for i in range(len(head))]
+        widths = [
+            max([len(head[i])] + [len(b[i]) for b in body if len(b) == len(head)]) for i in range(len(head))
+        ]
         lines.append(f"engine: {engine}")
         lines.append("  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True)))
         for b in body:
@@ -129,9 +165,13 @@ def format_table(spec: SweepSpec, rows: Sequence[dict[str, Any]]) -> str:
         for base in baselines if has_blend else []:
             stats = summary(rows, engine, base)
             if stats:
-                lines.append(f"blend over {base}: mean {stats['mean']:.3f}x, min {stats['min']:.3f}x, "
-                             f"max {stats['max']:.3f}x over {stats['cells']:.0f} feasible cells")
+                lines.append(
+                    f"blend over {base}: mean {stats['mean']:.3f}x, min {stats['min']:.3f}x, "
+                    f"max {stats['max']:.3f}x over {stats['cells']:.0f} feasible cells"
+                )
         lines.append("")
-    infeasible = sorted({(r["target_density"], r["target_sharing"], r["reason"]) for r in rows if r["status"] != "ok"})
+    infeasible = sorted(
+        {(r["target_density"], r["target_sharing"], r["reason"]) for r in rows if r["status"] != "ok"}
+    )
     lines += [f"infeasible d={d:.2f} s={s:.2f}: {reason}" for d, s, reason in infeasible]
     return "\n".join(lines).rstrip()

@@ -29,8 +29,9 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def run_local(fn: Callable[..., R], tasks: Sequence[tuple[Any, ...]], jobs: int, on_done: OnDone,
-              on_error: OnError) -> None:
+def run_local(
+    fn: Callable[..., R], tasks: Sequence[tuple[Any, ...]], jobs: int, on_done: OnDone, on_error: OnError
+) -> None:
     """``fn(*task)`` for every task; in this process when ``jobs == 1``, else in ``jobs`` processes."""
     if jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {jobs}")
@@ -71,8 +72,10 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout_s):
             pass
     except OSError as exc:
-        raise UserError(f"Ray cluster at {address!r} does not answer ({exc.strerror or exc}); "
-                        "start one with `ray start --head` or drop --ray") from None
+        raise UserError(
+            f"Ray cluster at {address!r} does not answer ({exc.strerror or exc}); "
+            "start one with `ray start --head` or drop --ray"
+        ) from None
 
 
 def import_ray() -> Any:
@@ -83,8 +86,9 @@ def import_ray() -> Any:
     return ray
 
 
-def run_ray(fn: Callable[..., R], tasks: Sequence[tuple[Any, ...]], address: str, on_done: OnDone,
-            on_error: OnError) -> None:
+def run_ray(
+    fn: Callable[..., R], tasks: Sequence[tuple[Any, ...]], address: str, on_done: OnDone, on_error: OnError
+) -> None:
     """``fn(*task)`` as one Ray task per task on the cluster at ``address`` (blendsim must be importable
     on its workers). One clear line when Ray is missing or the cluster does not answer."""
     ray = import_ray()

@@ -42,32 +42,60 @@ def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
             mine = {r["policy"]: r for r in rows if r["trace"] == t and r["engine"] == e}
             best = max(BASELINES, key=lambda p: mine[p]["throughput_tok_s"])
             for over, label in (("dfs", "dfs"), (best, f"best baseline ({best})")):
-                table.append({"trace": t, "engine": e, "over": label, "blend_speedup": mine[over]["blend_speedup"],
-                              "blend_throughput_tok_s": mine["blend"]["throughput_tok_s"],
-                              "baseline_throughput_tok_s": mine[over]["throughput_tok_s"]})
+                table.append(
+                    {
+                        "trace": t,
+                        "engine": e,
+                        "over": label,
+                        "blend_speedup": mine[over]["blend_speedup"],
+                        "blend_throughput_tok_s": mine["blend"]["throughput_tok_s"],
+                        "baseline_throughput_tok_s": mine[over]["throughput_tok_s"],
+                    }
+                )
     fig, axes = new_figure(1, 2, width=5.6, height=4.2)
     x = np.arange(len(PRESETS))
     for ax, over in zip(axes[0], ("dfs", "best"), strict=True):
         for k, e in enumerate(ENGINES):
-            ys = [next(r["blend_speedup"] for r in table if r["trace"] == t and r["engine"] == e
-                       and r["over"].startswith(over)) for t in PRESETS]
-            bars = ax.bar(x - 0.2 + 0.4 * k, ys, 0.38, label=ENGINE_LABELS[e], color=("#d62728", "#9467bd")[k])
+            ys = [
+                next(
+                    r["blend_speedup"]
+                    for r in table
+                    if r["trace"] == t and r["engine"] == e and r["over"].startswith(over)
+                )
+                for t in PRESETS
+            ]
+            bars = ax.bar(
+                x - 0.2 + 0.4 * k, ys, 0.38, label=ENGINE_LABELS[e], color=("#d62728", "#9467bd")[k]
+            )
             ax.bar_label(bars, fmt="%.3f", fontsize=7)
         ax.axhline(1.0, color="black", lw=0.8)
         ax.set_xticks(x, [t.replace("trace", "Trace#") for t in PRESETS])
         ax.set_ylabel("speedup of Blend (x baseline throughput)")
-        ax.set_title("Blend over DFS" if over == "dfs" else "Blend over the best baseline of each trace", fontsize=9)
+        ax.set_title(
+            "Blend over DFS" if over == "dfs" else "Blend over the best baseline of each trace", fontsize=9
+        )
         low = min(r["blend_speedup"] for r in table)
         ax.set_ylim(min(0.9, low - 0.05), ax.get_ylim()[1] * 1.05)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7.5)
-    fig.suptitle(f"Beyond the paper: serial vs overlapping engine, {cfg.model} on {cfg.gpu}, "
-                 f"{rows[0]['requests']:,} requests per preset", fontsize=9.5)
-    paths = [write_csv(table, out / "serial_vs_overlap.csv", COLUMNS), save_png(fig, out / "serial_vs_overlap.png")]
-    gain = {e: mean([r["blend_speedup"] for r in table if r["engine"] == e and r["over"] == "dfs"]) for e in ENGINES}
+    fig.suptitle(
+        f"Beyond the paper: serial vs overlapping engine, {cfg.model} on {cfg.gpu}, "
+        f"{rows[0]['requests']:,} requests per preset",
+        fontsize=9.5,
+    )
+    paths = [
+        write_csv(table, out / "serial_vs_overlap.csv", COLUMNS),
+        save_png(fig, out / "serial_vs_overlap.png"),
+    ]
+    gain = {
+        e: mean([r["blend_speedup"] for r in table if r["engine"] == e and r["over"] == "dfs"])
+        for e in ENGINES
+    }
     kept = (gain["serial"] - 1) / (gain["overlap"] - 1) if gain["overlap"] != 1 else float("nan")
-    lines = [f"serial_vs_overlap: blend over dfs mean {gain['overlap']:.3f}x overlapping, {gain['serial']:.3f}x "
-             f"serial: {100 * kept:.0f}% of the gain survives on a serial engine (paper: not measured)"]
+    lines = [
+        f"serial_vs_overlap: blend over dfs mean {gain['overlap']:.3f}x overlapping, {gain['serial']:.3f}x "
+        f"serial: {100 * kept:.0f}% of the gain survives on a serial engine (paper: not measured)"
+    ]
     return FigureOutput("serial_vs_overlap", paths, lines)
 
 

@@ -55,16 +55,25 @@ def prepare_out(out: Path, spec: SweepSpec) -> CellStore:
         diff = [k for k in sorted(set(ident) | set(theirs)) if ident.get(k) != theirs.get(k)]
         if diff:
             shown = "; ".join(f"{k} {theirs.get(k)!r} there, {ident.get(k)!r} now" for k in diff[:3])
-            raise UserError(f"{out} holds a sweep with other settings ({shown}); "
-                            "use another --out, or delete that directory to start over")
+            raise UserError(
+                f"{out} holds a sweep with other settings ({shown}); "
+                "use another --out, or delete that directory to start over"
+            )
     else:
         with atomic_output(meta) as tmp:
             tmp.write_text(json.dumps(ident, indent=1, sort_keys=True, default=str))
     return CellStore(out)
 
 
-def run_sweep(spec: SweepSpec, out: Path, *, jobs: int | None = None, ray_address: str | None = None,
-              progress: bool = True, log: Log = print) -> SweepOutcome:
+def run_sweep(
+    spec: SweepSpec,
+    out: Path,
+    *,
+    jobs: int | None = None,
+    ray_address: str | None = None,
+    progress: bool = True,
+    log: Log = print,
+) -> SweepOutcome:
     """Run every unfinished cell of ``spec`` into ``out`` and return all records of the grid."""
     start = time.perf_counter()
     store = prepare_out(out, spec)
@@ -79,8 +88,15 @@ def run_sweep(spec: SweepSpec, out: Path, *, jobs: int | None = None, ray_addres
     if records:
         log(f"resuming: {len(records)} of {len(cells)} cells already finished in {store.dir}, skipping them")
     outcome = SweepOutcome(spec, [], skipped=len(records))
-    bar = tqdm(total=len(todo), unit="cell", desc="sweep", disable=not progress or not todo,
-               file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+    bar = tqdm(
+        total=len(todo),
+        unit="cell",
+        desc="sweep",
+        disable=not progress or not todo,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
 
     def done(task: tuple[SweepSpec, Cell], record: dict[str, Any]) -> None:
         cell = task[1]

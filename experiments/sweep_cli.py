@@ -42,23 +42,42 @@ DEFAULT_SHARING = 0.35  # the paper's "high sharing" (Table 2, Trace#1 and #2)
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "sweep", help="density x sharing grid: simulate every policy on every cell",
+        "sweep",
+        help="density x sharing grid: simulate every policy on every cell",
         description="Build one trace per grid cell (mixer: target density and sharing ratio), simulate "
-                    "every policy on it, and write results.csv, results.json and sweep.png into --out. "
-                    "Resumable: rerun the same command to finish a killed sweep.")
+        "every policy on it, and write results.csv, results.json and sweep.png into --out. "
+        "Resumable: rerun the same command to finish a killed sweep.",
+    )
     grid = p.add_mutually_exclusive_group()
     grid.add_argument("--sharing-ratio", type=float, help=f"one sharing ratio (default {DEFAULT_SHARING})")
-    grid.add_argument("--sharing-ratios", metavar="SPEC",
-                      help="several sharing ratios, A:B:STEP or a list (a 2-D grid gives heatmaps)")
-    p.add_argument("--densities", default=DEFAULT_DENSITIES, metavar="SPEC",
-                   help=f"compute densities, A:B:STEP (inclusive) or a list (default {DEFAULT_DENSITIES})")
+    grid.add_argument(
+        "--sharing-ratios",
+        metavar="SPEC",
+        help="several sharing ratios, A:B:STEP or a list (a 2-D grid gives heatmaps)",
+    )
+    p.add_argument(
+        "--densities",
+        default=DEFAULT_DENSITIES,
+        metavar="SPEC",
+        help=f"compute densities, A:B:STEP (inclusive) or a list (default {DEFAULT_DENSITIES})",
+    )
     p.add_argument("--mix", default=",".join(DEFAULT_MIX), help="trace sources to mix (default %(default)s)")
     p.add_argument("--policies", default="all", help="comma list of fifo,dfs,balance,blend (default all)")
-    p.add_argument("--engine", default="overlap", choices=("overlap", "serial", "both"),
-                   help="overlapping (NanoFlow-like) or serial (vLLM-like) engine (default overlap)")
-    p.add_argument("--requests", type=int, default=None,
-                   help=f"requests per trace (default {DEFAULT_REQUESTS}, sized for a 3-minute default sweep)")
-    p.add_argument("--model", default="llama-3-8b", help="built-in model name or config.json (default %(default)s)")
+    p.add_argument(
+        "--engine",
+        default="overlap",
+        choices=("overlap", "serial", "both"),
+        help="overlapping (NanoFlow-like) or serial (vLLM-like) engine (default overlap)",
+    )
+    p.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help=f"requests per trace (default {DEFAULT_REQUESTS}, sized for a 3-minute default sweep)",
+    )
+    p.add_argument(
+        "--model", default="llama-3-8b", help="built-in model name or config.json (default %(default)s)"
+    )
     hw = p.add_mutually_exclusive_group()
     hw.add_argument("--gpu", default=None, help="built-in GPU profile (default a100-80g)")
     hw.add_argument("--profile", default=None, help="a profile JSON written by `blendsim profile`")
@@ -67,10 +86,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="blendsim-sweep", help="output directory (default %(default)s)")
     run = p.add_mutually_exclusive_group()
-    run.add_argument("--jobs", type=int, default=None, help=f"local worker processes (default all cores: {default_jobs()})")
-    run.add_argument("--ray", metavar="ADDRESS", default=None,
-                     help="run cells as Ray tasks on this cluster (host:port, ray://host:port or auto); "
-                          "needs pip install 'blendsim[ray]'")
+    run.add_argument(
+        "--jobs", type=int, default=None, help=f"local worker processes (default all cores: {default_jobs()})"
+    )
+    run.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        default=None,
+        help="run cells as Ray tasks on this cluster (host:port, ray://host:port or auto); "
+        "needs pip install 'blendsim[ray]'",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 
@@ -84,11 +109,20 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         sharings = (round(DEFAULT_SHARING if args.sharing_ratio is None else args.sharing_ratio, 6),)
     gpu = None if args.profile else (args.gpu or "a100-80g")
     return SweepSpec(
-        mix=parse_names(args.mix, "trace source", _sources()), densities=parse_values(args.densities, "density"),
-        sharings=sharings, policies=parse_names(args.policies, "policy", POLICIES),
-        engines=parse_engines(args.engine), requests=args.requests or DEFAULT_REQUESTS, model=args.model,
-        gpu=gpu, profile=args.profile, profile_digest=file_digest(args.profile) if args.profile else None,
-        tp=args.tp, dp=args.dp, seed=args.seed)
+        mix=parse_names(args.mix, "trace source", _sources()),
+        densities=parse_values(args.densities, "density"),
+        sharings=sharings,
+        policies=parse_names(args.policies, "policy", POLICIES),
+        engines=parse_engines(args.engine),
+        requests=args.requests or DEFAULT_REQUESTS,
+        model=args.model,
+        gpu=gpu,
+        profile=args.profile,
+        profile_digest=file_digest(args.profile) if args.profile else None,
+        tp=args.tp,
+        dp=args.dp,
+        seed=args.seed,
+    )
 
 
 def _sources() -> list[str]:
@@ -103,9 +137,18 @@ def finish(outcome: SweepOutcome, out: Path) -> tuple[list[dict[str, Any]], list
     rows = sweep_rows(outcome.records)
     sums = {e: {b: summary(rows, e, b) for b in spec.policies if b != "blend"} for e in spec.engines}
     grid = {"densities": list(spec.densities), "sharings": list(spec.sharings)}
-    paths = [write_csv(rows, out / "results.csv", COLUMNS),
-             write_json({"spec": {**spec.identity(), **grid, "profile": spec.profile}, "summary": sums,
-                         "wall_s": outcome.wall_s, "cells": outcome.records}, out / "results.json")]
+    paths = [
+        write_csv(rows, out / "results.csv", COLUMNS),
+        write_json(
+            {
+                "spec": {**spec.identity(), **grid, "profile": spec.profile},
+                "summary": sums,
+                "wall_s": outcome.wall_s,
+                "cells": outcome.records,
+            },
+            out / "results.json",
+        ),
+    ]
     if any(r["status"] == "ok" for r in outcome.records):
         paths.append(plot_sweep(spec, rows, out / "sweep.png"))
     return rows, paths
@@ -131,12 +174,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print()
     print(format_table(spec, rows))
     infeasible = sum(r["status"] != "ok" for r in outcome.records)
-    print(f"\n{len(outcome.records)} of {len(spec.cells)} cells done ({outcome.skipped} from an earlier run, "
-          f"{infeasible} infeasible) in {time.perf_counter() - start:.1f} s")
+    print(
+        f"\n{len(outcome.records)} of {len(spec.cells)} cells done ({outcome.skipped} from an earlier run, "
+        f"{infeasible} infeasible) in {time.perf_counter() - start:.1f} s"
+    )
     print("wrote " + ", ".join(str(p) for p in paths))
     if outcome.failed:
-        print(f"blendsim: {len(outcome.failed)} cell(s) failed, e.g. {outcome.failed[0][0].key}: "
-              f"{outcome.failed[0][1]}; see {out / 'errors.log'}; rerun the same command to retry them",
-              file=sys.stderr)
+        print(
+            f"blendsim: {len(outcome.failed)} cell(s) failed, e.g. {outcome.failed[0][0].key}: "
+            f"{outcome.failed[0][1]}; see {out / 'errors.log'}; rerun the same command to retry them",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -25,8 +25,18 @@ from blendsim.experiments.results import write_csv
 
 DPS = (1, 2, 4)
 POLICIES = ("dfs", "blend")
-COLUMNS = ("trace", "dp", "policy", "requests", "throughput_tok_s", "scaling", "sharing", "optimal_sharing",
-           "fraction_of_optimal", "blend_speedup")
+COLUMNS = (
+    "trace",
+    "dp",
+    "policy",
+    "requests",
+    "throughput_tok_s",
+    "scaling",
+    "sharing",
+    "optimal_sharing",
+    "fraction_of_optimal",
+    "blend_speedup",
+)
 
 
 def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
@@ -36,14 +46,18 @@ def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
     base = {(r["trace"], r["policy"]): r["throughput_tok_s"] for r in rows if r["dp"] == 1}
     for r in rows:
         r["scaling"] = r["throughput_tok_s"] / (r["dp"] * base[(r["trace"], r["policy"])])
-    header = ["trace", "policy"] + [f"DP={dp} tok/s (scaling)" for dp in DPS] + [f"sharing DP={dp}" for dp in DPS]
+    header = (
+        ["trace", "policy"] + [f"DP={dp} tok/s (scaling)" for dp in DPS] + [f"sharing DP={dp}" for dp in DPS]
+    )
     table = []
     for t in presets:
         for p in POLICIES:
             cells = {r["dp"]: r for r in rows if r["trace"] == t and r["policy"] == p}
-            table.append([t.replace("trace", "Trace#"), p]
-                         + [f"{cells[dp]['throughput_tok_s']:,.0f} ({cells[dp]['scaling']:.2f})" for dp in DPS]
-                         + [f"{cells[dp]['sharing']:.3f}" for dp in DPS])
+            table.append(
+                [t.replace("trace", "Trace#"), p]
+                + [f"{cells[dp]['throughput_tok_s']:,.0f} ({cells[dp]['scaling']:.2f})" for dp in DPS]
+                + [f"{cells[dp]['sharing']:.3f}" for dp in DPS]
+            )
     fig, axes = new_figure(1, 1, width=11.0, height=0.3 * len(table) + 1.0)
     ax = axes[0, 0]
     ax.axis("off")
@@ -52,15 +66,20 @@ def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
     tab.set_fontsize(8)
     tab.scale(1, 1.35)
     n = rows[0]["requests"]
-    ax.set_title(f"Table 3: data-parallel scaling, {cfg.model} on DP x 1 {cfg.gpu}, {n:,} requests per preset, "
-                 "overlapping engine\nscaling = throughput / (DP x DP=1 throughput)", fontsize=9)
+    ax.set_title(
+        f"Table 3: data-parallel scaling, {cfg.model} on DP x 1 {cfg.gpu}, {n:,} requests per preset, "
+        "overlapping engine\nscaling = throughput / (DP x DP=1 throughput)",
+        fontsize=9,
+    )
     paths = [write_csv(rows, out / "table3.csv", COLUMNS), save_png(fig, out / "table3.png")]
     lines = []
     for dp in DPS[1:]:
         sc = [r["scaling"] for r in rows if r["dp"] == dp and r["policy"] == "blend"]
         sp = [r["blend_speedup"] for r in rows if r["dp"] == dp and r["policy"] == "dfs"]
-        lines.append(f"table3 [DP={dp}]: blend scaling {min(sc):.3f}-{max(sc):.3f} (mean {mean(sc):.3f}; paper: "
-                     f"near-linear); blend over dfs mean {mean(sp):.3f}x")
+        lines.append(
+            f"table3 [DP={dp}]: blend scaling {min(sc):.3f}-{max(sc):.3f} (mean {mean(sc):.3f}; paper: "
+            f"near-linear); blend over dfs mean {mean(sp):.3f}x"
+        )
     return FigureOutput("table3", paths, lines)
 
 

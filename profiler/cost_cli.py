@@ -28,8 +28,12 @@ from blendsim.profiler.step_model import (
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("cost", help="cost of one request or one engine step",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "cost",
+        help="cost of one request or one engine step",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", required=True, help="built-in model name or path/to/config.json")
     p.add_argument("--gpu", default=None, help=f"built-in profile (default {DEFAULT_GPU})")
     p.add_argument("--profile", default=None, metavar="FILE", help="profile JSON (wins over --gpu)")
@@ -40,8 +44,13 @@ def register(sub: Any) -> None:
     r.add_argument("--output", type=int, help="output length d")
     r.add_argument("--shared", type=int, default=0, help="prompt tokens served from the prefix cache")
     b = p.add_argument_group("one step")
-    b.add_argument("--prefill", action="append", default=[], metavar="Q[@CACHED]",
-                   help="a prefill chunk of Q tokens after CACHED context tokens (repeatable)")
+    b.add_argument(
+        "--prefill",
+        action="append",
+        default=[],
+        metavar="Q[@CACHED]",
+        help="a prefill chunk of Q tokens after CACHED context tokens (repeatable)",
+    )
     b.add_argument("--decode-seqs", type=int, default=0, help="decoding requests in the step")
     b.add_argument("--kv-len", type=int, default=0, help="mean KV length of the decoding requests")
     p.set_defaults(func=run)
@@ -50,11 +59,17 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     model = get_model(args.model)
     profile = resolve_profile(args.gpu, args.profile, model, args.tp)
-    out: dict[str, Any] = {"model": model.name, "profile": profile.name, "tp": args.tp,
-                           "measured_profile": profile.provenance.measured}
+    out: dict[str, Any] = {
+        "model": model.name,
+        "profile": profile.name,
+        "tp": args.tp,
+        "measured_profile": profile.provenance.measured,
+    }
     if args.prompt is None and args.output is None and not args.prefill and not args.decode_seqs:
-        raise UserError("give a request (--prompt P --output D) or a step (--prefill Q[@CACHED], "
-                        "--decode-seqs B --kv-len L)")
+        raise UserError(
+            "give a request (--prompt P --output D) or a step (--prefill Q[@CACHED], "
+            "--decode-seqs B --kv-len L)"
+        )
     if args.prompt is not None or args.output is not None:
         out["request"] = request_cost(args, profile)
     if args.prefill or args.decode_seqs:
@@ -76,10 +91,15 @@ def request_cost(args: argparse.Namespace, profile: Profile) -> dict[str, float]
     comp = float(comp_time(p, d, model, hw)) * (p + d - s) / (p + d) if p + d else 0.0
     mem = float(mem_time(p, d, model, hw))
     return {
-        "prompt": p, "output": d, "shared": s, "sharing": s / (p + d) if p + d else 0.0,
-        "comp_s": comp, "mem_s": mem,
+        "prompt": p,
+        "output": d,
+        "shared": s,
+        "sharing": s / (p + d) if p + d else 0.0,
+        "comp_s": comp,
+        "mem_s": mem,
         "density": set_density(p, d, model, hw, saved_tokens=s) if mem > 0 else float("inf"),
-        "comp_eff_s": comp / prm.gemm_eff_max, "mem_eff_s": mem / prm.kv_bw_eff,
+        "comp_eff_s": comp / prm.gemm_eff_max,
+        "mem_eff_s": mem / prm.kv_bw_eff,
     }
 
 
@@ -99,33 +119,56 @@ def parse_step(args: argparse.Namespace) -> BatchShape:
         raise UserError("--decode-seqs and --kv-len must be >= 0")
     if args.decode_seqs and not args.kv_len:
         raise UserError("decoding requests need --kv-len (their mean KV length, >= 1)")
-    return BatchShape(prefill_tokens=tokens, prefill_attn_pairs=pairs, decode_seqs=args.decode_seqs,
-                      decode_kv_tokens=args.decode_seqs * args.kv_len, prefill_seqs=len(args.prefill))
+    return BatchShape(
+        prefill_tokens=tokens,
+        prefill_attn_pairs=pairs,
+        decode_seqs=args.decode_seqs,
+        decode_kv_tokens=args.decode_seqs * args.kv_len,
+        prefill_seqs=len(args.prefill),
+    )
 
 
 def step_cost(shape: BatchShape, profile: Profile) -> dict[str, Any]:
     sm, hw = profile.steps, profile.hardware
     model = sm.model
     seqs = shape.decode_seqs + shape.prefill_seqs
-    flops = (layer_gemm_flops(model, shape.gemm_tokens) + lm_head_flops(model, seqs)
-             + prefill_attn_flops(model, shape.prefill_attn_pairs))
-    nbytes = (decode_kv_bytes(model, shape.decode_kv_tokens) + layer_weight_bytes(model)
-              + (lm_head_weight_bytes(model) if seqs else 0.0))
+    flops = (
+        layer_gemm_flops(model, shape.gemm_tokens)
+        + lm_head_flops(model, seqs)
+        + prefill_attn_flops(model, shape.prefill_attn_pairs)
+    )
+    nbytes = (
+        decode_kv_bytes(model, shape.decode_kv_tokens)
+        + layer_weight_bytes(model)
+        + (lm_head_weight_bytes(model) if seqs else 0.0)
+    )
     out: dict[str, Any] = {
-        "prefill_tokens": shape.prefill_tokens, "prefill_attn_pairs": shape.prefill_attn_pairs,
-        "decode_seqs": shape.decode_seqs, "decode_kv_tokens": shape.decode_kv_tokens,
-        "flops": flops, "bytes": nbytes, "peak_tflops": hw.peak_flops / 1e12,
+        "prefill_tokens": shape.prefill_tokens,
+        "prefill_attn_pairs": shape.prefill_attn_pairs,
+        "decode_seqs": shape.decode_seqs,
+        "decode_kv_tokens": shape.decode_kv_tokens,
+        "flops": flops,
+        "bytes": nbytes,
+        "peak_tflops": hw.peak_flops / 1e12,
         "peak_gbps": hw.mem_bandwidth / 1e9,
-        "gemm_s": sm.gemm_time(shape.gemm_tokens), "lm_head_s": sm.lm_head_time(seqs),
-        "prefill_attn_s": sm.prefill_attn_time(shape.prefill_attn_pairs, shape.prefill_tokens, shape.prefill_seqs),
+        "gemm_s": sm.gemm_time(shape.gemm_tokens),
+        "lm_head_s": sm.lm_head_time(seqs),
+        "prefill_attn_s": sm.prefill_attn_time(
+            shape.prefill_attn_pairs, shape.prefill_tokens, shape.prefill_seqs
+        ),
         "decode_attn_s": sm.decode_attn_time(shape.decode_kv_tokens, shape.prefill_tokens),
         "gemm_efficiency": sm.gemm_efficiency(shape.gemm_tokens),
     }
     for engine in ENGINES:
         t = profile.step_time(shape, engine)
-        out[engine] = {"compute_s": t.compute_s, "memory_s": t.memory_s, "overhead_s": t.overhead_s,
-                       "total_s": t.total_s, "achieved_tflops": flops / t.total_s / 1e12,
-                       "achieved_gbps": nbytes / t.total_s / 1e9}
+        out[engine] = {
+            "compute_s": t.compute_s,
+            "memory_s": t.memory_s,
+            "overhead_s": t.overhead_s,
+            "total_s": t.total_s,
+            "achieved_tflops": flops / t.total_s / 1e12,
+            "achieved_gbps": nbytes / t.total_s / 1e9,
+        }
     return out
 
 
@@ -135,21 +178,29 @@ def print_text(out: dict[str, Any], profile: Profile) -> None:
     if "request" in out:
         r = out["request"]
         print(f"request p={r['prompt']} d={r['output']} shared={r['shared']} (s={r['sharing']:.4f})")
-        print(f"  at peaks (paper E3/E4/E6): Comp {ms(r['comp_s'])}  Mem {ms(r['mem_s'])}  "
-              f"density {r['density']:.2f}")
+        print(
+            f"  at peaks (paper E3/E4/E6): Comp {ms(r['comp_s'])}  Mem {ms(r['mem_s'])}  "
+            f"density {r['density']:.2f}"
+        )
         print(f"  at profile efficiencies:   Comp {ms(r['comp_eff_s'])}  Mem {ms(r['mem_eff_s'])}")
     if "step" in out:
         s = out["step"]
-        print(f"step: {s['prefill_tokens']} prefill tokens ({s['prefill_attn_pairs']:.0f} attention "
-              f"pairs), {s['decode_seqs']} decodes over {s['decode_kv_tokens']} KV tokens")
-        print(f"  GEMM {ms(s['gemm_s'])} (efficiency {s['gemm_efficiency']:.1%})  LM head "
-              f"{ms(s['lm_head_s'])}  prefill attn {ms(s['prefill_attn_s'])}  decode attn "
-              f"{ms(s['decode_attn_s'])}")
+        print(
+            f"step: {s['prefill_tokens']} prefill tokens ({s['prefill_attn_pairs']:.0f} attention "
+            f"pairs), {s['decode_seqs']} decodes over {s['decode_kv_tokens']} KV tokens"
+        )
+        print(
+            f"  GEMM {ms(s['gemm_s'])} (efficiency {s['gemm_efficiency']:.1%})  LM head "
+            f"{ms(s['lm_head_s'])}  prefill attn {ms(s['prefill_attn_s'])}  decode attn "
+            f"{ms(s['decode_attn_s'])}"
+        )
         for engine in ENGINES:
             e = s[engine]
-            print(f"  {engine:8s} {ms(e['total_s'])} = C {ms(e['compute_s'])}, M {ms(e['memory_s'])}, "
-                  f"overhead {ms(e['overhead_s'])}   {e['achieved_tflops']:.4g} / "
-                  f"{s['peak_tflops']:.4g} TFLOP/s   {e['achieved_gbps']:.4g} / {s['peak_gbps']:.4g} GB/s")
+            print(
+                f"  {engine:8s} {ms(e['total_s'])} = C {ms(e['compute_s'])}, M {ms(e['memory_s'])}, "
+                f"overhead {ms(e['overhead_s'])}   {e['achieved_tflops']:.4g} / "
+                f"{s['peak_tflops']:.4g} TFLOP/s   {e['achieved_gbps']:.4g} / {s['peak_gbps']:.4g} GB/s"
+            )
 
 
 def ms(seconds: float) -> str:

@@ -63,14 +63,26 @@ def prefill_work(q_len: float, ctx: float, chunks: float) -> tuple[float, float,
 
 
 def _base(**kw: float) -> StepParams:
-    values: dict[str, Any] = dict(gemm_eff_max=1.0, gemm_n_half=0.0, weight_bw_eff=1.0, kv_bw_eff=1.0,
-                                  attn_eff=1.0, kappa=CPU_KAPPA, step_overhead_s=0.0, seq_overhead_s=0.0)
+    values: dict[str, Any] = dict(
+        gemm_eff_max=1.0,
+        gemm_n_half=0.0,
+        weight_bw_eff=1.0,
+        kv_bw_eff=1.0,
+        attn_eff=1.0,
+        kappa=CPU_KAPPA,
+        step_overhead_s=0.0,
+        seq_overhead_s=0.0,
+    )
     values.update(kw)
     return StepParams(**values)
 
 
-def _best_fit(residuals: Callable[[np.ndarray], np.ndarray], starts: Sequence[Sequence[float]],
-              lower: Sequence[float], upper: Sequence[float]) -> np.ndarray:
+def _best_fit(
+    residuals: Callable[[np.ndarray], np.ndarray],
+    starts: Sequence[Sequence[float]],
+    lower: Sequence[float],
+    upper: Sequence[float],
+) -> np.ndarray:
     """Least squares from several starting points; the lowest cost wins."""
     best = None
     for x0 in starts:
@@ -122,8 +134,12 @@ def fit_linear(x: Sequence[float], t: Sequence[float]) -> tuple[float, float]:
         return (v[0] + v[1] * xa) / ta - 1.0
 
     scale = [float(np.min(ta)), slope0]
-    res = least_squares(residuals, [scale[0] * 0.1, slope0], bounds=([0.0, 0.0], [np.inf, np.inf]),
-                        x_scale=[max(s, 1e-30) for s in scale])
+    res = least_squares(
+        residuals,
+        [scale[0] * 0.1, slope0],
+        bounds=([0.0, 0.0], [np.inf, np.inf]),
+        x_scale=[max(s, 1e-30) for s in scale],
+    )
     return float(res.x[0]), float(res.x[1])
 
 
@@ -136,16 +152,25 @@ def fit_nonneg(columns: Sequence[Sequence[float]], t: Sequence[float]) -> np.nda
     return np.asarray(x / scale)
 
 
-def fit_decode(points: list[tuple[int, int, int, float]], model: ModelSpec, hw: HardwareSpec,
-               lat0: float, slope0: float) -> tuple[float, float, float, float]:
+def fit_decode(
+    points: list[tuple[int, int, int, float]], model: ModelSpec, hw: HardwareSpec, lat0: float, slope0: float
+) -> tuple[float, float, float, float]:
     """(latency, 1 / kv_bw_eff, extra beside prefill D, P_half) of decode attention:
     ``lat + kv_time / kv_bw_eff + D P / (P + P_half)`` with P the step's prefill tokens (step_model
     docstring). Starts from the plain linear fit (lat0, slope0) and several P_half."""
     b, kv, p, t = (np.array(c, dtype=float) for c in zip(*points, strict=True))
 
     def residuals(x: np.ndarray) -> np.ndarray:
-        sm = StepModel(_base(kv_bw_eff=1.0 / x[1], decode_attn_latency_s=x[0],
-                             decode_prefill_s=x[2], decode_prefill_half=x[3]), model, hw)
+        sm = StepModel(
+            _base(
+                kv_bw_eff=1.0 / x[1],
+                decode_attn_latency_s=x[0],
+                decode_prefill_s=x[2],
+                decode_prefill_half=x[3],
+            ),
+            model,
+            hw,
+        )
         return np.array([sm.decode_attn_time(k, q) for k, q in zip(b * kv, p, strict=True)]) / t - 1.0
 
     top = float(np.max(t))
@@ -154,21 +179,29 @@ def fit_decode(points: list[tuple[int, int, int, float]], model: ModelSpec, hw: 
     return float(x[0]), float(x[1]), float(x[2]), float(x[3])
 
 
-def fit_prefill(points: list[tuple[int, int, int, float]], model: ModelSpec,
-                hw: HardwareSpec) -> tuple[float, float, float, float]:
+def fit_prefill(
+    points: list[tuple[int, int, int, float]], model: ModelSpec, hw: HardwareSpec
+) -> tuple[float, float, float, float]:
     """(attn_eff, extra pairs per token, latency per step, latency per chunk) of prefill attention.
 
     The extra pairs are the diagonal tiles of a blocked kernel (step_model docstring); a grid with a
     single context per query length cannot tell them from the pairs, so the grid mixes contexts."""
     unit = StepModel(_base(), model, hw).prefill_attn_time(1.0)  # s per pair at peak
     work = [prefill_work(q, c, k) for q, c, k, _ in points]
-    cols = [[1.0] * len(work), [k for *_, k in work], [p * unit for p, _, _ in work], [n * unit for _, n, _ in work]]
+    cols = [
+        [1.0] * len(work),
+        [k for *_, k in work],
+        [p * unit for p, _, _ in work],
+        [n * unit for _, n, _ in work],
+    ]
     lat, lat_chunk, slope, tok = (float(v) for v in fit_nonneg(cols, [s for *_, s in points]))
     slope = max(slope, 1e-12)
     return min(1.0 / slope, 2.0), tok / slope, lat, lat_chunk
 
 
-def gemm_table(points: list[tuple[int, float]], model: ModelSpec, hw: HardwareSpec) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def gemm_table(
+    points: list[tuple[int, float]], model: ModelSpec, hw: HardwareSpec
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(tokens, efficiency) of the measured layer GEMMs, one entry per token count (median time)."""
     by_n: dict[int, list[float]] = {}
     for n, t in points:
@@ -210,12 +243,23 @@ def fit_profile(meas: Measurements, model: ModelSpec, hw: HardwareSpec) -> FitRe
     kappa = fit_kappa(meas.concurrent) if meas.concurrent else CPU_KAPPA
 
     params = StepParams(
-        gemm_eff_max=e_max, gemm_n_half=n_half, weight_bw_eff=w_eff, kv_bw_eff=1.0 / dec_slope,
-        attn_eff=attn_eff, kappa=kappa, step_overhead_s=t_step, seq_overhead_s=t_seq,
-        decode_attn_latency_s=dec_lat, decode_prefill_s=dec_mix, decode_prefill_half=dec_half,
-        prefill_attn_latency_s=pre_lat, lm_head_time_scale=lm_scale,
-        prefill_attn_extra_pairs=extra_pairs, prefill_chunk_latency_s=pre_chunk,
-        gemm_table_tokens=table_n, gemm_table_eff=table_e,
+        gemm_eff_max=e_max,
+        gemm_n_half=n_half,
+        weight_bw_eff=w_eff,
+        kv_bw_eff=1.0 / dec_slope,
+        attn_eff=attn_eff,
+        kappa=kappa,
+        step_overhead_s=t_step,
+        seq_overhead_s=t_seq,
+        decode_attn_latency_s=dec_lat,
+        decode_prefill_s=dec_mix,
+        decode_prefill_half=dec_half,
+        prefill_attn_latency_s=pre_lat,
+        lm_head_time_scale=lm_scale,
+        prefill_attn_extra_pairs=extra_pairs,
+        prefill_chunk_latency_s=pre_chunk,
+        gemm_table_tokens=table_n,
+        gemm_table_eff=table_e,
     )
     return FitResult(params, errors(meas, params, model, hw), points_of(meas))
 
@@ -225,23 +269,35 @@ def errors(meas: Measurements, params: StepParams, model: ModelSpec, hw: Hardwar
     sm = StepModel(params, model, hw)
     out = {
         "gemm": mape([s for _, s in meas.gemm], [sm.gemm_time(n) for n, _ in meas.gemm]),
-        "decode_attention": mape([s for *_, s in meas.decode],
-                                 [sm.decode_attn_time(b * kv, p) for b, kv, p, _ in meas.decode]),
-        "prefill_attention": mape([s for *_, s in meas.prefill],
-                                  [sm.prefill_attn_time(*prefill_work(q, c, k)) for q, c, k, _ in meas.prefill]),
+        "decode_attention": mape(
+            [s for *_, s in meas.decode], [sm.decode_attn_time(b * kv, p) for b, kv, p, _ in meas.decode]
+        ),
+        "prefill_attention": mape(
+            [s for *_, s in meas.prefill],
+            [sm.prefill_attn_time(*prefill_work(q, c, k)) for q, c, k, _ in meas.prefill],
+        ),
     }
     if meas.lm_head:
         out["lm_head"] = mape([s for _, s in meas.lm_head], [sm.lm_head_time(k) for k, _ in meas.lm_head])
     if len(meas.sampling) >= 2:
-        out["sampling"] = mape([s for _, s in meas.sampling],
-                               [params.step_overhead_s + params.seq_overhead_s * k for k, _ in meas.sampling])
+        out["sampling"] = mape(
+            [s for _, s in meas.sampling],
+            [params.step_overhead_s + params.seq_overhead_s * k for k, _ in meas.sampling],
+        )
     if meas.concurrent:
-        out["overlap"] = mape([b for *_, b in meas.concurrent],
-                              [max(g, a) + params.kappa * min(g, a) for g, a, _ in meas.concurrent])
+        out["overlap"] = mape(
+            [b for *_, b in meas.concurrent],
+            [max(g, a) + params.kappa * min(g, a) for g, a, _ in meas.concurrent],
+        )
     return out
 
 
 def points_of(meas: Measurements) -> dict[str, int]:
-    return {"gemm": len(meas.gemm), "lm_head": len(meas.lm_head), "decode_attention": len(meas.decode),
-            "prefill_attention": len(meas.prefill), "sampling": len(meas.sampling),
-            "overlap": len(meas.concurrent)}
+    return {
+        "gemm": len(meas.gemm),
+        "lm_head": len(meas.lm_head),
+        "decode_attention": len(meas.decode),
+        "prefill_attention": len(meas.prefill),
+        "sampling": len(meas.sampling),
+        "overlap": len(meas.concurrent),
+    }

@@ -121,7 +121,7 @@ class Ring:
             raise RuntimeError(f"ring of {self.buf.numel()} values cannot hold {numel}")
         if self.cursor + numel > self.buf.numel():
             self.cursor = 0
-        out = self.buf[self.cursor:self.cursor + numel].view(*shape)
+        out = self.buf[self.cursor : self.cursor + numel].view(*shape)
         self.cursor += numel
         return out
 
@@ -138,8 +138,10 @@ def steady_cpu_allocator() -> bool:
     if _allocator_pinned is None:
         try:
             libc = ctypes.CDLL("libc.so.6")
-            _allocator_pinned = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
-                                     and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+            _allocator_pinned = bool(
+                libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
+                and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+            )
         except (OSError, AttributeError):
             _allocator_pinned = False
     return _allocator_pinned
@@ -148,8 +150,14 @@ def steady_cpu_allocator() -> bool:
 class StepReplayer:
     """Buffers sized for the largest of the given shapes, and the replay of one step."""
 
-    def __init__(self, model: ModelSpec, shapes: list[BatchShape], device: str = "cpu", seed: int = 0,
-                 clock: str = "auto") -> None:
+    def __init__(
+        self,
+        model: ModelSpec,
+        shapes: list[BatchShape],
+        device: str = "cpu",
+        seed: int = 0,
+        clock: str = "auto",
+    ) -> None:
         if clock not in CLOCKS:
             raise UserError(f"unknown clock {clock!r}; valid: {', '.join(CLOCKS)}")
         self.model = model
@@ -194,8 +202,9 @@ class StepReplayer:
             if b:
                 k = self.ring.take(b, m.num_kv_heads, kv_len, m.head_dim)
                 v = self.ring.take(b, m.num_kv_heads, kv_len, m.head_dim)
-                decode_attention(self.q[: b * m.num_heads * m.head_dim].view(b, m.num_kv_heads, group, m.head_dim),
-                                 k, v)
+                decode_attention(
+                    self.q[: b * m.num_heads * m.head_dim].view(b, m.num_kv_heads, group, m.head_dim), k, v
+                )
 
         def prefill() -> None:
             for q_len, ctx in chunks:
@@ -300,9 +309,11 @@ class StepReplayer:
         wall = time.perf_counter() - w0
         total = start.elapsed_time(end) / 1e3
         if marks:
-            ops = {"gemm": sum(a.elapsed_time(b) for a, b, _, _ in marks) / 1e3,
-                   "decode_attn": sum(b.elapsed_time(c) for _, b, c, _ in marks) / 1e3,
-                   "prefill_attn": sum(c.elapsed_time(d) for _, _, c, d in marks) / 1e3}
+            ops = {
+                "gemm": sum(a.elapsed_time(b) for a, b, _, _ in marks) / 1e3,
+                "decode_attn": sum(b.elapsed_time(c) for _, b, c, _ in marks) / 1e3,
+                "prefill_attn": sum(c.elapsed_time(d) for _, _, c, d in marks) / 1e3,
+            }
         else:
             ops = {"gemm": math.nan, "decode_attn": math.nan, "prefill_attn": math.nan}
         ops["head"] = h.elapsed_time(end) / 1e3

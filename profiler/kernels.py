@@ -47,8 +47,9 @@ def model_dtype(model: ModelSpec) -> torch.dtype:
     return {2: torch.bfloat16, 4: torch.float32}.get(model.dtype_bytes, torch.bfloat16)
 
 
-def make_layer_weights(model: ModelSpec, device: str | torch.device, count: int = 1,
-                       seed: int = 0) -> list[LayerWeights]:
+def make_layer_weights(
+    model: ModelSpec, device: str | torch.device, count: int = 1, seed: int = 0
+) -> list[LayerWeights]:
     """``count`` layers of random weights (scaled so activations stay O(1)) on ``device``."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
     h, hd = model.hidden_size, model.head_dim
@@ -58,8 +59,15 @@ def make_layer_weights(model: ModelSpec, device: str | torch.device, count: int 
         w = torch.randn(rows, cols, generator=gen) / math.sqrt(cols)
         return w.to(device=device, dtype=model_dtype(model))
 
-    return [LayerWeights(rand(q_w + 2 * kv_w, h), rand(h, q_w), rand(2 * model.intermediate_size, h),
-                         rand(h, model.intermediate_size)) for _ in range(count)]
+    return [
+        LayerWeights(
+            rand(q_w + 2 * kv_w, h),
+            rand(h, q_w),
+            rand(2 * model.intermediate_size, h),
+            rand(h, model.intermediate_size),
+        )
+        for _ in range(count)
+    ]
 
 
 def layer_gemms(x: torch.Tensor, w: LayerWeights, model: ModelSpec) -> torch.Tensor:
@@ -102,8 +110,11 @@ def prefill_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: 
         keys = ctx + stop
         rows = torch.arange(start, stop, device=q.device)[:, None] + ctx
         mask = torch.arange(keys, device=q.device)[None, :] <= rows
-        outs.append(F.scaled_dot_product_attention(q[:, :, start:stop], k[:, :, :keys], v[:, :, :keys],
-                                                   attn_mask=mask, enable_gqa=True))
+        outs.append(
+            F.scaled_dot_product_attention(
+                q[:, :, start:stop], k[:, :, :keys], v[:, :, :keys], attn_mask=mask, enable_gqa=True
+            )
+        )
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 
 
@@ -187,6 +198,7 @@ class Microbench:
 
         def next_layer() -> None:
             layer_fns[next(turn) % len(layer_fns)]()
+
         return self.timer(next_layer) * self.model.num_layers
 
     def time_gemm(self, tokens: int) -> float:
@@ -198,8 +210,13 @@ class Microbench:
         m = self.model
         per_layer = 2 * batch * m.num_kv_heads * kv_len * m.head_dim * m.dtype_bytes
         count = max(1, min(m.num_layers, math.ceil(MIN_STREAM_BYTES / per_layer)))
-        return [(self.randn(batch, m.num_kv_heads, kv_len, m.head_dim),
-                 self.randn(batch, m.num_kv_heads, kv_len, m.head_dim)) for _ in range(count)]
+        return [
+            (
+                self.randn(batch, m.num_kv_heads, kv_len, m.head_dim),
+                self.randn(batch, m.num_kv_heads, kv_len, m.head_dim),
+            )
+            for _ in range(count)
+        ]
 
     def time_concurrent(self, tokens: int, batch: int, kv_len: int) -> tuple[float, float, float]:
         """CUDA only: (GEMM alone, decode attention alone, both on two streams) for one layer each,
@@ -210,7 +227,7 @@ class Microbench:
         w = self.weights[0]
         m = self.model
         q = self.randn(batch, m.num_kv_heads, m.num_heads // m.num_kv_heads, m.head_dim)
-        (k, v), = self.decode_kv(batch, kv_len)[:1]
+        ((k, v),) = self.decode_kv(batch, kv_len)[:1]
         s_gemm, s_attn = torch.cuda.Stream(self.device), torch.cuda.Stream(self.device)
 
         def both() -> None:
@@ -225,12 +242,16 @@ class Microbench:
             main.wait_stream(s_attn)
 
         scale = m.num_layers
-        return (self.timer(lambda: layer_gemms(x, w, m)) * scale,
-                self.timer(lambda: decode_attention(q, k, v)) * scale, self.timer(both) * scale)
+        return (
+            self.timer(lambda: layer_gemms(x, w, m)) * scale,
+            self.timer(lambda: decode_attention(q, k, v)) * scale,
+            self.timer(both) * scale,
+        )
 
 
-def measure_peaks(device: str, dtype: torch.dtype = torch.bfloat16, size: int = 4096,
-                  copy_bytes: int = 512 * 2**20) -> tuple[float, float]:
+def measure_peaks(
+    device: str, dtype: torch.dtype = torch.bfloat16, size: int = 4096, copy_bytes: int = 512 * 2**20
+) -> tuple[float, float]:
     """(FLOP/s of a large square matmul, bytes/s of a large copy counting read + write) on ``device``."""
     dev = torch.device(device)
     timer = Timer(dev, reps=3, warmup=1)

@@ -72,7 +72,8 @@ QUICK = Grid(
     gemm=(1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 768, 1024, 1536, 2048),
     lm_head=(1, 4, 16, 64, 256),
     decode=tuple((b, kv) for b in (1, 4, 16, 64, 256) for kv in (128, 512, 2048) if b * kv <= 2**17),
-    prefill=tuple((q, c, 1) for q in (16, 64, 256, 1024) for c in (0, 512, 2048)) + ((256, 512, 4), (1024, 0, 2)),
+    prefill=tuple((q, c, 1) for q in (16, 64, 256, 1024) for c in (0, 512, 2048))
+    + ((256, 512, 4), (1024, 0, 2)),
     sampling=(1, 4, 16, 64),
     concurrent=tuple((t, b, kv) for t in (256, 1024, 4096) for b, kv in ((32, 1024), (128, 2048))),
     decode_prefill=((1, 512, 1024), (16, 512, 256), (64, 512, 1024), (4, 2048, 512)),
@@ -80,17 +81,43 @@ QUICK = Grid(
 )
 
 FULL = Grid(
-    gemm=(1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072,
-          4096, 6144, 8192),
+    gemm=(
+        1,
+        2,
+        4,
+        8,
+        12,
+        16,
+        24,
+        32,
+        48,
+        64,
+        96,
+        128,
+        192,
+        256,
+        384,
+        512,
+        768,
+        1024,
+        1536,
+        2048,
+        3072,
+        4096,
+        6144,
+        8192,
+    ),
     lm_head=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
     decode=tuple((b, kv) for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) for kv in (128, 512, 2048, 8192)),
     prefill=tuple((q, c, 1) for q in (16, 64, 256, 1024, 4096) for c in (0, 512, 2048, 8192))
     + ((256, 512, 4), (1024, 0, 2), (64, 1024, 8)),
     sampling=(1, 4, 16, 64, 256),
-    concurrent=tuple((t, b, kv) for t in (128, 512, 2048, 8192)
-                     for b, kv in ((16, 1024), (64, 2048), (256, 4096))),
-    decode_prefill=tuple((b, kv, p) for b, kv in ((1, 512), (16, 2048), (128, 512))
-                         for p in (256, 1024, 4096)),
+    concurrent=tuple(
+        (t, b, kv) for t in (128, 512, 2048, 8192) for b, kv in ((16, 1024), (64, 2048), (256, 4096))
+    ),
+    decode_prefill=tuple(
+        (b, kv, p) for b, kv in ((1, 512), (16, 2048), (128, 512)) for p in (256, 1024, 4096)
+    ),
     rounds=7,
 )
 
@@ -113,8 +140,11 @@ def grid_steps(model: ModelSpec, grid: Grid, device: torch.device) -> list[Batch
         k = -(-n // GEMM_CHUNK)
         steps.append(prefill_step(n // k, 0, k) if n % k == 0 else prefill_step(n, 0, 1))
     steps += [mixed(decode_step(b, kv), MIX_PREFILL) for b, kv in grid.decode if b * kv * per_token <= cap]
-    steps += [mixed(decode_step(b, kv), prefill_step(p, 0, 1)) for b, kv, p in grid.decode_prefill
-              if b * kv * per_token <= cap]
+    steps += [
+        mixed(decode_step(b, kv), prefill_step(p, 0, 1))
+        for b, kv, p in grid.decode_prefill
+        if b * kv * per_token <= cap
+    ]
     steps += [decode_step(s, HEAD_KV) for s in grid.lm_head]
     steps += [mixed(prefill_step(q, c, k), MIX_DECODE) for q, c, k in grid.prefill]
     return list(dict.fromkeys(steps))
@@ -122,9 +152,13 @@ def grid_steps(model: ModelSpec, grid: Grid, device: torch.device) -> list[Batch
 
 def mixed(a: BatchShape, b: BatchShape) -> BatchShape:
     """One step running both batches (the form of most steps a chunked-prefill engine runs)."""
-    return BatchShape(a.prefill_tokens + b.prefill_tokens, a.prefill_attn_pairs + b.prefill_attn_pairs,
-                      a.decode_seqs + b.decode_seqs, a.decode_kv_tokens + b.decode_kv_tokens,
-                      a.prefill_seqs + b.prefill_seqs)
+    return BatchShape(
+        a.prefill_tokens + b.prefill_tokens,
+        a.prefill_attn_pairs + b.prefill_attn_pairs,
+        a.decode_seqs + b.decode_seqs,
+        a.decode_kv_tokens + b.decode_kv_tokens,
+        a.prefill_seqs + b.prefill_seqs,
+    )
 
 
 def decode_step(batch: int, kv_len: int) -> BatchShape:
@@ -132,12 +166,16 @@ def decode_step(batch: int, kv_len: int) -> BatchShape:
 
 
 def prefill_step(q_len: int, ctx: int, chunks: int) -> BatchShape:
-    return BatchShape(prefill_tokens=q_len * chunks, prefill_attn_pairs=chunks * causal_pairs(q_len, ctx),
-                      prefill_seqs=chunks)
+    return BatchShape(
+        prefill_tokens=q_len * chunks,
+        prefill_attn_pairs=chunks * causal_pairs(q_len, ctx),
+        prefill_seqs=chunks,
+    )
 
 
-def run_grid(model: ModelSpec, device: torch.device, grid: Grid, progress: bool = True,
-             seed: int = 0) -> Measurements:
+def run_grid(
+    model: ModelSpec, device: torch.device, grid: Grid, progress: bool = True, seed: int = 0
+) -> Measurements:
     """Replay every step of ``grid`` ``grid.rounds`` times (one step after the other, round after
     round), record each operator's median time per step, and on CUDA the two-stream points."""
     steps = grid_steps(model, grid, device)
@@ -147,8 +185,13 @@ def run_grid(model: ModelSpec, device: torch.device, grid: Grid, progress: bool 
     order = np.random.default_rng(seed).permutation(len(steps))
     samples: list[dict[str, list[float]]] = [{} for _ in steps]
     concurrent = list(grid.concurrent) if device.type == "cuda" else []
-    bar = tqdm(total=grid.rounds * len(steps) + len(concurrent), desc="profiling", unit="step",
-               disable=not progress, file=sys.stderr)
+    bar = tqdm(
+        total=grid.rounds * len(steps) + len(concurrent),
+        desc="profiling",
+        unit="step",
+        disable=not progress,
+        file=sys.stderr,
+    )
     for _ in range(grid.rounds):
         for i in order:
             for op, t in replayer.run(steps[i]).ops.items():
@@ -163,8 +206,14 @@ def run_grid(model: ModelSpec, device: torch.device, grid: Grid, progress: bool 
         meas.lm_head.append((seqs, med["lm_head"]))
         meas.sampling.append((seqs, med["sampling"]))
         if shape.decode_seqs:
-            meas.decode.append((shape.decode_seqs, shape.decode_kv_tokens // shape.decode_seqs,
-                                shape.prefill_tokens, med["decode_attn"]))
+            meas.decode.append(
+                (
+                    shape.decode_seqs,
+                    shape.decode_kv_tokens // shape.decode_seqs,
+                    shape.prefill_tokens,
+                    med["decode_attn"],
+                )
+            )
         if shape.prefill_seqs:
             q, c = prefill_chunks(shape.prefill_tokens, shape.prefill_attn_pairs, shape.prefill_seqs)[0]
             meas.prefill.append((q, c, shape.prefill_seqs, med["prefill_attn"]))
@@ -179,8 +228,10 @@ def run_grid(model: ModelSpec, device: torch.device, grid: Grid, progress: bool 
 def check_device(device: str) -> torch.device:
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA GPU is visible to torch "
-                            f"(torch {torch.__version__}); use --device cpu")
+            raise UserError(
+                "--device cuda: no CUDA GPU is visible to torch "
+                f"(torch {torch.__version__}); use --device cpu"
+            )
         return torch.device("cuda")
     if device != "cpu":
         raise UserError(f"unknown device {device!r}; valid: cpu, cuda")
@@ -218,22 +269,43 @@ def device_hardware(device: torch.device, threads: int) -> tuple[HardwareSpec, s
         if spec is not None:
             return spec, props.name, False
         flops, bw = measure_peaks("cuda")
-        return (HardwareSpec(props.name.lower().replace(" ", "-"), flops, bw, float(props.total_memory),
-                             0.0, f"measured on {props.name}: bf16 4096^3 matmul, 512 MiB copy; "
-                             "interconnect not measured"), props.name, True)
+        return (
+            HardwareSpec(
+                props.name.lower().replace(" ", "-"),
+                flops,
+                bw,
+                float(props.total_memory),
+                0.0,
+                f"measured on {props.name}: bf16 4096^3 matmul, 512 MiB copy; interconnect not measured",
+            ),
+            props.name,
+            True,
+        )
     flops, bw = measure_peaks("cpu", size=3072)
     capacity = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     name = cpu_name()
     desc = f"{name}, {threads} thread(s)"
-    spec = HardwareSpec(f"cpu-{threads}t", flops, bw, capacity, 0.0,
-                        f"measured on {desc}: bf16 3072^3 matmul FLOP/s, 512 MiB copy (read + write) "
-                        "bytes/s, memory from os.sysconf; no interconnect")
+    spec = HardwareSpec(
+        f"cpu-{threads}t",
+        flops,
+        bw,
+        capacity,
+        0.0,
+        f"measured on {desc}: bf16 3072^3 matmul FLOP/s, 512 MiB copy (read + write) "
+        "bytes/s, memory from os.sysconf; no interconnect",
+    )
     return spec, desc, True
 
 
 def software_versions(device: torch.device, threads: int) -> dict[str, str]:
-    out = {"blendsim": __version__, "python": platform.python_version(), "torch": torch.__version__,
-           "numpy": np.__version__, "scipy": scipy.__version__, "threads": str(threads)}
+    out = {
+        "blendsim": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "threads": str(threads),
+    }
     if device.type == "cuda":
         out["cuda"] = str(torch.version.cuda)
     return out

@@ -75,11 +75,15 @@ class Profile:
     def bind(self, model: ModelSpec, tp: int = 1) -> Profile:
         """This profile for ``model`` on ``tp`` GPUs (tensor parallel). Checks the model matches."""
         if self.model is not None and self.model != model.name:
-            raise UserError(f"profile {self.name!r} was measured for model {self.model!r}, "
-                            f"not {model.name!r}; profile that model or use a built-in profile")
+            raise UserError(
+                f"profile {self.name!r} was measured for model {self.model!r}, "
+                f"not {model.name!r}; profile that model or use a built-in profile"
+            )
         if tp != 1 and self.hardware.interconnect_bandwidth <= 0:
-            raise UserError(f"tensor parallelism (tp={tp}) needs a profile with an interconnect "
-                            f"bandwidth; {self.name!r} has none")
+            raise UserError(
+                f"tensor parallelism (tp={tp}) needs a profile with an interconnect "
+                f"bandwidth; {self.name!r} has none"
+            )
         return dataclasses.replace(self, hardware=self.hardware.with_tp(tp), bound_model=model)
 
     def step_time(self, shape: BatchShape, engine: str = "overlap") -> StepTime:
@@ -110,7 +114,7 @@ class Profile:
     def from_dict(cls, data: Any, origin: str = "profile") -> Profile:
         """Parse a profile dict; any problem is a UserError naming ``origin``."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise UserError(f"{origin} is not a blendsim profile (expected \"format\": \"{FORMAT}\")")
+            raise UserError(f'{origin} is not a blendsim profile (expected "format": "{FORMAT}")')
         try:
             hardware = HardwareSpec(**_fields(HardwareSpec, data["hardware"], floats=True))
             params = StepParams(**_fields(StepParams, data["params"], floats=True))

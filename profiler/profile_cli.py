@@ -13,17 +13,24 @@ from blendsim.errors import UserError
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("profile", help="measure a device and fit a cost profile",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "profile",
+        help="measure a device and fit a cost profile",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), required=True)
     p.add_argument("--model", required=True, help="built-in model name or path/to/config.json")
     p.add_argument("--quick", action="store_true", help="a smaller grid (CPU: under 2 minutes)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for torch (default 1: steadier timings on a shared machine)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch (default 1: steadier timings on a shared machine)",
+    )
     p.add_argument("-o", "--output", required=True, help="profile JSON to write")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         if exc.name != "torch":
             raise
-        raise UserError("blendsim profile needs PyTorch: pip install 'blendsim[profile]' "
-                        "(CPU build: pip install torch==2.13.0)") from None
+        raise UserError(
+            "blendsim profile needs PyTorch: pip install 'blendsim[profile]' "
+            "(CPU build: pip install torch==2.13.0)"
+        ) from None
     return profile_run.run(args)

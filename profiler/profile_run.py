@@ -49,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_profile(model: ModelSpec, device: torch.device, grid: Grid, threads: int,
-                  progress: bool = True) -> tuple[Profile, Measurements, FitResult]:
+def build_profile(
+    model: ModelSpec, device: torch.device, grid: Grid, threads: int, progress: bool = True
+) -> tuple[Profile, Measurements, FitResult]:
     """Measure peaks and the grid, fit, and return the (unbound) measured profile."""
     hardware, desc, peaks_measured = device_hardware(device, threads)
     meas = run_grid(model, device, grid, progress)
@@ -58,18 +59,26 @@ def build_profile(model: ModelSpec, device: torch.device, grid: Grid, threads: i
     sources = {k: f"least-squares fit on {n} {k} measurements" for k, n in fit.points.items() if n}
     if not fit.points["overlap"]:
         sources["kappa"] = "1.0: operators run one after the other on CPU (no concurrent streams)"
-    sources["step_overhead_s"] = ("sampling intercept only; engine scheduling overhead not measured")
-    sources["gemm_table_eff"] = (f"median layer-GEMM time per token count over {grid.rounds} rounds of the grid; "
-                                 "the step model interpolates it (the curve fit gives only the ridge point)")
+    sources["step_overhead_s"] = "sampling intercept only; engine scheduling overhead not measured"
+    sources["gemm_table_eff"] = (
+        f"median layer-GEMM time per token count over {grid.rounds} rounds of the grid; "
+        "the step model interpolates it (the curve fit gives only the ridge point)"
+    )
     sources["prefill_attn_extra_pairs"] = "least-squares (NNLS) fit with attn_eff and both latencies"
     beside = sorted({p for _, _, p, _ in meas.decode})
-    sources["decode_prefill_s"] = (f"least-squares fit with kv_bw_eff and decode_attn_latency_s on decode "
-                                   f"points beside {beside[0]} to {beside[-1]} prefill tokens "
-                                   "(0 unless 3+ distinct counts)")
+    sources["decode_prefill_s"] = (
+        f"least-squares fit with kv_bw_eff and decode_attn_latency_s on decode "
+        f"points beside {beside[0]} to {beside[-1]} prefill tokens "
+        "(0 unless 3+ distinct counts)"
+    )
     sources["peaks"] = "measured" if peaks_measured else "datasheet"
     prov = Provenance(
-        measured=True, device=desc, date=datetime.date.today().isoformat(),
-        software=software_versions(device, threads), fit_error=fit.mape, sources=sources,
+        measured=True,
+        device=desc,
+        date=datetime.date.today().isoformat(),
+        software=software_versions(device, threads),
+        fit_error=fit.mape,
+        sources=sources,
         notes=f"grid {'quick' if grid is QUICK else 'full'}; timings are medians; model weights random",
     )
     name = f"{hardware.name}-{model.name}"
@@ -82,30 +91,39 @@ def achieved(meas: Measurements, model: ModelSpec, hw: HardwareSpec) -> dict[str
         "gemm_flops": max(layer_gemm_flops(model, n) / s for n, s in meas.gemm),
         "weight_stream_bw": max(layer_weight_bytes(model) / s for _, s in meas.gemm),
         "decode_bw": max(decode_kv_bytes(model, b * kv) / s for b, kv, _, s in meas.decode),
-        "prefill_flops": max(prefill_attn_flops(model, prefill_work(q, c, k)[0]) / s for q, c, k, s in meas.prefill),
+        "prefill_flops": max(
+            prefill_attn_flops(model, prefill_work(q, c, k)[0]) / s for q, c, k, s in meas.prefill
+        ),
     }
 
 
-def print_report(profile: Profile, model: ModelSpec, meas: Measurements, fit: FitResult,
-                 seconds: float) -> None:
+def print_report(
+    profile: Profile, model: ModelSpec, meas: Measurements, fit: FitResult, seconds: float
+) -> None:
     hw, prm = profile.hardware, profile.params
     print(f"profile {profile.name} on {profile.provenance.device} ({seconds:.1f} s)")
-    print(f"  peaks: {hw.peak_flops / 1e12:.3f} TFLOP/s, {hw.mem_bandwidth / 1e9:.1f} GB/s "
-          f"({profile.provenance.sources['peaks']})")
+    print(
+        f"  peaks: {hw.peak_flops / 1e12:.3f} TFLOP/s, {hw.mem_bandwidth / 1e9:.1f} GB/s "
+        f"({profile.provenance.sources['peaks']})"
+    )
     a = achieved(meas, model, hw)
-    print(f"  achieved: GEMM {a['gemm_flops'] / 1e12:.3f} TFLOP/s ({a['gemm_flops'] / hw.peak_flops:.0%}),"
-          f" prefill attention {a['prefill_flops'] / 1e12:.3f} TFLOP/s "
-          f"({a['prefill_flops'] / hw.peak_flops:.0%}), decode attention {a['decode_bw'] / 1e9:.1f} GB/s "
-          f"({a['decode_bw'] / hw.mem_bandwidth:.0%}), weight streaming "
-          f"{a['weight_stream_bw'] / 1e9:.1f} GB/s ({a['weight_stream_bw'] / hw.mem_bandwidth:.0%})")
-    print(f"  fitted: GEMM e_max {prm.gemm_eff_max:.3f} n_half {prm.gemm_n_half:.1f} weight-bw "
-          f"{prm.weight_bw_eff:.3f} latency {prm.gemm_latency_s * 1e3:.3f} ms; LM head x"
-          f"{prm.lm_head_time_scale:.2f}; KV bw {prm.kv_bw_eff:.3f} latency "
-          f"{prm.decode_attn_latency_s * 1e3:.3f} ms + {prm.decode_prefill_s * 1e3:.3f} ms x P / (P + "
-          f"{prm.decode_prefill_half:.0f}) beside P prefill tokens; attention {prm.attn_eff:.3f} + "
-          f"{prm.prefill_attn_extra_pairs:.1f} pairs/token, latency {prm.prefill_attn_latency_s * 1e3:.3f} ms "
-          f"+ {prm.prefill_chunk_latency_s * 1e3:.3f} ms/chunk; kappa {prm.kappa:.2f}; step "
-          f"{prm.step_overhead_s * 1e3:.3f} ms + {prm.seq_overhead_s * 1e6:.1f} us/seq")
+    print(
+        f"  achieved: GEMM {a['gemm_flops'] / 1e12:.3f} TFLOP/s ({a['gemm_flops'] / hw.peak_flops:.0%}),"
+        f" prefill attention {a['prefill_flops'] / 1e12:.3f} TFLOP/s "
+        f"({a['prefill_flops'] / hw.peak_flops:.0%}), decode attention {a['decode_bw'] / 1e9:.1f} GB/s "
+        f"({a['decode_bw'] / hw.mem_bandwidth:.0%}), weight streaming "
+        f"{a['weight_stream_bw'] / 1e9:.1f} GB/s ({a['weight_stream_bw'] / hw.mem_bandwidth:.0%})"
+    )
+    print(
+        f"  fitted: GEMM e_max {prm.gemm_eff_max:.3f} n_half {prm.gemm_n_half:.1f} weight-bw "
+        f"{prm.weight_bw_eff:.3f} latency {prm.gemm_latency_s * 1e3:.3f} ms; LM head x"
+        f"{prm.lm_head_time_scale:.2f}; KV bw {prm.kv_bw_eff:.3f} latency "
+        f"{prm.decode_attn_latency_s * 1e3:.3f} ms + {prm.decode_prefill_s * 1e3:.3f} ms x P / (P + "
+        f"{prm.decode_prefill_half:.0f}) beside P prefill tokens; attention {prm.attn_eff:.3f} + "
+        f"{prm.prefill_attn_extra_pairs:.1f} pairs/token, latency {prm.prefill_attn_latency_s * 1e3:.3f} ms "
+        f"+ {prm.prefill_chunk_latency_s * 1e3:.3f} ms/chunk; kappa {prm.kappa:.2f}; step "
+        f"{prm.step_overhead_s * 1e3:.3f} ms + {prm.seq_overhead_s * 1e6:.1f} us/seq"
+    )
     print("  fit error (MAPE) per operator:")
     for op, err in fit.mape.items():
         print(f"    {op:18s} {err:6.1%}  ({fit.points[op]} points)")

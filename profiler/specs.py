@@ -58,25 +58,100 @@ _HF = "Hugging Face config.json of "
 MODELS: dict[str, ModelSpec] = {
     m.name: m
     for m in (
-        ModelSpec("llama-3-8b", 32, 4096, 32, 8, 128, 14336, 128256, 8.03e9,
-                  source=_HF + "meta-llama/Meta-Llama-3-8B; P from its model card"),
-        ModelSpec("llama-3-70b", 80, 8192, 64, 8, 128, 28672, 128256, 70.6e9,
-                  source=_HF + "meta-llama/Meta-Llama-3-70B; P from its model card"),
-        ModelSpec("llama-2-7b", 32, 4096, 32, 32, 128, 11008, 32000, 6.74e9,
-                  source=_HF + "meta-llama/Llama-2-7b-hf; P from the Llama 2 paper"),
-        ModelSpec("qwen-2.5-7b", 28, 3584, 28, 4, 128, 18944, 152064, 7.62e9,
-                  source=_HF + "Qwen/Qwen2.5-7B; P from its model card"),
-        ModelSpec("qwen-2.5-72b", 80, 8192, 64, 8, 128, 29568, 152064, 72.7e9,
-                  source=_HF + "Qwen/Qwen2.5-72B; P from its model card"),
-        ModelSpec("deepseek-67b", 95, 8192, 64, 8, 128, 22016, 102400, 67.4e9,
-                  source=_HF + "deepseek-ai/deepseek-llm-67b-base; P from its model card"),
-        ModelSpec("smollm2-135m", 30, 576, 9, 3, 64, 1536, 49152, 134.5e6,
-                  source=_HF + "HuggingFaceTB/SmolLM2-135M (tied embeddings)"),
+        ModelSpec(
+            "llama-3-8b",
+            32,
+            4096,
+            32,
+            8,
+            128,
+            14336,
+            128256,
+            8.03e9,
+            source=_HF + "meta-llama/Meta-Llama-3-8B; P from its model card",
+        ),
+        ModelSpec(
+            "llama-3-70b",
+            80,
+            8192,
+            64,
+            8,
+            128,
+            28672,
+            128256,
+            70.6e9,
+            source=_HF + "meta-llama/Meta-Llama-3-70B; P from its model card",
+        ),
+        ModelSpec(
+            "llama-2-7b",
+            32,
+            4096,
+            32,
+            32,
+            128,
+            11008,
+            32000,
+            6.74e9,
+            source=_HF + "meta-llama/Llama-2-7b-hf; P from the Llama 2 paper",
+        ),
+        ModelSpec(
+            "qwen-2.5-7b",
+            28,
+            3584,
+            28,
+            4,
+            128,
+            18944,
+            152064,
+            7.62e9,
+            source=_HF + "Qwen/Qwen2.5-7B; P from its model card",
+        ),
+        ModelSpec(
+            "qwen-2.5-72b",
+            80,
+            8192,
+            64,
+            8,
+            128,
+            29568,
+            152064,
+            72.7e9,
+            source=_HF + "Qwen/Qwen2.5-72B; P from its model card",
+        ),
+        ModelSpec(
+            "deepseek-67b",
+            95,
+            8192,
+            64,
+            8,
+            128,
+            22016,
+            102400,
+            67.4e9,
+            source=_HF + "deepseek-ai/deepseek-llm-67b-base; P from its model card",
+        ),
+        ModelSpec(
+            "smollm2-135m",
+            30,
+            576,
+            9,
+            3,
+            64,
+            1536,
+            49152,
+            134.5e6,
+            source=_HF + "HuggingFaceTB/SmolLM2-135M (tied embeddings)",
+        ),
     )
 }
 
-_CONFIG_FIELDS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
-                  "vocab_size")
+_CONFIG_FIELDS = (
+    "num_hidden_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "intermediate_size",
+    "vocab_size",
+)
 
 
 def model_from_config(path: str | Path) -> ModelSpec:
@@ -152,15 +227,33 @@ class HardwareSpec:
 GPUS: dict[str, HardwareSpec] = {
     g.name: g
     for g in (
-        HardwareSpec("a100-80g", 312e12, 2.039e12, 80e9, 300e9,
-                     "NVIDIA A100 datasheet (SXM4 80GB): 312 TFLOPS BF16 dense, 2,039 GB/s HBM2e, "
-                     "NVLink 600 GB/s bidirectional"),
-        HardwareSpec("h100-sxm", 989.4e12, 3.35e12, 80e9, 450e9,
-                     "NVIDIA H100 datasheet (SXM5): 1,979 TFLOPS BF16 with sparsity (989.4 dense), "
-                     "3.35 TB/s HBM3, NVLink 900 GB/s bidirectional"),
-        HardwareSpec("h200", 989.4e12, 4.8e12, 141e9, 450e9,
-                     "NVIDIA H200 datasheet (SXM): 1,979 TFLOPS BF16 with sparsity (989.4 dense), "
-                     "4.8 TB/s HBM3e, 141 GB, NVLink 900 GB/s bidirectional"),
+        HardwareSpec(
+            "a100-80g",
+            312e12,
+            2.039e12,
+            80e9,
+            300e9,
+            "NVIDIA A100 datasheet (SXM4 80GB): 312 TFLOPS BF16 dense, 2,039 GB/s HBM2e, "
+            "NVLink 600 GB/s bidirectional",
+        ),
+        HardwareSpec(
+            "h100-sxm",
+            989.4e12,
+            3.35e12,
+            80e9,
+            450e9,
+            "NVIDIA H100 datasheet (SXM5): 1,979 TFLOPS BF16 with sparsity (989.4 dense), "
+            "3.35 TB/s HBM3, NVLink 900 GB/s bidirectional",
+        ),
+        HardwareSpec(
+            "h200",
+            989.4e12,
+            4.8e12,
+            141e9,
+            450e9,
+            "NVIDIA H200 datasheet (SXM): 1,979 TFLOPS BF16 with sparsity (989.4 dense), "
+            "4.8 TB/s HBM3e, 141 GB, NVLink 900 GB/s bidirectional",
+        ),
     )
 }
 

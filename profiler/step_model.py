@@ -92,9 +92,18 @@ class StepParams:
             bad.append(f"lm_head_time_scale={self.lm_head_time_scale} not in (0, 10]")
         if not 0.0 <= self.kappa <= 1.0:
             bad.append(f"kappa={self.kappa} not in [0, 1]")
-        for name in ("gemm_n_half", "step_overhead_s", "seq_overhead_s", "gemm_latency_s",
-                     "decode_attn_latency_s", "prefill_attn_latency_s", "prefill_attn_extra_pairs",
-                     "prefill_chunk_latency_s", "decode_prefill_s", "decode_prefill_half"):
+        for name in (
+            "gemm_n_half",
+            "step_overhead_s",
+            "seq_overhead_s",
+            "gemm_latency_s",
+            "decode_attn_latency_s",
+            "prefill_attn_latency_s",
+            "prefill_attn_extra_pairs",
+            "prefill_chunk_latency_s",
+            "decode_prefill_s",
+            "decode_prefill_half",
+        ):
             v = getattr(self, name)
             if not v >= 0.0:
                 bad.append(f"{name}={v} is negative")
@@ -111,6 +120,7 @@ class StepParams:
 
 
 # ---- exact work counts (used by the model, the CLI and the tests) ----
+
 
 def layer_gemm_flops(model: ModelSpec, tokens: float) -> float:
     """FLOPs of the decoder-layer GEMMs (QKV, O, gated MLP, all layers) over ``tokens`` tokens."""
@@ -149,10 +159,35 @@ class StepModel:
     """The step model with every constant precomputed; ``step_time`` does only float arithmetic
     (and, with a GEMM table, one bisect)."""
 
-    __slots__ = ("params", "model", "hardware", "_c_layer", "_w_layer", "_c_lm", "_w_lm", "_h",
-                 "_attn", "_attn_tok", "_kv", "_ar", "_kappa", "_t_step", "_t_seq", "_lat_gemm", "_lat_dec",
-                 "_lat_pre", "_lat_chunk", "_mix", "_mix_half", "_c_layer_best", "_c_lm_best", "_tab_n",
-                 "_tab_t", "_tab_slope", "_tab_tail")
+    __slots__ = (
+        "params",
+        "model",
+        "hardware",
+        "_c_layer",
+        "_w_layer",
+        "_c_lm",
+        "_w_lm",
+        "_h",
+        "_attn",
+        "_attn_tok",
+        "_kv",
+        "_ar",
+        "_kappa",
+        "_t_step",
+        "_t_seq",
+        "_lat_gemm",
+        "_lat_dec",
+        "_lat_pre",
+        "_lat_chunk",
+        "_mix",
+        "_mix_half",
+        "_c_layer_best",
+        "_c_lm_best",
+        "_tab_n",
+        "_tab_t",
+        "_tab_slope",
+        "_tab_tail",
+    )
 
     def __init__(self, params: StepParams, model: ModelSpec, hardware: HardwareSpec) -> None:
         self.params = params
@@ -182,13 +217,20 @@ class StepModel:
         # GEMM table: times at the table's token counts, the slope of each segment, the tail's s/token
         per_token_peak = layer_gemm_flops(model, 1.0) / hardware.peak_flops
         self._tab_n = list(params.gemm_table_tokens)
-        self._tab_t = [n * per_token_peak / e for n, e in zip(self._tab_n, params.gemm_table_eff, strict=True)]
-        self._tab_slope = [(t1 - t0) / (n1 - n0) for n0, n1, t0, t1 in
-                           zip(self._tab_n, self._tab_n[1:], self._tab_t, self._tab_t[1:], strict=False)]
+        self._tab_t = [
+            n * per_token_peak / e for n, e in zip(self._tab_n, params.gemm_table_eff, strict=True)
+        ]
+        self._tab_slope = [
+            (t1 - t0) / (n1 - n0)
+            for n0, n1, t0, t1 in zip(
+                self._tab_n, self._tab_n[1:], self._tab_t, self._tab_t[1:], strict=False
+            )
+        ]
         self._tab_tail = self._tab_t[-1] / self._tab_n[-1] if self._tab_n else 0.0
         # best s/token: the bound optimal_time uses (every point of a table lies above n x best)
-        self._c_layer_best = min((t / n for n, t in zip(self._tab_n, self._tab_t, strict=True)),
-                                 default=self._c_layer)
+        self._c_layer_best = min(
+            (t / n for n, t in zip(self._tab_n, self._tab_t, strict=True)), default=self._c_layer
+        )
 
     # ---- operators (also used by the fit and the CLI) ----
 
@@ -245,8 +287,14 @@ class StepModel:
 
     # ---- steps ----
 
-    def step_parts(self, prefill_tokens: float, prefill_attn_pairs: float, decode_seqs: float,
-                   decode_kv_tokens: float, prefill_seqs: float) -> tuple[float, float, float]:
+    def step_parts(
+        self,
+        prefill_tokens: float,
+        prefill_attn_pairs: float,
+        decode_seqs: float,
+        decode_kv_tokens: float,
+        prefill_seqs: float,
+    ) -> tuple[float, float, float]:
         """(compute_s, memory_s, overhead_s) of one step, from plain numbers."""
         n = prefill_tokens + decode_seqs
         s = decode_seqs + prefill_seqs
@@ -261,8 +309,12 @@ class StepModel:
             t = self._c_lm * (s + self._h)
             c += t if t > self._w_lm else self._w_lm
         if prefill_attn_pairs > 0:
-            c += (self._attn * prefill_attn_pairs + self._attn_tok * prefill_tokens + self._lat_pre
-                  + self._lat_chunk * prefill_seqs)
+            c += (
+                self._attn * prefill_attn_pairs
+                + self._attn_tok * prefill_tokens
+                + self._lat_pre
+                + self._lat_chunk * prefill_seqs
+            )
         m = 0.0
         if decode_kv_tokens > 0:
             m = self._kv * decode_kv_tokens + self._lat_dec
@@ -273,8 +325,13 @@ class StepModel:
 
     def step_time(self, shape: BatchShape, engine: str = "overlap") -> StepTime:
         """Time of one step under ``engine`` ("serial" or "overlap")."""
-        c, m, o = self.step_parts(shape.prefill_tokens, shape.prefill_attn_pairs, shape.decode_seqs,
-                                  shape.decode_kv_tokens, shape.prefill_seqs)
+        c, m, o = self.step_parts(
+            shape.prefill_tokens,
+            shape.prefill_attn_pairs,
+            shape.decode_seqs,
+            shape.decode_kv_tokens,
+            shape.prefill_seqs,
+        )
         return StepTime(c, m, o, compose(c, m, self._kappa, engine) + o)
 
     def optimal_time(self, total: BatchShape, engine: str = "overlap") -> float:
@@ -286,8 +343,12 @@ class StepModel:
         """
         n = total.prefill_tokens + total.decode_seqs
         s = total.decode_seqs + total.prefill_seqs
-        c = (self._c_layer_best * n + self._c_lm_best * s + self._attn * total.prefill_attn_pairs
-             + self._attn_tok * total.prefill_tokens)
+        c = (
+            self._c_layer_best * n
+            + self._c_lm_best * s
+            + self._attn * total.prefill_attn_pairs
+            + self._attn_tok * total.prefill_tokens
+        )
         m = self._kv * total.decode_kv_tokens
         return compose(c, m, self._kappa, engine) + self._ar * n
 

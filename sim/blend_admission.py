@@ -40,8 +40,15 @@ LEFT, RIGHT = 1, 2
 class BlendAdmission:
     """The dual-scanner admission of one replica's two-sided plan (module docstring)."""
 
-    def __init__(self, plan: Plan, model: ModelSpec, hw: HardwareSpec, config: EngineConfig,
-                 capacity_blocks: int, ridge_tokens: float = 0.0) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        model: ModelSpec,
+        hw: HardwareSpec,
+        config: EngineConfig,
+        capacity_blocks: int,
+        ridge_tokens: float = 0.0,
+    ) -> None:
         self.scanner = DualScanner(plan, refresh_target=config.blend_refresh_target)
         self.pacing = config.blend_pacing
         self.chunk_pacing = config.blend_pacing and config.blend_chunk_pacing
@@ -104,8 +111,9 @@ class BlendAdmission:
                 reserved = max(reserved, self._right_projection(engine).peak(engine.step_index) / engine.bs)
             if self._right_is_memory_heavy():
                 reserved = max(reserved, b.m_right / self.block_bytes)
-            self._stream(engine, LEFT, self._paced_left_budget(engine, right_tokens),
-                         self.capacity_blocks - reserved)
+            self._stream(
+                engine, LEFT, self._paced_left_budget(engine, right_tokens), self.capacity_blocks - reserved
+            )
         else:
             self._stream(engine, LEFT, b.c_left, b.m_left / self.block_bytes)
 
@@ -140,8 +148,9 @@ class BlendAdmission:
         if not engine.side_members[side]:
             return True
         if side == RIGHT and self.projected:
-            peak = self._right_projection(engine).peak_with(engine.step_index, engine.p[pos],
-                                                            engine.d_hat[pos])
+            peak = self._right_projection(engine).peak_with(
+                engine.step_index, engine.p[pos], engine.d_hat[pos]
+            )
             return peak <= partition_blocks * engine.bs
         load = engine.side_blocks(side)
         return not load or load + engine.footprint(pos) <= partition_blocks
@@ -150,8 +159,9 @@ class BlendAdmission:
         """The right residents' projection, rebuilt only when their set changed."""
         if self._projection is None or self._projection_key != engine.side_changes[RIGHT]:
             members = engine.side_members[RIGHT]
-            self._projection = RightProjection([engine.est_end[i] for i in members],
-                                               [engine.est_final[i] for i in members])
+            self._projection = RightProjection(
+                [engine.est_end[i] for i in members], [engine.est_final[i] for i in members]
+            )
             self._projection_key = engine.side_changes[RIGHT]
         return self._projection
 

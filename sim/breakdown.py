@@ -63,19 +63,38 @@ class StepLine:
         a_p = (c(_BIG, 2 * _BIG, _BIG) - c(_BIG, _BIG, _BIG)) / _BIG
         a_kv = (sm.step_parts(0, 0, 0, 2 * _BIG, 0)[1] - sm.step_parts(0, 0, 0, _BIG, 0)[1]) / _BIG
         t_step = o(0, 0)
-        return cls(a_n, a_s, a_p, a_kv, c(_BIG, 0, _BIG) - (a_n + a_s) * _BIG, t_step,
-                   (o(0, _BIG) - t_step) / _BIG, (o(_BIG, 0) - t_step) / _BIG)
+        return cls(
+            a_n,
+            a_s,
+            a_p,
+            a_kv,
+            c(_BIG, 0, _BIG) - (a_n + a_s) * _BIG,
+            t_step,
+            (o(0, _BIG) - t_step) / _BIG,
+            (o(_BIG, 0) - t_step) / _BIG,
+        )
 
     def work_compute(self, total: BatchShape) -> float:
         """Compute seconds proportional to the work of ``total`` (no per-step part)."""
-        return (self.per_token * (total.prefill_tokens + total.decode_seqs)
-                + self.per_seq * (total.decode_seqs + total.prefill_seqs)
-                + self.per_pair * total.prefill_attn_pairs)
+        return (
+            self.per_token * (total.prefill_tokens + total.decode_seqs)
+            + self.per_seq * (total.decode_seqs + total.prefill_seqs)
+            + self.per_pair * total.prefill_attn_pairs
+        )
 
 
-def time_breakdown(series: dict[str, np.ndarray], work: BatchShape, optimal: BatchShape, sm: StepModel,
-                   engine: str, token_budget: int, kv_capacity_tokens: int, longest_output: int, dp: int,
-                   makespan: float) -> dict[str, Any]:
+def time_breakdown(
+    series: dict[str, np.ndarray],
+    work: BatchShape,
+    optimal: BatchShape,
+    sm: StepModel,
+    engine: str,
+    token_budget: int,
+    kv_capacity_tokens: int,
+    longest_output: int,
+    dp: int,
+    makespan: float,
+) -> dict[str, Any]:
     """The breakdown of a run (module docstring). ``series`` is the run's per-step series (every
     replica), ``work`` the totals the run executed (its prefill tokens, attention pairs, decodes,
     KV reads and prefill chunks), ``optimal`` the workload's totals at the best sharing. Seconds
@@ -93,26 +112,39 @@ def time_breakdown(series: dict[str, np.ndarray], work: BatchShape, optimal: Bat
     opt_c = line.work_compute(optimal)
     opt_m = line.per_kv * optimal.decode_kv_tokens
     gemm_tokens = optimal.prefill_tokens + optimal.decode_seqs
-    s_min = max(int(longest_output), math.ceil(gemm_tokens / dp / token_budget),
-                math.ceil(optimal.decode_kv_tokens / dp / max(kv_capacity_tokens, 1)))
+    s_min = max(
+        int(longest_output),
+        math.ceil(gemm_tokens / dp / token_budget),
+        math.ceil(optimal.decode_kv_tokens / dp / max(kv_capacity_tokens, 1)),
+    )
     seqs = optimal.decode_seqs + optimal.prefill_seqs
-    step_bound = (compose(opt_c / dp + s_min * line.fixed, opt_m / dp, sm.params.kappa, engine)
-                  + s_min * line.step_overhead + (line.seq_overhead * seqs + line.token_overhead * gemm_tokens) / dp)
+    step_bound = (
+        compose(opt_c / dp + s_min * line.fixed, opt_m / dp, sm.params.kappa, engine)
+        + s_min * line.step_overhead
+        + (line.seq_overhead * seqs + line.token_overhead * gemm_tokens) / dp
+    )
     cheapest = sm.step_time(BatchShape(0, 0.0, 1, 1, 0), engine).total_s
     span = makespan * dp
     out = {
-        "compute_s": comp, "memory_s": mem,
-        "compute_busy": comp / span if span else 0.0, "memory_busy": mem / span if span else 0.0,
-        "compute_led_s": float(lead[c >= m].sum()), "memory_led_s": float(lead[c < m].sum()),
+        "compute_s": comp,
+        "memory_s": mem,
+        "compute_busy": comp / span if span else 0.0,
+        "memory_busy": mem / span if span else 0.0,
+        "compute_led_s": float(lead[c >= m].sum()),
+        "memory_led_s": float(lead[c < m].sum()),
         "interference_s": float(interference.sum()),
         "overhead_s": float((step - lead - interference).sum()),
-        "work_compute_s": work_c, "optimal_compute_s": opt_c, "optimal_memory_s": opt_m,
+        "work_compute_s": work_c,
+        "optimal_compute_s": opt_c,
+        "optimal_memory_s": opt_m,
         "lost_work_s": work_c - opt_c,
         "gemm_fixed_s": steps * line.fixed,
         "weight_bound_s": comp - work_c - steps * line.fixed,
-        "critical_path_steps": int(longest_output), "min_step_s": cheapest,
+        "critical_path_steps": int(longest_output),
+        "min_step_s": cheapest,
         "critical_path_s": int(longest_output) * cheapest,
-        "step_bound_steps": s_min, "step_bound_s": step_bound,
+        "step_bound_steps": s_min,
+        "step_bound_s": step_bound,
         "fraction_of_step_bound": step_bound / makespan if makespan else 0.0,
     }
     out["fixed_cost_s"] = out["gemm_fixed_s"] + out["weight_bound_s"] + out["overhead_s"]

@@ -110,8 +110,9 @@ class EngineConfig:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-def kv_capacity_tokens(mem_capacity: float, weight_bytes: float, kv_bytes_per_token: float,
-                       config: EngineConfig) -> int:
+def kv_capacity_tokens(
+    mem_capacity: float, weight_bytes: float, kv_bytes_per_token: float, config: EngineConfig
+) -> int:
     """KV tokens that fit: (memory - weights - activation reserve) / bytes per token, whole blocks."""
     free = mem_capacity - weight_bytes - config.activation_reserve_bytes
     tokens = int(free // kv_bytes_per_token)

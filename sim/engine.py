@@ -58,8 +58,9 @@ SIDES = ("fcfs", "left", "right")  # side codes: 0 baseline, 1 blend left, 2 ble
 class Engine:
     """One replica's state and its step function (see the module docstring)."""
 
-    def __init__(self, trace: Trace, est_output: np.ndarray, cost: StepCost, config: EngineConfig,
-                 capacity_blocks: int) -> None:
+    def __init__(
+        self, trace: Trace, est_output: np.ndarray, cost: StepCost, config: EngineConfig, capacity_blocks: int
+    ) -> None:
         n = len(trace)
         self.trace, self.cost, self.cfg = trace, cost, config
         self.bs = config.block_size
@@ -125,9 +126,20 @@ class Engine:
         self.admitted_step = array("q")  # the step it could first be scheduled in (1-based)
         self.admitted_time = array("d")  # simulated time of that admission (the step's start)
         self.admitted_cached = array("q")  # prompt tokens served from the cache then
-        self.series = {k: array("d") for k in ("time", "prefill_tokens", "decode_tokens", "running",
-                                               "kv_used_blocks", "compute_s", "memory_s", "step_s",
-                                               "prefill_cap")}
+        self.series = {
+            k: array("d")
+            for k in (
+                "time",
+                "prefill_tokens",
+                "decode_tokens",
+                "running",
+                "kv_used_blocks",
+                "compute_s",
+                "memory_s",
+                "step_s",
+                "prefill_cap",
+            )
+        }
 
     # ------------------------------------------------------------------ helpers
     def segments(self, pos: int) -> tuple[list[int], list[int]]:

@@ -80,7 +80,7 @@ def source_of_leaves(tree: PrefixTree) -> np.ndarray:
     top = np.arange(tree.num_nodes, dtype=np.int64)
     for level in tree.levels[2:]:
         top[level] = top[tree.parent[level]]
-    return top[tree.leaf_offset:]
+    return top[tree.leaf_offset :]
 
 
 def top_up_sources(tree: PrefixTree, sampled: np.ndarray, minimum: int, rng: np.random.Generator) -> None:
@@ -95,8 +95,9 @@ def top_up_sources(tree: PrefixTree, sampled: np.ndarray, minimum: int, rng: np.
         sampled[rng.choice(free, size=extra, replace=False)] = True
 
 
-def exact_requests(sources: list[str] | None, codes: np.ndarray | None, kinds: tuple[str, ...],
-                   n: int) -> np.ndarray:
+def exact_requests(
+    sources: list[str] | None, codes: np.ndarray | None, kinds: tuple[str, ...], n: int
+) -> np.ndarray:
     """Requests whose source kind is in ``kinds`` (their output length is deterministic)."""
     if not kinds or sources is None or codes is None:
         return np.zeros(n, dtype=bool)
@@ -138,7 +139,7 @@ def estimate_output_lengths(
         top_up_sources(tree, sampled, min_per_source, _rng(seed, 4))
         if n and not sampled.any():
             sampled[int(_rng(seed, 2).integers(n))] = True
-        est = sampled_means(tree, true_len, sampled)[tree.leaf_offset:]
+        est = sampled_means(tree, true_len, sampled)[tree.leaf_offset :]
         known = sampled | exact_requests(sources, source_codes, exact_kinds, n)
         est = np.where(known, true_len, est)
         noisy = ~known

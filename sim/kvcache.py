@@ -136,8 +136,12 @@ class RadixCache:
         lru = self._lru
         while freed < blocks_needed and lru:
             last, _, seg = heapq.heappop(lru)
-            if seg not in self._blocks or self._ref[seg] or self._children[seg] \
-                    or self._last_use[seg] != last:
+            if (
+                seg not in self._blocks
+                or self._ref[seg]
+                or self._children[seg]
+                or self._last_use[seg] != last
+            ):
                 continue  # stale entry
             freed += self._blocks[seg]
             self.evicted_blocks += self._blocks[seg]

@@ -43,7 +43,7 @@ class Plan:
             return np.where(self.unit_mem > 0, self.unit_comp / np.maximum(self.unit_mem, 1e-300), np.inf)
 
     def unit(self, k: int) -> np.ndarray:
-        return self.order[self.unit_bounds[k]:self.unit_bounds[k + 1]]
+        return self.order[self.unit_bounds[k] : self.unit_bounds[k + 1]]
 
     def validate(self, n_requests: int) -> None:
         """Check the invariant in the module docstring (used by tests and at simulation start)."""

@@ -59,8 +59,11 @@ def write_order(plan: Plan, trace: Trace, path: str) -> None:
 
 def summary(plan: Plan) -> dict[str, Any]:
     s = dict(plan.stats)
-    out: dict[str, Any] = {"policy": plan.policy, "two_sided": plan.two_sided,
-                           "target_density": plan.target_density}
+    out: dict[str, Any] = {
+        "policy": plan.policy,
+        "two_sided": plan.two_sided,
+        "target_density": plan.target_density,
+    }
     out.update(s)
     if plan.two_sided:
         sides = unit_sides(plan)
@@ -74,46 +77,73 @@ def run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.policy == "blend":
         options = {"keep_sharing": args.keep_sharing, "split": not args.no_split, "merge": not args.no_merge}
-    plan = make_plan(trace, args.policy, args.model, args.gpu, estimator=args.estimator,
-                     sample_rate=args.sample_rate, length_noise=args.length_noise, seed=args.seed, **options)
+    plan = make_plan(
+        trace,
+        args.policy,
+        args.model,
+        args.gpu,
+        estimator=args.estimator,
+        sample_rate=args.sample_rate,
+        length_noise=args.length_noise,
+        seed=args.seed,
+        **options,
+    )
     if args.order_out:
         write_order(plan, trace, args.order_out)
     info = summary(plan)
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True, default=float))
         return 0
-    print(f"policy {plan.policy}: {info['requests']} requests in {info['units']} units, "
-          f"planned in {info['plan_s']:.2f} s")
-    print(f"  leaves split {info['leaves_split']} ({info['leaf_split_fraction']:.3%}); sharing kept with an "
-          f"unbounded cache {info['sharing_kept']:.2%} of DFS ({info['saved_tokens']} of "
-          f"{info['optimal_saved_tokens']} prompt tokens saved)")
-    print(f"  target density {plan.target_density:.3f}; lengths: {info['estimator']}"
-          + (f" at {info['sample_rate']:.2%}" if info["sample_rate"] else "")
-          + f", mean relative error {info['length_error']:.2f}")
+    print(
+        f"policy {plan.policy}: {info['requests']} requests in {info['units']} units, "
+        f"planned in {info['plan_s']:.2f} s"
+    )
+    print(
+        f"  leaves split {info['leaves_split']} ({info['leaf_split_fraction']:.3%}); sharing kept with an "
+        f"unbounded cache {info['sharing_kept']:.2%} of DFS ({info['saved_tokens']} of "
+        f"{info['optimal_saved_tokens']} prompt tokens saved)"
+    )
+    print(
+        f"  target density {plan.target_density:.3f}; lengths: {info['estimator']}"
+        + (f" at {info['sample_rate']:.2%}" if info["sample_rate"] else "")
+        + f", mean relative error {info['length_error']:.2f}"
+    )
     if plan.two_sided:
-        print(f"  left (compute-heavy) requests {info['left_requests']}, right {info['right_requests']}; "
-              f"split stop {info['split_stop']} after {info['split_rounds']} round(s)")
+        print(
+            f"  left (compute-heavy) requests {info['left_requests']}, right {info['right_requests']}; "
+            f"split stop {info['split_stop']} after {info['split_rounds']} round(s)"
+        )
     if args.order_out:
         print(f"  admission order written to {args.order_out}")
     return 0
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("plan", help="order a trace with a policy and summarise the plan",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "plan",
+        help="order a trace with a policy and summarise the plan",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("trace", metavar="TRACE", help="trace file, or a preset name (trace1..trace4)")
     p.add_argument("--policy", required=True, choices=POLICIES)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--order-out", metavar="FILE", help="write the admission order as CSV")
     p.add_argument("--estimator", default="sampled", choices=ESTIMATORS)
-    p.add_argument("--sample-rate", type=float, default=0.01, help="fraction of requests sampled (default 0.01)")
+    p.add_argument(
+        "--sample-rate", type=float, default=0.01, help="fraction of requests sampled (default 0.01)"
+    )
     p.add_argument("--length-noise", type=float, default=0.0, help="σ of multiplicative log-normal error")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="llama-3-8b")
     p.add_argument("--gpu", default="a100-80g")
     p.add_argument("--requests", type=int, default=None, help="requests when TRACE is a preset")
-    p.add_argument("--keep-sharing", type=float, default=0.99,
-                   help="blend: fraction of the optimal sharing the split budget keeps (default 0.99)")
+    p.add_argument(
+        "--keep-sharing",
+        type=float,
+        default=0.99,
+        help="blend: fraction of the optimal sharing the split budget keeps (default 0.99)",
+    )
     p.add_argument("--no-split", action="store_true", help="blend: sort and merge only")
     p.add_argument("--no-merge", action="store_true", help="blend: one request per unit")
     p.set_defaults(func=run)

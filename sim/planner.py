@@ -37,9 +37,16 @@ def make_plan(
     model = get_model(model) if isinstance(model, str) else model
     gpu = get_gpu(gpu) if isinstance(gpu, str) else gpu
     tree = PrefixTree.from_trace(trace)
-    estimate = estimate_output_lengths(tree, trace.output_len, estimator=estimator,
-                                       sample_rate=sample_rate, length_noise=length_noise, seed=seed,
-                                       sources=trace.sources, source_codes=trace.source_codes)
+    estimate = estimate_output_lengths(
+        tree,
+        trace.output_len,
+        estimator=estimator,
+        sample_rate=sample_rate,
+        length_noise=length_noise,
+        seed=seed,
+        sources=trace.sources,
+        source_codes=trace.source_codes,
+    )
     tree.set_lengths(estimate.lengths, model, gpu)
     plan: Plan = build(PlanningInput(trace, model, gpu, tree, estimate, seed), **policy_options)
     plan.stats.update(

@@ -103,18 +103,38 @@ def sub_plan(plan: Plan, idx: np.ndarray) -> Plan:
         starts = np.zeros(0, dtype=np.int64)
     comp, mem = request_costs(plan)
     d = plan.est_output_len[plan.order].astype(np.float64)
-    unit_mean_d = np.bincount(np.repeat(np.arange(plan.num_units), sizes), weights=d,
-                              minlength=plan.num_units) / np.maximum(sizes, 1)
+    unit_mean_d = np.bincount(
+        np.repeat(np.arange(plan.num_units), sizes), weights=d, minlength=plan.num_units
+    ) / np.maximum(sizes, 1)
     if not len(idx):
-        return Plan(plan.policy, plan.order[idx], bounds, comp[:0], mem[:0], plan.unit_prompt[:0],
-                    plan.unit_output[:0], plan.est_output_len, two_sided=True,
-                    target_density=plan.target_density, stats=dict(plan.stats))
+        return Plan(
+            plan.policy,
+            plan.order[idx],
+            bounds,
+            comp[:0],
+            mem[:0],
+            plan.unit_prompt[:0],
+            plan.unit_output[:0],
+            plan.est_output_len,
+            two_sided=True,
+            target_density=plan.target_density,
+            stats=dict(plan.stats),
+        )
     share_mean_d = np.add.reduceat(d[idx], starts) / np.diff(bounds)
     scale = share_mean_d / np.where(unit_mean_d[units] > 0, unit_mean_d[units], 1.0)
-    return Plan(plan.policy, plan.order[idx], bounds, np.add.reduceat(comp[idx], starts),
-                np.add.reduceat(mem[idx], starts), plan.unit_prompt[units].copy(),
-                plan.unit_output[units] * scale, plan.est_output_len, two_sided=True,
-                target_density=plan.target_density, stats=dict(plan.stats))
+    return Plan(
+        plan.policy,
+        plan.order[idx],
+        bounds,
+        np.add.reduceat(comp[idx], starts),
+        np.add.reduceat(mem[idx], starts),
+        plan.unit_prompt[units].copy(),
+        plan.unit_output[units] * scale,
+        plan.est_output_len,
+        two_sided=True,
+        target_density=plan.target_density,
+        stats=dict(plan.stats),
+    )
 
 
 def _replica(env: simpy.Environment, engine: Engine, policy: Admission, tick: Callable[[int], None]):
@@ -124,8 +144,10 @@ def _replica(env: simpy.Environment, engine: Engine, policy: Admission, tick: Ca
         if engine.idle:
             if policy.exhausted:
                 break
-            raise RuntimeError("a replica stalled: nothing running and the next request was not "
-                               "admitted (a request larger than the KV cache?)")
+            raise RuntimeError(
+                "a replica stalled: nothing running and the next request was not "
+                "admitted (a request larger than the KV cache?)"
+            )
         dt = engine.step()
         yield env.timeout(dt)
         if engine.step_index % PROGRESS_EVERY == 0:

@@ -18,11 +18,35 @@ import numpy as np
 
 from blendsim.errors import UserError, atomic_output
 
-RESULT_KEYS = ("policy", "engine", "requests", "total_tokens", "makespan_s", "throughput_tok_s", "steps",
-               "preemptions", "sharing", "optimal_sharing", "optimal_time_s", "fraction_of_optimal",
-               "plan_s", "sim_s")
-SERIES_COLUMNS = ("replica", "step", "time", "prefill_tokens", "decode_tokens", "running", "kv_used_tokens",
-                  "compute_s", "memory_s", "step_s", "prefill_cap")
+RESULT_KEYS = (
+    "policy",
+    "engine",
+    "requests",
+    "total_tokens",
+    "makespan_s",
+    "throughput_tok_s",
+    "steps",
+    "preemptions",
+    "sharing",
+    "optimal_sharing",
+    "optimal_time_s",
+    "fraction_of_optimal",
+    "plan_s",
+    "sim_s",
+)
+SERIES_COLUMNS = (
+    "replica",
+    "step",
+    "time",
+    "prefill_tokens",
+    "decode_tokens",
+    "running",
+    "kv_used_tokens",
+    "compute_s",
+    "memory_s",
+    "step_s",
+    "prefill_cap",
+)
 CHROME_MAX_SLICES = 200_000  # per-step slices beyond this are merged so Perfetto opens the file quickly
 
 
@@ -64,12 +88,20 @@ class SimResult:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "policy": self.policy, "engine": self.engine, "requests": self.requests,
-            "total_tokens": self.total_tokens, "makespan_s": self.makespan_s,
-            "throughput_tok_s": self.throughput_tok_s, "steps": self.steps_run,
-            "preemptions": self.preemptions, "sharing": self.sharing,
-            "optimal_sharing": self.optimal_sharing, "optimal_time_s": self.optimal_time_s,
-            "fraction_of_optimal": self.fraction_of_optimal, "plan_s": self.plan_s, "sim_s": self.sim_s,
+            "policy": self.policy,
+            "engine": self.engine,
+            "requests": self.requests,
+            "total_tokens": self.total_tokens,
+            "makespan_s": self.makespan_s,
+            "throughput_tok_s": self.throughput_tok_s,
+            "steps": self.steps_run,
+            "preemptions": self.preemptions,
+            "sharing": self.sharing,
+            "optimal_sharing": self.optimal_sharing,
+            "optimal_time_s": self.optimal_time_s,
+            "fraction_of_optimal": self.fraction_of_optimal,
+            "plan_s": self.plan_s,
+            "sim_s": self.sim_s,
         }
         out.update(self.extra)
         return out
@@ -115,8 +147,12 @@ class SimResult:
             raise UserError(f"--out {str(d)!r} exists and is not a directory")
         d.mkdir(parents=True, exist_ok=True)
         stem = d / f"{self.policy}_{self.engine}"
-        paths = [Path(f"{stem}.json"), Path(f"{stem}_steps.parquet"), Path(f"{stem}_trace.json"),
-                 Path(f"{stem}_admission.parquet")]
+        paths = [
+            Path(f"{stem}.json"),
+            Path(f"{stem}_steps.parquet"),
+            Path(f"{stem}_trace.json"),
+            Path(f"{stem}_admission.parquet"),
+        ]
         with atomic_output(paths[0]) as tmp:
             tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         write_parquet(paths[1], self.steps)
@@ -141,8 +177,14 @@ def chrome_trace(result: SimResult) -> dict[str, Any]:
     merged into one slice when a run has more than CHROME_MAX_SLICES steps) on one track per
     replica, with counters for running requests, KV in use, and compute vs memory time."""
     s = result.steps
-    events: list[dict[str, Any]] = [{"name": "process_name", "ph": "M", "pid": 0,
-                                     "args": {"name": f"blendsim {result.policy} ({result.engine})"}}]
+    events: list[dict[str, Any]] = [
+        {
+            "name": "process_name",
+            "ph": "M",
+            "pid": 0,
+            "args": {"name": f"blendsim {result.policy} ({result.engine})"},
+        }
+    ]
     if not len(s.get("step", ())):
         return {"traceEvents": events, "displayTimeUnit": "ms"}
     replicas = np.asarray(s["replica"])
@@ -150,27 +192,49 @@ def chrome_trace(result: SimResult) -> dict[str, Any]:
     per_replica = max(1, CHROME_MAX_SLICES // len(names))
     for r in names.tolist():
         idx = np.flatnonzero(replicas == r)
-        events.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": r, "args": {"name": f"replica {r}"}})
+        events.append(
+            {"name": "thread_name", "ph": "M", "pid": 0, "tid": r, "args": {"name": f"replica {r}"}}
+        )
         group = max(1, -(-len(idx) // per_replica))
         starts = np.arange(0, len(idx), group)
         last = np.minimum(starts + group, len(idx)) - 1
         end = np.asarray(s["time"])[idx]
         begin = (end - np.asarray(s["step_s"])[idx])[starts] * 1e6
         dur = end[last] * 1e6 - begin
-        sums = {k: np.add.reduceat(np.asarray(s[k])[idx], starts).tolist()
-                for k in ("prefill_tokens", "decode_tokens", "compute_s", "memory_s")}
+        sums = {
+            k: np.add.reduceat(np.asarray(s[k])[idx], starts).tolist()
+            for k in ("prefill_tokens", "decode_tokens", "compute_s", "memory_s")
+        }
         first_step = np.asarray(s["step"])[idx][starts].tolist()
         last_step = np.asarray(s["step"])[idx][last].tolist()
         running = np.asarray(s["running"])[idx][last].tolist()
         kv = np.asarray(s["kv_used_tokens"])[idx][last].tolist()
         name = "step" if group == 1 else f"{group} steps"
         for j, (ts, du) in enumerate(zip(begin.tolist(), dur.tolist(), strict=True)):
-            events.append({"name": name, "ph": "X", "pid": 0, "tid": r, "ts": ts, "dur": du,
-                           "args": {"steps": f"{first_step[j]}-{last_step[j]}",
-                                    "prefill_tokens": int(sums["prefill_tokens"][j]),
-                                    "decode_tokens": int(sums["decode_tokens"][j]),
-                                    "compute_ms": round(sums["compute_s"][j] * 1e3, 4),
-                                    "memory_ms": round(sums["memory_s"][j] * 1e3, 4)}})
-            events.append({"name": f"replica {r}", "ph": "C", "pid": 0, "ts": ts,
-                           "args": {"running": running[j], "kv_used_tokens": kv[j]}})
+            events.append(
+                {
+                    "name": name,
+                    "ph": "X",
+                    "pid": 0,
+                    "tid": r,
+                    "ts": ts,
+                    "dur": du,
+                    "args": {
+                        "steps": f"{first_step[j]}-{last_step[j]}",
+                        "prefill_tokens": int(sums["prefill_tokens"][j]),
+                        "decode_tokens": int(sums["decode_tokens"][j]),
+                        "compute_ms": round(sums["compute_s"][j] * 1e3, 4),
+                        "memory_ms": round(sums["memory_s"][j] * 1e3, 4),
+                    },
+                }
+            )
+            events.append(
+                {
+                    "name": f"replica {r}",
+                    "ph": "C",
+                    "pid": 0,
+                    "ts": ts,
+                    "args": {"running": running[j], "kv_used_tokens": kv[j]},
+                }
+            )
     return {"traceEvents": events, "displayTimeUnit": "ms"}

@@ -27,8 +27,7 @@ from blendsim.sim.replicas import carve_shares, run_replicas, split_contiguous, 
 from blendsim.sim.result import SimResult
 from blendsim.traces.trace import Trace
 
-__all__ = ["EngineConfig", "SimResult", "simulate", "simulate_policy", "kv_capacity_blocks",
-           "optimal_totals"]
+__all__ = ["EngineConfig", "SimResult", "simulate", "simulate_policy", "kv_capacity_blocks", "optimal_totals"]
 
 
 def bound_profile(profile: Profile, model: ModelSpec) -> Profile:
@@ -62,10 +61,12 @@ def check_requests_fit(trace: Trace, capacity_blocks: int, block_size: int) -> N
     bad = np.flatnonzero(need > capacity_blocks)
     if len(bad):
         i = int(bad[0])
-        raise UserError(f"request {int(trace.request_id[i])} needs {int(need[i]) * block_size} KV tokens "
-                        f"(prompt {int(trace.prompt_len[i])} + output {int(trace.output_len[i])}) but the "
-                        f"KV cache holds {capacity_blocks * block_size} tokens; shorten it or add memory "
-                        f"(--tp)")
+        raise UserError(
+            f"request {int(trace.request_id[i])} needs {int(need[i]) * block_size} KV tokens "
+            f"(prompt {int(trace.prompt_len[i])} + output {int(trace.output_len[i])}) but the "
+            f"KV cache holds {capacity_blocks * block_size} tokens; shorten it or add memory "
+            f"(--tp)"
+        )
 
 
 def optimal_totals(trace: Trace) -> BatchShape:
@@ -78,10 +79,13 @@ def optimal_totals(trace: Trace) -> BatchShape:
     d = trace.output_len.astype(np.float64)
     q = p - hit
     pairs = float(np.sum(q * hit + q * (q + 1) / 2))
-    return BatchShape(prefill_tokens=int(q.sum()), prefill_attn_pairs=pairs,
-                      decode_seqs=int((d - 1).sum()),
-                      decode_kv_tokens=int(np.sum((d - 1) * p + (d - 1) * d / 2)),
-                      prefill_seqs=len(trace))
+    return BatchShape(
+        prefill_tokens=int(q.sum()),
+        prefill_attn_pairs=pairs,
+        decode_seqs=int((d - 1).sum()),
+        decode_kv_tokens=int(np.sum((d - 1) * p + (d - 1) * d / 2)),
+        prefill_seqs=len(trace),
+    )
 
 
 def block_saved_tokens(trace: Trace, order: np.ndarray, block_size: int) -> int:
@@ -103,20 +107,31 @@ def block_saved_tokens(trace: Trace, order: np.ndarray, block_size: int) -> int:
     return int(np.sum(np.minimum(cached, p - 1) // block_size * block_size))
 
 
-def _admissions(trace: Trace, plan: Plan, dp: int, model: ModelSpec, profile: Profile,
-                config: EngineConfig, capacity: int) -> list[Admission]:
+def _admissions(
+    trace: Trace, plan: Plan, dp: int, model: ModelSpec, profile: Profile, config: EngineConfig, capacity: int
+) -> list[Admission]:
     """One admission policy per replica over its share (see :mod:`blendsim.sim.replicas`)."""
     if plan.two_sided:
         ridge = profile.steps.ridge_tokens()
-        return [BlendAdmission(sub_plan(plan, idx), model, profile.hardware, config, capacity, ridge)
-                for idx in carve_shares(plan, dp)]
+        return [
+            BlendAdmission(sub_plan(plan, idx), model, profile.hardware, config, capacity, ridge)
+            for idx in carve_shares(plan, dp)
+        ]
     weight = trace.prompt_len + plan.est_output_len
     return [FcfsAdmission(part) for part in split_contiguous(plan.order, weight, dp)]
 
 
-def simulate(trace: Trace, plan: Plan, model: ModelSpec, profile: Profile,
-             config: EngineConfig | None = None, dp: int = 1, *, progress: bool = False,
-             plan_s: float | None = None) -> SimResult:
+def simulate(
+    trace: Trace,
+    plan: Plan,
+    model: ModelSpec,
+    profile: Profile,
+    config: EngineConfig | None = None,
+    dp: int = 1,
+    *,
+    progress: bool = False,
+    plan_s: float | None = None,
+) -> SimResult:
     """Run ``plan`` on ``dp`` replicas of the engine ``config`` describes (see module docs)."""
     config = config or EngineConfig()
     if dp < 1:
@@ -140,34 +155,61 @@ def simulate(trace: Trace, plan: Plan, model: ModelSpec, profile: Profile,
     best = optimal_totals(trace)
     optimum = profile.optimal_time(best, config.engine) / dp
     series = _series(engines, config.block_size)
-    work = BatchShape(int(series["prefill_tokens"].sum()), sum(e.pairs_done for e in engines),
-                      int(series["decode_tokens"].sum()), sum(e.kv_done for e in engines),
-                      sum(e.chunks_done for e in engines))
-    breakdown = time_breakdown(series, work, best, profile.steps, config.engine, config.token_budget,
-                               capacity * config.block_size, int(trace.output_len.max()) if len(trace) else 0,
-                               dp, makespan)
+    work = BatchShape(
+        int(series["prefill_tokens"].sum()),
+        sum(e.pairs_done for e in engines),
+        int(series["decode_tokens"].sum()),
+        sum(e.kv_done for e in engines),
+        sum(e.chunks_done for e in engines),
+    )
+    breakdown = time_breakdown(
+        series,
+        work,
+        best,
+        profile.steps,
+        config.engine,
+        config.token_budget,
+        capacity * config.block_size,
+        int(trace.output_len.max()) if len(trace) else 0,
+        dp,
+        makespan,
+    )
     return SimResult(
-        policy=plan.policy, engine=config.engine, requests=len(trace), total_tokens=total,
-        makespan_s=makespan, steps_run=sum(e.step_index - 1 for e in engines),
+        policy=plan.policy,
+        engine=config.engine,
+        requests=len(trace),
+        total_tokens=total,
+        makespan_s=makespan,
+        steps_run=sum(e.step_index - 1 for e in engines),
         preemptions=sum(e.preemptions for e in engines),
         sharing=sum(e.saved_tokens for e in engines) / total if total else 0.0,
-        optimal_sharing=trace.sharing(), optimal_time_s=optimum,
-        plan_s=float(plan.stats.get("plan_s", 0.0) if plan_s is None else plan_s), sim_s=sim_s,
-        steps=series, admission=_admission(engines),
-        extra={"dp": dp, "tp": profile.hardware.tp, "kv_capacity_tokens": capacity * config.block_size,
-               "recomputed_tokens": sum(e.recomputed_tokens for e in engines),
-               "outruns": sum(e.outruns for e in engines),
-               "prefill_completions": sum(e.prefill_completions for e in engines),
-               "block_sharing_bound": _block_bound(trace, engines, config.block_size) / total if total else 0.0,
-               "admission_rule": config.admission, "right_admission": config.right_admission,
-               "profile": profile.name, "breakdown": breakdown},
+        optimal_sharing=trace.sharing(),
+        optimal_time_s=optimum,
+        plan_s=float(plan.stats.get("plan_s", 0.0) if plan_s is None else plan_s),
+        sim_s=sim_s,
+        steps=series,
+        admission=_admission(engines),
+        extra={
+            "dp": dp,
+            "tp": profile.hardware.tp,
+            "kv_capacity_tokens": capacity * config.block_size,
+            "recomputed_tokens": sum(e.recomputed_tokens for e in engines),
+            "outruns": sum(e.outruns for e in engines),
+            "prefill_completions": sum(e.prefill_completions for e in engines),
+            "block_sharing_bound": _block_bound(trace, engines, config.block_size) / total if total else 0.0,
+            "admission_rule": config.admission,
+            "right_admission": config.right_admission,
+            "profile": profile.name,
+            "breakdown": breakdown,
+        },
     )
 
 
 def _block_bound(trace: Trace, engines: list[Engine], block_size: int) -> int:
     """Sharing (in tokens) this run's admission order reaches with no eviction, each replica apart."""
-    return sum(block_saved_tokens(trace, np.asarray(e.admitted_first, dtype=np.int64), block_size)
-               for e in engines)
+    return sum(
+        block_saved_tokens(trace, np.asarray(e.admitted_first, dtype=np.int64), block_size) for e in engines
+    )
 
 
 def _check_complete(trace: Trace, engines: list[Engine]) -> None:
@@ -180,8 +222,10 @@ def _check_complete(trace: Trace, engines: list[Engine]) -> None:
         done[mask] = fin[mask]
     if not np.array_equal(done, trace.output_len):
         bad = int(np.flatnonzero(done != trace.output_len)[0])
-        raise RuntimeError(f"request {int(trace.request_id[bad])} finished with {done[bad]} of "
-                           f"{int(trace.output_len[bad])} tokens")
+        raise RuntimeError(
+            f"request {int(trace.request_id[bad])} finished with {done[bad]} of "
+            f"{int(trace.output_len[bad])} tokens"
+        )
 
 
 def _series(engines: list[Engine], block_size: int) -> dict[str, np.ndarray]:
@@ -209,9 +253,14 @@ def _admission(engines: list[Engine]) -> dict[str, np.ndarray]:
         return np.concatenate([np.frombuffer(getattr(e, name), dtype=dtype).copy() for e in engines])
 
     rep = [np.full(len(p), r, dtype=np.int32) for r, p in enumerate(pos)]
-    return {"position": np.concatenate(pos), "side": cat("admitted_side", np.int8),
-            "replica": np.concatenate(rep), "step": cat("admitted_step", np.int64),
-            "time": cat("admitted_time", np.float64), "cached_tokens": cat("admitted_cached", np.int64)}
+    return {
+        "position": np.concatenate(pos),
+        "side": cat("admitted_side", np.int8),
+        "replica": np.concatenate(rep),
+        "step": cat("admitted_step", np.int64),
+        "time": cat("admitted_time", np.float64),
+        "cached_tokens": cat("admitted_cached", np.int64),
+    }
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
@@ -222,9 +271,19 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     return tqdm(total=total, unit="req", desc="simulate", leave=False, mininterval=0.5)
 
 
-def simulate_policy(trace: Trace, policy: str, model: ModelSpec, profile: Profile, engine: str = "overlap",
-                    dp: int = 1, seed: int = 0, *, config: EngineConfig | None = None, progress: bool = False,
-                    **options: Any) -> SimResult:
+def simulate_policy(
+    trace: Trace,
+    policy: str,
+    model: ModelSpec,
+    profile: Profile,
+    engine: str = "overlap",
+    dp: int = 1,
+    seed: int = 0,
+    *,
+    config: EngineConfig | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> SimResult:
     """Plan ``trace`` with ``policy`` (``options`` go to the planner) and simulate it."""
     from blendsim.sim.planner import make_plan
 

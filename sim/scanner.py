@@ -43,8 +43,9 @@ class ScanBudget:
     case: str  # "normal", "equal", "both_compute", "both_memory", "met"
 
 
-def memory_split(target: float, rho_left: float, rho_right: float, memory: float,
-                 met: bool = False) -> tuple[float, float, str]:
+def memory_split(
+    target: float, rho_left: float, rho_right: float, memory: float, met: bool = False
+) -> tuple[float, float, str]:
     """E7 with the edge cases of the module docstring: ``(M_L, M_R, case)``."""
     for name, v in (("target", target), ("left density", rho_left), ("right density", rho_right)):
         if not (np.isfinite(v) and v >= 0):
@@ -74,9 +75,19 @@ def prefill_budget(memory: float, p: float, d: float, kv_bytes_per_token: float)
     return n, n * p / d
 
 
-def dual_scan(target: float, rho_left: float, rho_right: float, memory: float,
-              p_left: float, d_left: float, p_right: float, d_right: float,
-              kv_bytes_per_token: float, *, met: bool = False) -> ScanBudget:
+def dual_scan(
+    target: float,
+    rho_left: float,
+    rho_right: float,
+    memory: float,
+    p_left: float,
+    d_left: float,
+    p_right: float,
+    d_right: float,
+    kv_bytes_per_token: float,
+    *,
+    met: bool = False,
+) -> ScanBudget:
     """Algorithm 3: memory split (E7) and prefill budgets (E8) for the units under the cursors."""
     m_l, m_r, case = memory_split(target, rho_left, rho_right, memory, met)
     n_l, c_l = prefill_budget(m_l, p_left, d_left, kv_bytes_per_token)
@@ -142,8 +153,9 @@ class DualScanner:
         if self.exhausted:
             return None
         u = int(self._unit_of[pos])
-        return UnitView(u, float(self._density[u]), float(self.plan.unit_prompt[u]),
-                        float(self.plan.unit_output[u]))
+        return UnitView(
+            u, float(self._density[u]), float(self.plan.unit_prompt[u]), float(self.plan.unit_output[u])
+        )
 
     @property
     def left(self) -> UnitView | None:
@@ -177,5 +189,15 @@ class DualScanner:
         left, right = self.left, self.right
         if left is None or right is None:
             return None
-        return dual_scan(self.target, left.density, right.density, memory, left.mean_p, left.mean_d,
-                         right.mean_p, right.mean_d, kv_bytes_per_token, met=self.met)
+        return dual_scan(
+            self.target,
+            left.density,
+            right.density,
+            memory,
+            left.mean_p,
+            left.mean_d,
+            right.mean_p,
+            right.mean_d,
+            kv_bytes_per_token,
+            met=self.met,
+        )

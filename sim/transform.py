@@ -99,7 +99,9 @@ def outliers(tree: PrefixTree, target: float) -> np.ndarray:
     return np.flatnonzero(cand & ~below)
 
 
-def one_side_per_parent(tree: PrefixTree, cand: np.ndarray, priority: np.ndarray, target: float) -> np.ndarray:
+def one_side_per_parent(
+    tree: PrefixTree, cand: np.ndarray, priority: np.ndarray, target: float
+) -> np.ndarray:
     """``cand`` ranked by ``priority``, keeping per parent only the side of its top candidate."""
     rank = np.lexsort((cand, -priority))
     cand = cand[rank]
@@ -113,8 +115,9 @@ def one_side_per_parent(tree: PrefixTree, cand: np.ndarray, priority: np.ndarray
 def split(tree: PrefixTree, config: TransformConfig) -> SplitReport:
     """Repeat sort → split until C1 or C2 (module docstring); edits ``tree`` in place."""
     optimal = tree.saved_tokens()
-    budget = config.budget_tokens if config.budget_tokens is not None \
-        else (1.0 - config.keep_sharing) * optimal
+    budget = (
+        config.budget_tokens if config.budget_tokens is not None else (1.0 - config.keep_sharing) * optimal
+    )
     used, rounds, reason = 0, 0, "disabled"
     while config.split:
         if rounds >= config.max_rounds:

@@ -79,7 +79,7 @@ class PrefixTree:
 
     def is_leaf(self) -> np.ndarray:
         out = np.zeros(self.num_nodes, dtype=bool)
-        out[self.leaf_offset:] = True
+        out[self.leaf_offset :] = True
         return out
 
     @classmethod
@@ -108,13 +108,13 @@ class PrefixTree:
         prefix = np.zeros(total, dtype=np.int64)
         first_seen = np.empty(total, dtype=np.int64)
         parent[0], first_seen[0] = -1, -1
-        parent[1:n_seg + 1] = pred[first_occ]
-        seg_len[1:n_seg + 1] = lens[first_occ]
-        prefix[1:n_seg + 1] = prefix_at_occ[first_occ]
-        first_seen[1:n_seg + 1] = req_of_occ[first_occ]
-        parent[n_seg + 1:] = node_of_occ[offsets[1:] - 1]
-        prefix[n_seg + 1:] = trace.prompt_len
-        first_seen[n_seg + 1:] = np.arange(n)
+        parent[1 : n_seg + 1] = pred[first_occ]
+        seg_len[1 : n_seg + 1] = lens[first_occ]
+        prefix[1 : n_seg + 1] = prefix_at_occ[first_occ]
+        first_seen[1 : n_seg + 1] = req_of_occ[first_occ]
+        parent[n_seg + 1 :] = node_of_occ[offsets[1:] - 1]
+        prefix[n_seg + 1 :] = trace.prompt_len
+        first_seen[n_seg + 1 :] = np.arange(n)
         return cls(parent, seg_len, prefix, first_seen, n)
 
     def refresh_depth(self) -> None:
@@ -130,7 +130,7 @@ class PrefixTree:
         self.depth = depth
         order = np.argsort(depth, kind="stable")
         bounds = np.searchsorted(depth[order], np.arange(int(depth.max()) + 2))
-        self._levels = [order[bounds[k]:bounds[k + 1]] for k in range(len(bounds) - 1)]
+        self._levels = [order[bounds[k] : bounds[k + 1]] for k in range(len(bounds) - 1)]
 
     @property
     def levels(self) -> list[np.ndarray]:
@@ -140,7 +140,7 @@ class PrefixTree:
     # ------------------------------------------------------------------ costs
     def set_lengths(self, output_len: np.ndarray, model: ModelSpec, gpu: HardwareSpec) -> None:
         """Price every leaf with (estimated) output lengths at datasheet peaks and re-aggregate."""
-        p = self.prefix_len[self.leaf_offset:]
+        p = self.prefix_len[self.leaf_offset :]
         self.leaf_d = np.asarray(output_len, dtype=np.float64).copy()
         self.leaf_mem = mem_time(p, self.leaf_d, model, gpu)
         self.token_comp = token_comp_time(model, gpu)
@@ -170,7 +170,7 @@ class PrefixTree:
     def subtree_sum(self, leaf_values: np.ndarray) -> np.ndarray:
         """Per node: the sum of ``leaf_values`` (by request position) over the node's leaves."""
         out = np.zeros(self.num_nodes, dtype=np.result_type(leaf_values, np.int64))
-        out[self.leaf_offset:] = leaf_values
+        out[self.leaf_offset :] = leaf_values
         for level in reversed(self.levels[1:]):
             np.add.at(out, self.parent[level], out[level])
         return out
@@ -186,11 +186,13 @@ class PrefixTree:
     def density(self) -> np.ndarray:
         """E6 per node, a ratio of sums; +inf for a node with no memory time."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.sum_mem > 0, self.comp() / np.where(self.sum_mem > 0, self.sum_mem, 1.0), np.inf)
+            return np.where(
+                self.sum_mem > 0, self.comp() / np.where(self.sum_mem > 0, self.sum_mem, 1.0), np.inf
+            )
 
     def leaf_density(self) -> np.ndarray:
         """Density of each request alone (no sharing), by request position."""
-        p = self.prefix_len[self.leaf_offset:]
+        p = self.prefix_len[self.leaf_offset :]
         return self.token_comp * (p + self.leaf_d) / self.leaf_mem
 
     def saved_tokens(self) -> int:
@@ -227,7 +229,7 @@ class PrefixTree:
         """Request positions in DFS order (leaves left to right)."""
         start = self.leaf_start(self.sibling_order(by_density))
         order = np.empty(self.n_leaves, dtype=np.int64)
-        order[start[self.leaf_offset:]] = np.arange(self.n_leaves)
+        order[start[self.leaf_offset :]] = np.arange(self.n_leaves)
         return order
 
     # ------------------------------------------------------------------ edits

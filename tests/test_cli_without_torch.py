@@ -15,8 +15,10 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_verb_registers_without_torch() -> None:
-    proc = _run("from blendsim.cli import build_parser; p = build_parser(); "
-                "print(sorted(p._subparsers._group_actions[0].choices))")
+    proc = _run(
+        "from blendsim.cli import build_parser; p = build_parser(); "
+        "print(sorted(p._subparsers._group_actions[0].choices))"
+    )
     assert proc.returncode == 0, proc.stderr
     for verb in ("trace", "cost", "profile", "plan", "simulate", "sweep", "figures", "execute", "validate"):
         assert f"'{verb}'" in proc.stdout
@@ -24,16 +26,20 @@ def test_every_verb_registers_without_torch() -> None:
 
 def test_simulate_runs_without_torch(tmp_path) -> None:
     trace = tmp_path / "t.parquet"
-    code = ("from blendsim.cli import main; "
-            f"assert main(['trace', 'make', '--preset', 'trace3', '--requests', '2000', '-o', r'{trace}']) == 0; "
-            f"assert main(['simulate', r'{trace}', '--policy', 'blend']) == 0")
+    code = (
+        "from blendsim.cli import main; "
+        f"assert main(['trace', 'make', '--preset', 'trace3', '--requests', '2000', '-o', r'{trace}']) == 0; "
+        f"assert main(['simulate', r'{trace}', '--policy', 'blend']) == 0"
+    )
     proc = _run(code)
     assert proc.returncode == 0, proc.stderr
     assert "blend" in proc.stdout
 
 
 def test_profile_without_torch_says_how_to_install() -> None:
-    proc = _run("from blendsim.cli import main; "
-                "raise SystemExit(main(['profile', '--device', 'cpu', '--model', 'smollm2-135m', '-o', 'x.json']))")
+    proc = _run(
+        "from blendsim.cli import main; "
+        "raise SystemExit(main(['profile', '--device', 'cpu', '--model', 'smollm2-135m', '-o', 'x.json']))"
+    )
     assert proc.returncode == 2
     assert "pip install" in proc.stderr and "Traceback" not in proc.stderr

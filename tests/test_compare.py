@@ -18,8 +18,17 @@ from blendsim.executor.compare import (
 )
 from blendsim.profiler.fit import mape
 
-ENTRY_KEYS = {"policy", "backend", "measured_tok_s", "simulated_tok_s", "error", "measured_makespan_s",
-              "simulated_makespan_s", "makespan_error", "complete"}
+ENTRY_KEYS = {
+    "policy",
+    "backend",
+    "measured_tok_s",
+    "simulated_tok_s",
+    "error",
+    "measured_makespan_s",
+    "simulated_makespan_s",
+    "makespan_error",
+    "complete",
+}
 
 
 def test_mape_on_a_constructed_example() -> None:
@@ -39,17 +48,25 @@ def test_error_sign_convention() -> None:
     assert signed_error(100.0, 110.0) == pytest.approx(0.10)
     assert signed_error(100.0, 90.0) == pytest.approx(-0.10)
     assert math.isnan(signed_error(0.0, 5.0))
-    e = ComparisonEntry("fifo", "torch", measured_tok_s=100.0, simulated_tok_s=125.0,
-                        measured_makespan_s=10.0, simulated_makespan_s=8.0)
+    e = ComparisonEntry(
+        "fifo",
+        "torch",
+        measured_tok_s=100.0,
+        simulated_tok_s=125.0,
+        measured_makespan_s=10.0,
+        simulated_makespan_s=8.0,
+    )
     assert e.error == pytest.approx(0.25)
     assert e.makespan_error == pytest.approx(-0.2)
 
 
 def _entries() -> list[ComparisonEntry]:
-    return [ComparisonEntry("fifo", "vllm", 100.0, 110.0, 20.0, 18.0),
-            ComparisonEntry("dfs", "vllm", 120.0, 120.0, 16.0, 16.0),
-            ComparisonEntry("blend", "vllm", 150.0, 132.0, 13.0, 15.0),
-            ComparisonEntry("blend", "torch", 50.0, 55.0, 2.0, 1.8, extra={"step_mape": 0.04})]
+    return [
+        ComparisonEntry("fifo", "vllm", 100.0, 110.0, 20.0, 18.0),
+        ComparisonEntry("dfs", "vllm", 120.0, 120.0, 16.0, 16.0),
+        ComparisonEntry("blend", "vllm", 150.0, 132.0, 13.0, 15.0),
+        ComparisonEntry("blend", "torch", 50.0, 55.0, 2.0, 1.8, extra={"step_mape": 0.04}),
+    ]
 
 
 def test_speedups_of_blend_measured_vs_simulated() -> None:
@@ -88,8 +105,15 @@ def test_entry_from_results_checks_the_policy() -> None:
 
 
 def test_markdown_shows_the_kernel_profiles_prediction_of_vllm(tmp_path: Path) -> None:
-    entry = ComparisonEntry("fifo", "vllm", 600.0, 620.0, 10.0, 9.7,
-                            extra={"kernel_profile_tok_s": 480.0, "kernel_profile_error": 480.0 / 600.0 - 1})
+    entry = ComparisonEntry(
+        "fifo",
+        "vllm",
+        600.0,
+        620.0,
+        10.0,
+        9.7,
+        extra={"kernel_profile_tok_s": 480.0, "kernel_profile_error": 480.0 / 600.0 - 1},
+    )
     Comparison([entry]).write(tmp_path)
     md = (tmp_path / "comparison.md").read_text()
     assert "kernel profile instead of the engine-calibrated one" in md

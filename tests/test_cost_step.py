@@ -28,13 +28,27 @@ from blendsim.profiler.step_model import (
 
 # 2 layers, hidden 8, 2 heads x 4, 1 KV head x 4, MLP 16, vocab 10
 TOY = ModelSpec("toy", 2, 8, 2, 1, 4, 16, 10, params=1000.0)
-TOY_HW = HardwareSpec("toy-gpu", peak_flops=1000.0, mem_bandwidth=100.0, mem_capacity=1e6,
-                      interconnect_bandwidth=50.0, source="test")
+TOY_HW = HardwareSpec(
+    "toy-gpu",
+    peak_flops=1000.0,
+    mem_bandwidth=100.0,
+    mem_capacity=1e6,
+    interconnect_bandwidth=50.0,
+    source="test",
+)
 
 
 def toy_params(**kw: float) -> StepParams:
-    base = dict(gemm_eff_max=1.0, gemm_n_half=0.0, weight_bw_eff=1.0, kv_bw_eff=1.0, attn_eff=1.0,
-                kappa=0.5, step_overhead_s=0.0, seq_overhead_s=0.0)
+    base = dict(
+        gemm_eff_max=1.0,
+        gemm_n_half=0.0,
+        weight_bw_eff=1.0,
+        kv_bw_eff=1.0,
+        attn_eff=1.0,
+        kappa=0.5,
+        step_overhead_s=0.0,
+        seq_overhead_s=0.0,
+    )
     base.update(kw)
     return StepParams(**base)  # type: ignore[arg-type]
 
@@ -55,8 +69,9 @@ def test_exact_counts_on_toy_shapes() -> None:
 def test_step_parts_on_toy_shapes() -> None:
     sm = StepModel(toy_params(step_overhead_s=0.5, seq_overhead_s=0.25), TOY, TOY_HW)
     # 100 prefill tokens + 4 decodes: GEMM 2*1152*104 / 1000 = 239.616 s > weights 2304/100
-    shape = BatchShape(prefill_tokens=100, prefill_attn_pairs=50, decode_seqs=4, decode_kv_tokens=40,
-                       prefill_seqs=1)
+    shape = BatchShape(
+        prefill_tokens=100, prefill_attn_pairs=50, decode_seqs=4, decode_kv_tokens=40, prefill_seqs=1
+    )
     c, m, o = sm.step_parts(100, 50, 4, 40, 1)
     lm = max(2 * 80 * 5 / 1000, 80 * 2 / 100)
     assert c == pytest.approx(2 * 1152 * 104 / 1000 + lm + 4 * 2 * 8 * 50 / 1000)
@@ -91,13 +106,17 @@ def test_gemm_regime_switches_at_ridge_point() -> None:
 def test_ridge_of_a_measured_gemm_table_comes_from_the_table() -> None:
     """With a table the curve's parameters no longer set any GEMM time (an engine calibration may move
     them freely), so the ridge is the table's: one-token floor / best per-token time."""
+
     def with_table(params: StepParams) -> StepParams:
-        return dataclasses.replace(params, gemm_table_tokens=(1.0, 8.0, 64.0, 512.0),
-                                   gemm_table_eff=(0.02, 0.15, 0.6, 0.8))
+        return dataclasses.replace(
+            params, gemm_table_tokens=(1.0, 8.0, 64.0, 512.0), gemm_table_eff=(0.02, 0.15, 0.6, 0.8)
+        )
 
     sm = StepModel(with_table(toy_params()), TOY, TOY_HW)
     assert sm.ridge_tokens() == pytest.approx(0.8 / 0.02)  # t(1) = c / 0.02, best = c / 0.8 per token
-    moved = StepModel(with_table(toy_params(gemm_eff_max=1.9, weight_bw_eff=1.9, gemm_n_half=64.0)), TOY, TOY_HW)
+    moved = StepModel(
+        with_table(toy_params(gemm_eff_max=1.9, weight_bw_eff=1.9, gemm_n_half=64.0)), TOY, TOY_HW
+    )
     assert moved.ridge_tokens() == pytest.approx(sm.ridge_tokens())
     assert moved.gemm_time(100.0) == sm.gemm_time(100.0)
 
@@ -171,8 +190,11 @@ def test_builtins_are_datasheet_and_model_free() -> None:
 
 
 def test_prefill_attention_counts_diagonal_tiles_and_chunks() -> None:
-    sm = StepModel(toy_params(prefill_attn_extra_pairs=31.5, prefill_chunk_latency_s=0.5,
-                              prefill_attn_latency_s=0.25), TOY, TOY_HW)
+    sm = StepModel(
+        toy_params(prefill_attn_extra_pairs=31.5, prefill_chunk_latency_s=0.5, prefill_attn_latency_s=0.25),
+        TOY,
+        TOY_HW,
+    )
     per_pair = 4 * 2 * 8 / 1000
     assert sm.prefill_attn_time(50, 10, 2) == pytest.approx(per_pair * (50 + 31.5 * 10) + 0.25 + 2 * 0.5)
     c, _, _ = sm.step_parts(10, 50, 0, 0, 2)
@@ -181,7 +203,9 @@ def test_prefill_attention_counts_diagonal_tiles_and_chunks() -> None:
 
 def test_gemm_table_interpolates_and_bounds_the_optimum() -> None:
     # efficiency 0.5 at 1 token, 1.0 at 64, 0.8 at 256: falls past its peak, which the curve cannot do
-    sm = StepModel(toy_params(gemm_table_tokens=(1.0, 64.0, 256.0), gemm_table_eff=(0.5, 1.0, 0.8)), TOY, TOY_HW)
+    sm = StepModel(
+        toy_params(gemm_table_tokens=(1.0, 64.0, 256.0), gemm_table_eff=(0.5, 1.0, 0.8)), TOY, TOY_HW
+    )
     per_token = 2 * 1152 / 1000
     t1, t64, t256 = per_token / 0.5, 64 * per_token, 256 * per_token / 0.8
     assert sm.gemm_time(1) == pytest.approx(t1)
@@ -190,14 +214,24 @@ def test_gemm_table_interpolates_and_bounds_the_optimum() -> None:
     assert sm.gemm_time(512) == pytest.approx(2 * t256)
     assert sm.gemm_efficiency(512) == pytest.approx(0.8)
     for n in (1, 7, 64, 100, 300, 4000):
-        assert sm.optimal_time(BatchShape(prefill_tokens=n), "serial") <= sm.step_time(
-            BatchShape(prefill_tokens=n, prefill_attn_pairs=1, prefill_seqs=1), "serial").total_s
+        assert (
+            sm.optimal_time(BatchShape(prefill_tokens=n), "serial")
+            <= sm.step_time(
+                BatchShape(prefill_tokens=n, prefill_attn_pairs=1, prefill_seqs=1), "serial"
+            ).total_s
+        )
 
 
 def test_profile_without_new_fields_still_loads(tmp_path: Path) -> None:
     data = builtin_profile("a100-80g").to_dict()
-    for k in ("prefill_attn_extra_pairs", "prefill_chunk_latency_s", "gemm_table_tokens", "gemm_table_eff",
-              "decode_prefill_s", "decode_prefill_half"):
+    for k in (
+        "prefill_attn_extra_pairs",
+        "prefill_chunk_latency_s",
+        "gemm_table_tokens",
+        "gemm_table_eff",
+        "decode_prefill_s",
+        "decode_prefill_half",
+    ):
         data["params"].pop(k, None)
     (tmp_path / "old.json").write_text(json.dumps(data))
     p = load_profile(tmp_path / "old.json")
@@ -213,8 +247,9 @@ def test_bad_gemm_table_is_rejected() -> None:
 
 def test_decode_beside_prefill_term_on_toy_numbers() -> None:
     plain = StepModel(toy_params(decode_attn_latency_s=0.5), TOY, TOY_HW)
-    sm = StepModel(toy_params(decode_attn_latency_s=0.5, decode_prefill_s=3.0, decode_prefill_half=100.0),
-                   TOY, TOY_HW)
+    sm = StepModel(
+        toy_params(decode_attn_latency_s=0.5, decode_prefill_s=3.0, decode_prefill_half=100.0), TOY, TOY_HW
+    )
     kv = 32 * 40 / 100 + 0.5  # 40 KV tokens x 32 bytes at 100 B/s, plus the latency
     assert sm.decode_attn_time(40, 100) == pytest.approx(kv + 3.0 * 100 / 200)
     assert sm.decode_attn_time(40) == plain.decode_attn_time(40) == pytest.approx(kv)  # no prefill: no extra
@@ -242,8 +277,9 @@ def test_bad_decode_beside_prefill_is_rejected() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(shape=shapes, kappa=st.floats(0, 1), extra=st.floats(0, 10), half=st.floats(1e-3, 1e5))
-def test_decode_beside_prefill_keeps_the_bounds(shape: BatchShape, kappa: float, extra: float,
-                                                half: float) -> None:
+def test_decode_beside_prefill_keeps_the_bounds(
+    shape: BatchShape, kappa: float, extra: float, half: float
+) -> None:
     sm = StepModel(toy_params(kappa=kappa, decode_prefill_s=extra, decode_prefill_half=half), TOY, TOY_HW)
     serial, overlap = sm.step_time(shape, "serial"), sm.step_time(shape, "overlap")
     assert overlap.total_s <= serial.total_s * (1 + 1e-12)

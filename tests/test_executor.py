@@ -25,12 +25,14 @@ from blendsim.traces.trace import Trace
 
 def _trace() -> Trace:
     # system prompt 1 (300 tokens) shared by 0, 1, 3; request 2 alone; 3 extends 1's second segment
-    return Trace.from_requests([
-        Request(0, "a", (1, 10), (300, 40), 5),
-        Request(1, "a", (1, 11), (300, 200), 7),
-        Request(2, "b", (2,), (90,), 3),
-        Request(3, "a", (1, 11, 12), (300, 200, 30), 4),
-    ])
+    return Trace.from_requests(
+        [
+            Request(0, "a", (1, 10), (300, 40), 5),
+            Request(1, "a", (1, 11), (300, 200), 7),
+            Request(2, "b", (2,), (90,), 3),
+            Request(3, "a", (1, 11, 12), (300, 200, 30), 4),
+        ]
+    )
 
 
 def test_equal_segments_give_equal_tokens_and_distinct_ones_differ() -> None:
@@ -56,16 +58,44 @@ def test_block_saved_tokens_counts_whole_blocks_of_earlier_prefixes() -> None:
 
 
 def test_exec_result_has_the_simulator_schema_and_writes_files(tmp_path: Path) -> None:
-    rec = StepRecord(step=0, time=0.5, step_s=0.5, prefill_tokens=100, prefill_seqs=1, prefill_attn_pairs=5050.0,
-                     decode_seqs=3, decode_kv_tokens=600, running=4, kv_used_tokens=512, cached_tokens=0,
-                     admitted=1, finished=1, preempted=0, waiting=2)
-    res = ExecResult(policy="fifo", backend="vllm", device="cpu", engine="serial", requests=4, finished_requests=4,
-                     total_tokens=1000, makespan_s=2.0, steps=[rec], preemptions=0, cached_tokens=256,
-                     optimal_sharing=0.4, block_sharing_bound=0.3, engine_start_s=5.0, wall_s=2.0)
+    rec = StepRecord(
+        step=0,
+        time=0.5,
+        step_s=0.5,
+        prefill_tokens=100,
+        prefill_seqs=1,
+        prefill_attn_pairs=5050.0,
+        decode_seqs=3,
+        decode_kv_tokens=600,
+        running=4,
+        kv_used_tokens=512,
+        cached_tokens=0,
+        admitted=1,
+        finished=1,
+        preempted=0,
+        waiting=2,
+    )
+    res = ExecResult(
+        policy="fifo",
+        backend="vllm",
+        device="cpu",
+        engine="serial",
+        requests=4,
+        finished_requests=4,
+        total_tokens=1000,
+        makespan_s=2.0,
+        steps=[rec],
+        preemptions=0,
+        cached_tokens=256,
+        optimal_sharing=0.4,
+        block_sharing_bound=0.3,
+        engine_start_s=5.0,
+        wall_s=2.0,
+    )
     d = res.to_dict()
     assert set(RESULT_KEYS) <= set(d)
     assert d["throughput_tok_s"] == 500.0 and d["sharing"] == 0.256 and d["completed"] is True
-    assert STEP_COLUMNS[:len(SERIES_COLUMNS)] == SERIES_COLUMNS
+    assert STEP_COLUMNS[: len(SERIES_COLUMNS)] == SERIES_COLUMNS
     paths = res.write(tmp_path / "out")
     assert json.loads(paths[0].read_text())["policy"] == "fifo"
     import pyarrow.parquet as pq
@@ -100,8 +130,15 @@ def test_model_dir_checks(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"vocab_size": 10}))
     with pytest.raises(UserError, match="max_position_embeddings"):
         vllm_engine.read_model_config(tmp_path)
-    cfg = {"vocab_size": 49152, "max_position_embeddings": 8192, "num_hidden_layers": 30,
-           "num_attention_heads": 9, "num_key_value_heads": 3, "hidden_size": 576, "intermediate_size": 1536}
+    cfg = {
+        "vocab_size": 49152,
+        "max_position_embeddings": 8192,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "hidden_size": 576,
+        "intermediate_size": 1536,
+    }
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     assert vllm_engine.read_model_config(tmp_path)["vocab_size"] == 49152
     # the KV size check_trace_fits uses: SmolLM2, 23,040 B/token
@@ -142,8 +179,9 @@ def test_prepared_model_dir_is_kept(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "is ready" in capsys.readouterr().out
 
 
-def test_setup_dry_run_prints_the_plan_and_installs_nothing(monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_setup_dry_run_prints_the_plan_and_installs_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     versions = {"torch": "2.13.0+cpu", "torchvision": "0.28.0", "triton": "3.9.0"}
     monkeypatch.setattr(setup, "installed_version", lambda d: versions.get(d))
     calls: list[list[str]] = []
@@ -166,15 +204,31 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path: Path, capsys: pytest.Capt
 def _engine_records(engine: Profile) -> list[StepRecord]:
     """Steps of decode, prefill and both, timed by ``engine`` (a bound profile standing in for vLLM)."""
     records = []
-    for k, (n_dec, kv, pre, pairs) in enumerate([(d, d * c, p, p * p / 2) for d in (0, 1, 8, 64, 160)
-                                                  for c in (100, 900) for p in (0, 256, 2000)]):
+    for k, (n_dec, kv, pre, pairs) in enumerate(
+        [(d, d * c, p, p * p / 2) for d in (0, 1, 8, 64, 160) for c in (100, 900) for p in (0, 256, 2000)]
+    ):
         if n_dec + pre == 0:
             continue
         shape = BatchShape(pre, pairs, n_dec, kv, 1 if pre else 0)
-        records.append(StepRecord(step=k, time=0.0, step_s=engine.step_time(shape, "serial").total_s,
-                                  prefill_tokens=pre, prefill_seqs=shape.prefill_seqs, prefill_attn_pairs=pairs,
-                                  decode_seqs=n_dec, decode_kv_tokens=kv, running=n_dec, kv_used_tokens=0,
-                                  cached_tokens=0, admitted=0, finished=0, preempted=0, waiting=0))
+        records.append(
+            StepRecord(
+                step=k,
+                time=0.0,
+                step_s=engine.step_time(shape, "serial").total_s,
+                prefill_tokens=pre,
+                prefill_seqs=shape.prefill_seqs,
+                prefill_attn_pairs=pairs,
+                decode_seqs=n_dec,
+                decode_kv_tokens=kv,
+                running=n_dec,
+                kv_used_tokens=0,
+                cached_tokens=0,
+                admitted=0,
+                finished=0,
+                preempted=0,
+                waiting=0,
+            )
+        )
     return records
 
 
@@ -211,8 +265,9 @@ def test_calibration_refits_decode_attentions_extra_beside_a_prefill() -> None:
 
     model = get_model("smollm2-135m")
     base = builtin_profile("a100-80g")
-    kernel = dataclasses.replace(base, params=dataclasses.replace(base.params, decode_prefill_s=0.004,
-                                                                   decode_prefill_half=500.0))
+    kernel = dataclasses.replace(
+        base, params=dataclasses.replace(base.params, decode_prefill_s=0.004, decode_prefill_half=500.0)
+    )
     truth = dataclasses.replace(kernel.params, step_overhead_s=0.02, decode_prefill_s=0.03)
     records = _engine_records(dataclasses.replace(kernel, params=truth).bind(model))
     profile, report = fit_engine_profile(records, kernel, model)
@@ -220,8 +275,9 @@ def test_calibration_refits_decode_attentions_extra_beside_a_prefill() -> None:
     assert abs(profile.params.decode_prefill_s - 0.03) < 0.006 and profile.params.decode_prefill_half == 500.0
 
 
-def test_execute_rejects_bad_input_before_running(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_execute_rejects_bad_input_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from blendsim.traces.io import write_trace
 
     path = tmp_path / "t.parquet"
@@ -229,11 +285,27 @@ def test_execute_rejects_bad_input_before_running(tmp_path: Path, capsys: pytest
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert main(["execute", str(path), "--backend", "vllm", "--device", "cuda", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["execute", str(path), "--backend", "vllm", "--device", "cuda", "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert "no CUDA GPU" in capsys.readouterr().err
     monkeypatch.setattr(vllm_engine, "vllm_installed", lambda: None)
-    assert main(["execute", str(path), "--backend", "vllm", "--model-dir", str(tmp_path / "none"),
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "execute",
+                str(path),
+                "--backend",
+                "vllm",
+                "--model-dir",
+                str(tmp_path / "none"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and ("does not exist" in err or "not installed" in err)
     assert not (tmp_path / "o").exists()
@@ -250,7 +322,9 @@ def test_pacing_budgets_checks_and_files(tmp_path: Path) -> None:
     assert p.token_budget(2, decoding=7, full=512) == 7  # cap 0: a decode-only step
     assert p.token_budget(2, decoding=0, full=512) == 512  # nothing to run but prefill: not starved
     back = Pacing.load(p.save(tmp_path, "blend"))
-    assert np.array_equal(back.release_steps, p.release_steps) and np.array_equal(back.prefill_caps, p.prefill_caps)
+    assert np.array_equal(back.release_steps, p.release_steps) and np.array_equal(
+        back.prefill_caps, p.prefill_caps
+    )
     assert Pacing.load(Pacing().save(tmp_path, "fifo")) == Pacing()
     with pytest.raises(UserError, match="non-decreasing"):
         Pacing(np.array([2, 1, 3])).checked(3)
@@ -266,8 +340,15 @@ def test_dummy_model_dir_from_a_name_has_the_models_shapes(name: str, tmp_path: 
     from blendsim.profiler.specs import get_model
 
     spec, built = get_model(name), model_from_config(dummy_model_dir(name, tmp_path) / "config.json")
-    for field in ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size",
-                  "vocab_size"):
+    for field in (
+        "num_layers",
+        "hidden_size",
+        "num_heads",
+        "num_kv_heads",
+        "head_dim",
+        "intermediate_size",
+        "vocab_size",
+    ):
         assert getattr(built, field) == getattr(spec, field), field
     assert built.params == pytest.approx(spec.params, rel=1e-3)  # tied embeddings read from the count
 
@@ -310,11 +391,27 @@ def test_replica_shares_and_merge_for_data_parallel() -> None:
         assert np.array_equal(sub.request_id, trace.request_id[sim.admission["position"][mine]])  # its order
         assert pacing.release_steps is not None and len(pacing.release_steps) == len(sub)
         pacing.checked(len(sub))
-    one = {"requests": 3, "total_tokens": 300, "makespan_s": 2.0, "throughput_tok_s": 150.0, "steps": 9,
-           "cached_tokens": 30, "engine_start_s": 1.0, "engine": "serial", "device": "cpu", "preemptions": 0,
-           "finished_requests": 3, "completed": True, "interrupted": False, "wrong_lengths": [], "config": {}}
+    one = {
+        "requests": 3,
+        "total_tokens": 300,
+        "makespan_s": 2.0,
+        "throughput_tok_s": 150.0,
+        "steps": 9,
+        "cached_tokens": 30,
+        "engine_start_s": 1.0,
+        "engine": "serial",
+        "device": "cpu",
+        "preemptions": 0,
+        "finished_requests": 3,
+        "completed": True,
+        "interrupted": False,
+        "wrong_lengths": [],
+        "config": {},
+    }
     merged = merge_replicas("blend", [one, {**one, "makespan_s": 4.0, "total_tokens": 500}])
-    assert merged["makespan_s"] == 4.0 and merged["total_tokens"] == 800 and merged["throughput_tok_s"] == 200.0
+    assert (
+        merged["makespan_s"] == 4.0 and merged["total_tokens"] == 800 and merged["throughput_tok_s"] == 200.0
+    )
     assert merged["dp"] == 2 and merged["completed"] and merged["sharing"] == 60 / 800
 
 

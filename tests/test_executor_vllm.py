@@ -27,14 +27,27 @@ def _trace() -> Trace:
     reqs = []
     for i in range(12):
         system = 1 if i % 3 else 2  # 300- and 200-token shared prompts
-        reqs.append(Request(i, f"s{system}", (system, 100 + i), (300 if system == 1 else 200, 20 + 7 * i),
-                            4 + (i * 5) % 23))
+        reqs.append(
+            Request(
+                i,
+                f"s{system}",
+                (system, 100 + i),
+                (300 if system == 1 else 200, 20 + 7 * i),
+                4 + (i * 5) % 23,
+            )
+        )
     return Trace.from_requests(reqs)
 
 
 def _config(**kw: object) -> VllmRunConfig:
-    base = dict(model_dir=str(default_model_dir()), kv_cache_gib=1.0, max_num_batched_tokens=512,
-                max_num_seqs=8, waiting_limit=3, threads=1)
+    base = dict(
+        model_dir=str(default_model_dir()),
+        kv_cache_gib=1.0,
+        max_num_batched_tokens=512,
+        max_num_seqs=8,
+        waiting_limit=3,
+        threads=1,
+    )
     base.update(kw)
     return VllmRunConfig(**base)
 
@@ -49,7 +62,9 @@ def trace_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Trace, Path]:
     return tr, path
 
 
-def test_replay_completes_in_order_with_the_traces_sharing(trace_file: tuple[Trace, Path], tmp_path: Path) -> None:
+def test_replay_completes_in_order_with_the_traces_sharing(
+    trace_file: tuple[Trace, Path], tmp_path: Path
+) -> None:
     from blendsim.executor.isolate import run_isolated
 
     tr, path = trace_file
@@ -101,8 +116,9 @@ def test_dummy_weights_from_a_model_name(trace_file: tuple[Trace, Path], tmp_pat
     _tr, path = trace_file
     model_dir = dummy_model_dir("smollm2-135m", tmp_path / "cache")
     assert sorted(p.name for p in model_dir.iterdir()) == ["config.json"]
-    res = run_isolated(path, np.arange(12), _config(model_dir=str(model_dir), dummy_weights=True), "fifo",
-                       tmp_path / "out")
+    res = run_isolated(
+        path, np.arange(12), _config(model_dir=str(model_dir), dummy_weights=True), "fifo", tmp_path / "out"
+    )
     assert res["completed"] and res["wrong_lengths"] == [] and res["steps"] > 0
 
 
@@ -137,9 +153,27 @@ def test_calibrate_cli_writes_a_fitted_profile(tmp_path: Path) -> None:
     kernel = tmp_path / "kernel.json"
     builtin_profile("a100-80g").save(kernel)  # any peaks: the fit rescales the efficiencies
     out = tmp_path / "cal.json"
-    proc = subprocess.run([sys.executable, "-m", "blendsim.cli", "executor", "calibrate", "--profile", str(kernel),
-                           "--quick", "--max-steps", "60", "--kv-cache-gib", "1", "-o", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "blendsim.cli",
+            "executor",
+            "calibrate",
+            "--profile",
+            str(kernel),
+            "--quick",
+            "--max-steps",
+            "60",
+            "--kv-cache-gib",
+            "1",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "fit on" in proc.stdout and "step MAPE" in proc.stdout
     cal = load_profile(out)
@@ -152,16 +186,44 @@ def test_calibrate_cli_writes_a_fitted_profile(tmp_path: Path) -> None:
     assert sum(p == 64 and d > 0 for p, d in first) >= 4  # one 64-token chunk beside earlier decodes
 
 
-def test_execute_data_parallel_runs_one_engine_per_replica(trace_file: tuple[Trace, Path], tmp_path: Path) -> None:
+def test_execute_data_parallel_runs_one_engine_per_replica(
+    trace_file: tuple[Trace, Path], tmp_path: Path
+) -> None:
     import subprocess
     import sys
 
     tr, path = trace_file
     out = tmp_path / "dp"
-    proc = subprocess.run([sys.executable, "-m", "blendsim.cli", "execute", str(path), "--backend", "vllm",
-                           "--policy", "blend", "--gpu", "a100-80g", "--dp", "2", "--kv-cache-gib", "1",
-                           "--token-budget", "512", "--max-running", "8", "--waiting-limit", "3",
-                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "blendsim.cli",
+            "execute",
+            str(path),
+            "--backend",
+            "vllm",
+            "--policy",
+            "blend",
+            "--gpu",
+            "a100-80g",
+            "--dp",
+            "2",
+            "--kv-cache-gib",
+            "1",
+            "--token-budget",
+            "512",
+            "--max-running",
+            "8",
+            "--waiting-limit",
+            "3",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     merged = json.loads((out / "vllm" / "blend_vllm.json").read_text())
     assert merged["dp"] == 2 and merged["completed"] and merged["requests"] == len(tr)

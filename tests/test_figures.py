@@ -73,14 +73,17 @@ def test_step_series_figures(tiny) -> None:
     for policy in ("dfs", "blend"):
         mine = [r for r in series if r["policy"] == policy]
         assert int(mine[0]["first_step"]) == 1
-        assert all(int(a["last_step"]) + 1 == int(b["first_step"]) for a, b in zip(mine, mine[1:], strict=False))
+        assert all(
+            int(a["last_step"]) + 1 == int(b["first_step"]) for a, b in zip(mine, mine[1:], strict=False)
+        )
 
 
 def test_grids_have_every_cell(tiny) -> None:
     out, _ = tiny
     grid = rows(out / "fig11.csv")
     assert {(r["target_density"], r["target_sharing"]) for r in grid} == {
-        (d, s) for d in ("0.9", "1.3") for s in ("0.05", "0.35")}
+        (d, s) for d in ("0.9", "1.3") for s in ("0.05", "0.35")
+    }
     wildchat = rows(out / "fig15.csv")
     assert {r["target_sharing"] for r in wildchat} == {"0.25", "0.35"}
     assert (out / "fig11_cells" / "sweep.json").exists()  # the grid ran through the resumable sweep
@@ -111,7 +114,11 @@ def test_figures_cli_and_module_entry_point(tmp_path: Path, capsys) -> None:
     assert "## fig9" in summary and "## table3" in summary and "paper" in summary
     assert main(["figures", "--only", "fig99", "--out", str(tmp_path)]) == 2
     assert "unknown figure script 'fig99'" in capsys.readouterr().err
-    run = subprocess.run([sys.executable, "-m", "blendsim.experiments.fig9", "--tiny", "--out", str(tmp_path / "m")],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "blendsim.experiments.fig9", "--tiny", "--out", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "m" / "fig9.png").exists() and "fig9: wrote" in run.stdout

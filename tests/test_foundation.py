@@ -58,8 +58,15 @@ def test_unknown_names_are_user_errors() -> None:
 
 
 def test_model_from_config(tmp_path) -> None:
-    cfg = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
-           "intermediate_size": 128, "vocab_size": 1000, "tie_word_embeddings": True}
+    cfg = {
+        "num_hidden_layers": 2,
+        "hidden_size": 64,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 128,
+        "vocab_size": 1000,
+        "tie_word_embeddings": True,
+    }
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg))
     m = model_from_config(path)

@@ -62,8 +62,10 @@ def test_discard_removes_uncomputed_segments() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.booleans()), min_size=1, max_size=60),
-       st.integers(1, 8))
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.booleans()), min_size=1, max_size=60),
+    st.integers(1, 8),
+)
 def test_random_workload_keeps_invariants(ops: list[tuple[int, int, bool]], block: int) -> None:
     """Random acquire/release/evict sequences keep the tree, refcount and evictable invariants."""
     c = RadixCache(block_size=block)

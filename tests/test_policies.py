@@ -88,32 +88,55 @@ def test_unknown_policy_and_options_are_user_errors() -> None:
 def test_sampled_estimates_fall_back_to_the_nearest_sampled_subtree() -> None:
     trace = outlier_trace()
     tree = PrefixTree.from_trace(trace)
-    est = estimate_output_lengths(tree, trace.output_len, sample_rate=1e-9, seed=0, min_per_source=1,
-                                  sources=trace.sources, source_codes=trace.source_codes, exact_kinds=())
+    est = estimate_output_lengths(
+        tree,
+        trace.output_len,
+        sample_rate=1e-9,
+        seed=0,
+        min_per_source=1,
+        sources=trace.sources,
+        source_codes=trace.source_codes,
+        exact_kinds=(),
+    )
     api = np.arange(21)
     sampled = np.flatnonzero(est.sampled[api])
     assert len(sampled) == 1  # one per source, nothing else at this rate
     others = np.setdiff1d(api, sampled)
     assert np.all(est.lengths[others] == trace.output_len[sampled[0]])  # siblings' sample mean
-    again = estimate_output_lengths(tree, trace.output_len, sample_rate=1e-9, seed=0,
-                                    sources=trace.sources, source_codes=trace.source_codes, exact_kinds=())
+    again = estimate_output_lengths(
+        tree,
+        trace.output_len,
+        sample_rate=1e-9,
+        seed=0,
+        sources=trace.sources,
+        source_codes=trace.source_codes,
+        exact_kinds=(),
+    )
     assert np.array_equal(est.lengths, again.lengths)  # deterministic
 
 
 def test_oracle_noise_and_exact_video_lengths() -> None:
     from blendsim.traces.request import Request
 
-    trace = Trace.from_requests([Request(i, "openvid" if i < 5 else "burstgpt", (i % 2, 10 + i), (5, 20),
-                                         1000 * (i + 1)) for i in range(40)])
+    trace = Trace.from_requests(
+        [
+            Request(i, "openvid" if i < 5 else "burstgpt", (i % 2, 10 + i), (5, 20), 1000 * (i + 1))
+            for i in range(40)
+        ]
+    )
     tree = PrefixTree.from_trace(trace)
-    exact = estimate_output_lengths(tree, trace.output_len, sources=trace.sources,
-                                    source_codes=trace.source_codes)
+    exact = estimate_output_lengths(
+        tree, trace.output_len, sources=trace.sources, source_codes=trace.source_codes
+    )
     assert np.array_equal(exact.lengths[:5], trace.output_len[:5])  # video lengths are deterministic
     oracle = estimate_output_lengths(tree, trace.output_len, estimator="oracle")
     assert np.array_equal(oracle.lengths, trace.output_len)
     noisy = estimate_output_lengths(tree, trace.output_len, estimator="oracle", length_noise=0.5, seed=1)
     ratio = noisy.lengths / trace.output_len
-    assert np.std(np.log(ratio)) == pytest.approx(0.5, rel=0.4) and noisy.mean_abs_rel_error(trace.output_len) > 0
+    assert (
+        np.std(np.log(ratio)) == pytest.approx(0.5, rel=0.4)
+        and noisy.mean_abs_rel_error(trace.output_len) > 0
+    )
     with pytest.raises(UserError):
         estimate_output_lengths(tree, trace.output_len, sample_rate=0.0)
     with pytest.raises(UserError):
@@ -136,8 +159,24 @@ def test_blend_on_table_2_presets_keeps_sharing_and_splits_few_leaves(preset: st
 
 def test_plan_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "order.csv"
-    assert main(["plan", "trace4", "--requests", "10000", "--policy", "blend", "--json",
-                 "--order-out", str(out), "--estimator", "oracle"]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                "trace4",
+                "--requests",
+                "10000",
+                "--policy",
+                "blend",
+                "--json",
+                "--order-out",
+                str(out),
+                "--estimator",
+                "oracle",
+            ]
+        )
+        == 0
+    )
     info = json.loads(capsys.readouterr().out)
     assert info["requests"] == 10000 and info["policy"] == "blend" and 0.97 <= info["sharing_kept"] <= 1
     rows = out.read_text().splitlines()

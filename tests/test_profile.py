@@ -16,8 +16,7 @@ from blendsim.profiler.specs import get_model
 
 def measured_copy(model: str | None) -> Profile:
     base = builtin_profile("a100-80g")
-    prov = dataclasses.replace(base.provenance, measured=True, date="2025-01-01",
-                               fit_error={"gemm": 0.05})
+    prov = dataclasses.replace(base.provenance, measured=True, date="2025-01-01", fit_error={"gemm": 0.05})
     return dataclasses.replace(base, name="test-measured", model=model, provenance=prov)
 
 
@@ -54,14 +53,17 @@ def test_profile_of_another_model_names_both(tmp_path: Path) -> None:
     assert resolve_profile(None, str(path), get_model("smollm2-135m")).model == "smollm2-135m"
 
 
-@pytest.mark.parametrize("content", [
-    "not json",
-    "[]",
-    '{"format": "something-else"}',
-    None,  # valid JSON profile with a field removed
-    "negative",  # an efficiency out of range
-    "extra",  # an unknown field
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        "[]",
+        '{"format": "something-else"}',
+        None,  # valid JSON profile with a field removed
+        "negative",  # an efficiency out of range
+        "extra",  # an unknown field
+    ],
+)
 def test_invalid_profile_file_is_a_user_error(tmp_path: Path, content: str | None) -> None:
     path = tmp_path / "bad.json"
     data = builtin_profile("a100-80g").to_dict()

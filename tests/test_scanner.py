@@ -68,10 +68,18 @@ def test_bad_densities_are_rejected() -> None:
 
 def three_unit_plan() -> Plan:
     # units: [0, 1] compute-heavy, [2] middle, [3, 4, 5] memory-heavy
-    return Plan("blend", np.array([4, 0, 5, 1, 3, 2]), np.array([0, 2, 3, 6]),
-                unit_comp=np.array([8.0, 1.0, 0.3]), unit_mem=np.array([2.0, 1.0, 3.0]),
-                unit_prompt=np.array([100.0, 50.0, 20.0]), unit_output=np.array([5.0, 50.0, 500.0]),
-                est_output_len=np.ones(6, dtype=np.int64), two_sided=True, target_density=9.3 / 6.0)
+    return Plan(
+        "blend",
+        np.array([4, 0, 5, 1, 3, 2]),
+        np.array([0, 2, 3, 6]),
+        unit_comp=np.array([8.0, 1.0, 0.3]),
+        unit_mem=np.array([2.0, 1.0, 3.0]),
+        unit_prompt=np.array([100.0, 50.0, 20.0]),
+        unit_output=np.array([5.0, 50.0, 500.0]),
+        est_output_len=np.ones(6, dtype=np.int64),
+        two_sided=True,
+        target_density=9.3 / 6.0,
+    )
 
 
 def test_scanner_walks_both_ends_without_repeats() -> None:

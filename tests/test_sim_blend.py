@@ -36,11 +36,18 @@ def blend_plan(trace1):
 def test_blend_runs_every_request_and_keeps_sharing(trace1, blend_plan, pacing: bool) -> None:
     cap = 150_000  # under memory pressure
     # token-granular hits (block 1), so the trace's (paper's) optimal sharing is reachable
-    res = simulate(trace1, blend_plan, LLAMA, A100,
-                   EngineConfig(blend_pacing=pacing, kv_capacity_override=cap, block_size=1))
+    res = simulate(
+        trace1,
+        blend_plan,
+        LLAMA,
+        A100,
+        EngineConfig(blend_pacing=pacing, kv_capacity_override=cap, block_size=1),
+    )
     assert res.steps["kv_used_tokens"].max() <= cap
     assert res.sharing >= 0.97 * res.optimal_sharing
-    blocks = simulate(trace1, blend_plan, LLAMA, A100, EngineConfig(blend_pacing=pacing, kv_capacity_override=cap))
+    blocks = simulate(
+        trace1, blend_plan, LLAMA, A100, EngineConfig(blend_pacing=pacing, kv_capacity_override=cap)
+    )
     assert blocks.sharing >= 0.97 * blocks.extra["block_sharing_bound"]  # what 16-token blocks allow
     assert set(np.unique(res.admission["side"])) == {1, 2}  # both streams admitted requests
     assert sorted(res.admission["position"].tolist()) == list(range(len(trace1)))
@@ -91,14 +98,36 @@ def test_cli_all_policies_json_and_outputs(tmp_path, capsys, trace1) -> None:
     assert main(["simulate", str(path), "--policy", "all", "--json", "--out", str(out)]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["policy"] for r in rows] == ["fifo", "dfs", "balance", "blend"]
-    keys = {"policy", "engine", "requests", "total_tokens", "makespan_s", "throughput_tok_s", "steps",
-            "preemptions", "sharing", "optimal_sharing", "optimal_time_s", "fraction_of_optimal", "plan_s",
-            "sim_s"}
+    keys = {
+        "policy",
+        "engine",
+        "requests",
+        "total_tokens",
+        "makespan_s",
+        "throughput_tok_s",
+        "steps",
+        "preemptions",
+        "sharing",
+        "optimal_sharing",
+        "optimal_time_s",
+        "fraction_of_optimal",
+        "plan_s",
+        "sim_s",
+    }
     assert keys <= set(rows[0])
     assert rows[3]["breakdown"]["step_bound_s"] <= rows[3]["makespan_s"]
     steps = pq.read_table(out / "blend_overlap_steps.parquet").to_pandas()
-    assert {"step", "time", "prefill_tokens", "decode_tokens", "running", "kv_used_tokens", "compute_s",
-            "memory_s", "step_s"} <= set(steps.columns)
+    assert {
+        "step",
+        "time",
+        "prefill_tokens",
+        "decode_tokens",
+        "running",
+        "kv_used_tokens",
+        "compute_s",
+        "memory_s",
+        "step_s",
+    } <= set(steps.columns)
     assert len(steps) == rows[3]["steps"]
     chrome = json.loads((out / "blend_overlap_trace.json").read_text())
     assert any(e.get("ph") == "X" for e in chrome["traceEvents"])

@@ -28,16 +28,25 @@ def toy_trace(n: int = 600, groups: int = 12, seed: int = 0) -> Trace:
         g = int(rng.integers(groups))
         long = rng.random() < 0.05
         out = int(rng.integers(500, 3000)) if long else int(rng.integers(1, 60))
-        reqs.append(Request(i, "toy", (1, 100 + g, 10_000 + i), (40, 200 + 10 * g, int(rng.integers(5, 300))),
-                            out))
+        reqs.append(
+            Request(i, "toy", (1, 100 + g, 10_000 + i), (40, 200 + 10 * g, int(rng.integers(5, 300))), out)
+        )
     return Trace.from_requests(reqs)
 
 
 def hand_plan(trace: Trace, order: np.ndarray, policy: str = "fifo") -> Plan:
     n = len(trace)
     one = np.zeros(1)
-    return Plan(policy, np.asarray(order, dtype=np.int64), np.array([0, n], dtype=np.int64), one, one,
-                one, one, trace.output_len.copy())
+    return Plan(
+        policy,
+        np.asarray(order, dtype=np.int64),
+        np.array([0, n], dtype=np.int64),
+        one,
+        one,
+        one,
+        one,
+        trace.output_len.copy(),
+    )
 
 
 def dfs_order(trace: Trace) -> np.ndarray:
@@ -146,8 +155,9 @@ def test_data_parallel_splits_the_work() -> None:
 def test_time_breakdown_adds_up_and_bounds_the_run(engine: str) -> None:
     tr = toy_trace()
     # block_size 1: token-granular hits, so DFS with this cache does exactly the optimum's work
-    res = simulate(tr, hand_plan(tr, dfs_order(tr), "dfs"), LLAMA, A100,
-                   EngineConfig(engine=engine, block_size=1))
+    res = simulate(
+        tr, hand_plan(tr, dfs_order(tr), "dfs"), LLAMA, A100, EngineConfig(engine=engine, block_size=1)
+    )
     b = res.to_dict()["breakdown"]
     parts = b["compute_led_s"] + b["memory_led_s"] + b["interference_s"] + b["overhead_s"]
     assert parts == pytest.approx(res.makespan_s, rel=1e-9)

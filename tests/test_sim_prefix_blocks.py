@@ -69,8 +69,16 @@ def brute_force_hits(trace: Trace, order: np.ndarray, block: int) -> dict[int, i
 
 def fcfs_plan(trace: Trace, order: np.ndarray) -> Plan:
     one = np.zeros(1)
-    return Plan("fifo", np.asarray(order, dtype=np.int64), np.array([0, len(trace)], dtype=np.int64), one, one,
-                one, one, trace.output_len.copy())
+    return Plan(
+        "fifo",
+        np.asarray(order, dtype=np.int64),
+        np.array([0, len(trace)], dtype=np.int64),
+        one,
+        one,
+        one,
+        one,
+        trace.output_len.copy(),
+    )
 
 
 @pytest.mark.parametrize("block", [128, 16, 1])
@@ -89,7 +97,9 @@ def test_hits_are_whole_blocks_and_match_brute_force(block: int) -> None:
     assert res.sharing * res.total_tokens == pytest.approx(sum(expect.values()))
     assert int(res.steps["prefill_tokens"].sum()) == int(tr.prompt_len.sum()) - sum(expect.values())
     assert res.extra["block_sharing_bound"] * res.total_tokens == pytest.approx(sum(expect.values()))
-    assert block_saved_tokens(tr, order[::-1], block) == sum(brute_force_hits(tr, order[::-1], block).values())
+    assert block_saved_tokens(tr, order[::-1], block) == sum(
+        brute_force_hits(tr, order[::-1], block).values()
+    )
     if block == 128:
         assert 0 < sum(expect.values()) < tr.saved_tokens()  # coarser than the trace's sharing
         assert res.optimal_sharing == tr.sharing()

@@ -40,8 +40,10 @@ def two_unit_case() -> tuple[Trace, Plan]:
     """A compute-heavy unit (long prompts, short outputs, 2,500 requests) and a memory-heavy unit of long outputs
     of different lengths, the longest at the right end (where the right cursor starts)."""
     rng = np.random.default_rng(3)
-    left = [Request(i, "docs", (i,), (int(rng.integers(1500, 2500)),), int(rng.integers(5, 40)))
-            for i in range(2500)]
+    left = [
+        Request(i, "docs", (i,), (int(rng.integers(1500, 2500)),), int(rng.integers(5, 40)))
+        for i in range(2500)
+    ]
     outs = np.sort(rng.integers(2000, 24000, 50))
     right = [Request(2500 + j, "video", (2500 + j,), (60,), int(o)) for j, o in enumerate(outs)]
     trace = Trace.from_requests(left + right)
@@ -50,10 +52,18 @@ def two_unit_case() -> tuple[Trace, Plan]:
     kv_s = LLAMA.kv_bytes_per_token / GPUS["a100-80g"].mem_bandwidth
     comp, mem = tok_s * (p + d), kv_s * (p * d + d * d / 2)
     units = [np.arange(2500), np.arange(2500, 2550)]
-    plan = Plan("blend", np.arange(2550, dtype=np.int64), np.array([0, 2500, 2550], dtype=np.int64),
-                np.array([comp[u].sum() for u in units]), np.array([mem[u].sum() for u in units]),
-                np.array([p[u].mean() for u in units]), np.array([d[u].mean() for u in units]),
-                trace.output_len.copy(), two_sided=True, target_density=float(comp.sum() / mem.sum()))
+    plan = Plan(
+        "blend",
+        np.arange(2550, dtype=np.int64),
+        np.array([0, 2500, 2550], dtype=np.int64),
+        np.array([comp[u].sum() for u in units]),
+        np.array([mem[u].sum() for u in units]),
+        np.array([p[u].mean() for u in units]),
+        np.array([d[u].mean() for u in units]),
+        trace.output_len.copy(),
+        two_sided=True,
+        target_density=float(comp.sum() / mem.sum()),
+    )
     return trace, plan
 
 
@@ -65,7 +75,7 @@ def run_tracking_right(right_admission: str) -> tuple[int, float, int]:
     blocks = 200_000 // cfg.block_size
     engine = Engine(trace, plan.est_output_len, A100, cfg, blocks)
     adm = BlendAdmission(plan, LLAMA, A100.hardware, cfg, blocks, A100.steps.ridge_tokens())
-    worst, m_right = -10**9, 0.0
+    worst, m_right = -(10**9), 0.0
     while True:
         adm.admit(engine)
         if engine.idle and adm.exhausted:

@@ -23,8 +23,10 @@ def test_list_is_sorted_and_deduplicated() -> None:
     assert parse_values("1.4, 0.9,1.4", "density") == (0.9, 1.4)
 
 
-@pytest.mark.parametrize("spec", ["", "a:b:c", "0.8:1.4", "1.4:0.8:0.1", "0.8:1.4:0", "0.8:1.4:-0.1",
-                                  "x,1", "nan", "0.8:1.4:0.000001"])
+@pytest.mark.parametrize(
+    "spec",
+    ["", "a:b:c", "0.8:1.4", "1.4:0.8:0.1", "0.8:1.4:0", "0.8:1.4:-0.1", "x,1", "nan", "0.8:1.4:0.000001"],
+)
 def test_bad_specs_are_one_clear_user_error(spec: str) -> None:
     with pytest.raises(UserError) as err:
         parse_values(spec, "density")
@@ -62,6 +64,10 @@ def test_identity_ignores_the_grid_but_not_what_decides_results() -> None:
 
 def test_cells_are_sharing_major_with_stable_keys() -> None:
     spec = SweepSpec(densities=(0.9, 1.3), sharings=(0.05, 0.35))
-    assert [c.key for c in spec.cells] == ["d0.9000_s0.0500", "d1.3000_s0.0500", "d0.9000_s0.3500",
-                                           "d1.3000_s0.3500"]
+    assert [c.key for c in spec.cells] == [
+        "d0.9000_s0.0500",
+        "d1.3000_s0.0500",
+        "d0.9000_s0.3500",
+        "d1.3000_s0.3500",
+    ]
     assert Cell(1.05, 0.5).key == "d1.0500_s0.5000"

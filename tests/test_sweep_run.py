@@ -45,7 +45,9 @@ def test_sweep_writes_results_table_and_records_infeasible_cells(tmp_path: Path,
         cell = {r["policy"]: r for r in ok if r["target_density"] == density}
         blend = float(cell["blend"]["throughput_tok_s"])
         assert float(cell["blend"]["blend_speedup"]) == pytest.approx(1.0)
-        assert float(cell["dfs"]["blend_speedup"]) == pytest.approx(blend / float(cell["dfs"]["throughput_tok_s"]))
+        assert float(cell["dfs"]["blend_speedup"]) == pytest.approx(
+            blend / float(cell["dfs"]["throughput_tok_s"])
+        )
         assert abs(float(cell["blend"]["trace_density"]) - float(density)) <= 0.03 * float(density)
         for r in cell.values():
             assert 0 < float(r["fraction_of_optimal"]) <= 1.0
@@ -57,7 +59,17 @@ def test_sweep_writes_results_table_and_records_infeasible_cells(tmp_path: Path,
 
 def test_rerun_skips_finished_cells_and_other_settings_are_refused(tmp_path: Path, capsys) -> None:
     out = tmp_path / "s"
-    args = ["--sharing-ratio", "0.05", "--densities", "0.9,1.4", "--policies", "dfs,blend", "--out", str(out), *SMALL]
+    args = [
+        "--sharing-ratio",
+        "0.05",
+        "--densities",
+        "0.9,1.4",
+        "--policies",
+        "dfs,blend",
+        "--out",
+        str(out),
+        *SMALL,
+    ]
     assert sweep(*args) == 0
     before = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
     capsys.readouterr()
@@ -74,15 +86,18 @@ def test_rerun_skips_finished_cells_and_other_settings_are_refused(tmp_path: Pat
     assert len(list((out / "cells").iterdir())) == 3
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--densities", "1.4:0.8:0.1"], "bad density range '1.4:0.8:0.1'"),
-    (["--densities", "0.9;1.0"], "bad density spec"),
-    (["--sharing-ratio", "1.5"], "sharing ratio 1.5 is outside [0, 1)"),
-    (["--policies", "lifo"], "unknown policy 'lifo'"),
-    (["--engine", "both", "--mix", "burstgpt,nosuch"], "unknown trace source 'nosuch'"),
-    (["--gpu", "tpu-v9"], "unknown GPU profile 'tpu-v9'"),
-    (["--jobs", "0"], "--jobs must be >= 1"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--densities", "1.4:0.8:0.1"], "bad density range '1.4:0.8:0.1'"),
+        (["--densities", "0.9;1.0"], "bad density spec"),
+        (["--sharing-ratio", "1.5"], "sharing ratio 1.5 is outside [0, 1)"),
+        (["--policies", "lifo"], "unknown policy 'lifo'"),
+        (["--engine", "both", "--mix", "burstgpt,nosuch"], "unknown trace source 'nosuch'"),
+        (["--gpu", "tpu-v9"], "unknown GPU profile 'tpu-v9'"),
+        (["--jobs", "0"], "--jobs must be >= 1"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, args: list[str], message: str) -> None:
     assert sweep(*args, "--out", str(tmp_path / "o")) == 2
     err = capsys.readouterr().err.strip()
@@ -99,22 +114,59 @@ def test_unwritable_out_dir(tmp_path: Path, capsys) -> None:
 
 def test_two_dimensional_grid_in_processes_gives_heatmaps(tmp_path: Path, capsys) -> None:
     out = tmp_path / "grid"
-    assert sweep("--sharing-ratios", "0.05,0.35", "--densities", "0.9,1.3", "--policies", "dfs,blend",
-                 "--engine", "both", "--requests", "1000", "--jobs", "2", "--quiet", "--out", str(out)) == 0
+    assert (
+        sweep(
+            "--sharing-ratios",
+            "0.05,0.35",
+            "--densities",
+            "0.9,1.3",
+            "--policies",
+            "dfs,blend",
+            "--engine",
+            "both",
+            "--requests",
+            "1000",
+            "--jobs",
+            "2",
+            "--quiet",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     rows = read_csv(out / "results.csv")
     assert len(rows) == 4 * 2 * 2
-    assert {(r["engine"], r["target_sharing"]) for r in rows} == {(e, s) for e in ("overlap", "serial")
-                                                                  for s in ("0.05", "0.35")}
+    assert {(r["engine"], r["target_sharing"]) for r in rows} == {
+        (e, s) for e in ("overlap", "serial") for s in ("0.05", "0.35")
+    }
     assert (out / "sweep.png").stat().st_size > 10_000
     assert "engine: serial" in capsys.readouterr().out
 
 
 def test_killed_sweep_resumes_without_losing_cells(tmp_path: Path) -> None:
     out = tmp_path / "killed"
-    args = ["sweep", "--sharing-ratio", "0.35", "--densities", "0.8:1.4:0.1", "--policies", "dfs,blend",
-            "--requests", "20000", "--jobs", "1", "--quiet", "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "blendsim.cli", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    args = [
+        "sweep",
+        "--sharing-ratio",
+        "0.35",
+        "--densities",
+        "0.8:1.4:0.1",
+        "--policies",
+        "dfs,blend",
+        "--requests",
+        "20000",
+        "--jobs",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "blendsim.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 240
     try:
         while not list(out.glob("cells/*.json")) and time.monotonic() < deadline and proc.poll() is None:
@@ -125,8 +177,9 @@ def test_killed_sweep_resumes_without_losing_cells(tmp_path: Path) -> None:
     first = {p.name: p.read_bytes() for p in out.glob("cells/*.json")}
     assert 1 <= len(first) < 7, "the sweep finished before it could be killed"
     assert not [p for p in (out / "cells").iterdir() if p.suffix != ".json"], "a torn temporary file was left"
-    result = subprocess.run([sys.executable, "-m", "blendsim.cli", *args], capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "blendsim.cli", *args], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     assert f"resuming: {len(first)} of 7 cells already finished" in result.stdout
     after = {p.name: p.read_bytes() for p in out.glob("cells/*.json")}

@@ -23,7 +23,9 @@ from blendsim.sim.run import simulate
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
 
-CONFIG = EngineConfig(engine="serial", token_budget=256, max_running=16, block_size=16, kv_capacity_override=4096)
+CONFIG = EngineConfig(
+    engine="serial", token_budget=256, max_running=16, block_size=16, kv_capacity_override=4096
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,21 +33,42 @@ def tiny() -> ModelSpec:
     import tempfile
 
     d = Path(tempfile.mkdtemp())
-    (d / "config.json").write_text(json.dumps({
-        "_name_or_path": "tiny-2l", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 512, "tie_word_embeddings": True}))
+    (d / "config.json").write_text(
+        json.dumps(
+            {
+                "_name_or_path": "tiny-2l",
+                "num_hidden_layers": 2,
+                "hidden_size": 64,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "intermediate_size": 128,
+                "vocab_size": 512,
+                "tie_word_embeddings": True,
+            }
+        )
+    )
     return model_from_config(d / "config.json")
 
 
 def small_trace(n: int = 24) -> Trace:
     rng = np.random.default_rng(1)
-    reqs = [Request(i, f"s{i % 2}", (i % 2, 100 + i), (40 + 20 * (i % 2), int(rng.integers(5, 120))),
-                    int(rng.integers(1, 40))) for i in range(n)]
+    reqs = [
+        Request(
+            i,
+            f"s{i % 2}",
+            (i % 2, 100 + i),
+            (40 + 20 * (i % 2), int(rng.integers(5, 120))),
+            int(rng.integers(1, 40)),
+        )
+        for i in range(n)
+    ]
     return Trace.from_requests(reqs)
 
 
-@pytest.mark.parametrize(("tokens", "seqs", "pairs"), [(1, 1, 1.0), (10, 3, 200.0), (300, 4, 45_150.0 + 300 * 77),
-                                                        (7, 9, 40.0), (0, 2, 0.0)])
+@pytest.mark.parametrize(
+    ("tokens", "seqs", "pairs"),
+    [(1, 1, 1.0), (10, 3, 200.0), (300, 4, 45_150.0 + 300 * 77), (7, 9, 40.0), (0, 2, 0.0)],
+)
 def test_prefill_chunks_keep_tokens_and_pairs(tokens: int, seqs: int, pairs: float) -> None:
     chunks = prefill_chunks(tokens, pairs, seqs)
     assert sum(q for q, _ in chunks) == tokens
@@ -70,7 +93,9 @@ def test_capture_is_transparent_and_exact(tiny: ModelSpec) -> None:
         assert res.makespan_s == plain.makespan_s and res.steps_run == plain.steps_run
         assert len(cap) == len(res.steps["step"])
         c = cap.columns
-        assert np.array_equal(c["replica"], res.steps["replica"]) and np.array_equal(c["step"], res.steps["step"])
+        assert np.array_equal(c["replica"], res.steps["replica"]) and np.array_equal(
+            c["step"], res.steps["step"]
+        )
         assert np.array_equal(c["prefill_tokens"], res.steps["prefill_tokens"])
         assert np.array_equal(c["decode_seqs"], res.steps["decode_tokens"])
         assert np.array_equal(c["pred_step_s"], res.steps["step_s"])
@@ -93,8 +118,9 @@ def test_capturing_profile_survives_rebinding(tiny: ModelSpec) -> None:
 
 def test_every_replayed_step_is_timed(tiny: ModelSpec, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    res = replay_policy(small_trace(), "fifo", tiny, builtin_profile("a100-80g"), CONFIG,
-                        ReplayOptions(warmup=1, threads=1))
+    res = replay_policy(
+        small_trace(), "fifo", tiny, builtin_profile("a100-80g"), CONFIG, ReplayOptions(warmup=1, threads=1)
+    )
     assert res.complete and len(res.rows) == len(res.captured) > 10
     m = res.measured
     assert np.all(m["step_s"] > 0) and np.all(np.isfinite(m["step_s"]))
@@ -111,12 +137,16 @@ def test_every_replayed_step_is_timed(tiny: ModelSpec, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     table = pq.read_table(paths[1])
-    assert table.num_rows == len(res.rows) and {"pred_step_s", "meas_gemm_s", "step_s"} <= set(table.column_names)
+    assert table.num_rows == len(res.rows) and {"pred_step_s", "meas_gemm_s", "step_s"} <= set(
+        table.column_names
+    )
 
 
 def test_max_steps_and_selection(tiny: ModelSpec) -> None:
     trace, profile = small_trace(), builtin_profile("a100-80g").bind(tiny)
-    _, cap = simulate_captured(trace, make_plan(trace, "fifo", tiny, profile.hardware), tiny, profile, CONFIG, 2)
+    _, cap = simulate_captured(
+        trace, make_plan(trace, "fifo", tiny, profile.hardware), tiny, profile, CONFIG, 2
+    )
     first = select_rows(cap, 3, "first")
     even = select_rows(cap, 3, "even")
     for rows in (first, even):
@@ -139,7 +169,9 @@ def test_interrupted_replay_keeps_what_it_measured(tiny: ModelSpec, monkeypatch:
         return real(self, shape, engine)
 
     monkeypatch.setattr(StepReplayer, "run", flaky)
-    res = replay_policy(small_trace(), "fifo", tiny, builtin_profile("a100-80g"), CONFIG, ReplayOptions(warmup=0))
+    res = replay_policy(
+        small_trace(), "fifo", tiny, builtin_profile("a100-80g"), CONFIG, ReplayOptions(warmup=0)
+    )
     assert res.interrupted and not res.complete and len(res.rows) == 5
     assert res.to_dict()["interrupted"] is True
 
@@ -147,7 +179,9 @@ def test_interrupted_replay_keeps_what_it_measured(tiny: ModelSpec, monkeypatch:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
 def test_gpu_asked_for_but_absent(tiny: ModelSpec) -> None:
     with pytest.raises(UserError, match="no CUDA GPU"):
-        replay_policy(small_trace(4), "fifo", tiny, builtin_profile("a100-80g"), CONFIG, ReplayOptions(device="cuda"))
+        replay_policy(
+            small_trace(4), "fifo", tiny, builtin_profile("a100-80g"), CONFIG, ReplayOptions(device="cuda")
+        )
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")

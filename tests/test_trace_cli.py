@@ -26,8 +26,29 @@ def test_make_preset_then_stats_json(tmp_path, capsys) -> None:
 
 def test_make_mix_interleaved_with_progress(tmp_path, capsys) -> None:
     out = tmp_path / "m.parquet"
-    assert main(["trace", "make", "--mix", "azure,mmlu,openvid", "--density", "1.0", "--sharing", "0.3",
-                 "--requests", "5000", "--seed", "4", "--arrival", "interleaved", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "trace",
+                "make",
+                "--mix",
+                "azure,mmlu,openvid",
+                "--density",
+                "1.0",
+                "--sharing",
+                "0.3",
+                "--requests",
+                "5000",
+                "--seed",
+                "4",
+                "--arrival",
+                "interleaved",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "solving counts" in captured.err and out.exists()
 
@@ -42,8 +63,19 @@ BAD = [
     (["--mix", "burstgpt,openvid", "--density", "1", "--sharing", "0.6"], "feasible sharing"),
     (["--mix", "burstgpt,mmlu"], "needs --density, --sharing"),
     (["--preset", "trace1", "--density", "2"], "drop --density"),
-    (["--mix", "burstgpt,openvid", "--density", "1", "--sharing", "0.01", "--lengths-from", "/no/such.csv"],
-     "does not exist"),
+    (
+        [
+            "--mix",
+            "burstgpt,openvid",
+            "--density",
+            "1",
+            "--sharing",
+            "0.01",
+            "--lengths-from",
+            "/no/such.csv",
+        ],
+        "does not exist",
+    ),
 ]
 
 
@@ -61,14 +93,34 @@ def test_bad_lengths_csv_via_cli(tmp_path, capsys) -> None:
     csv = tmp_path / "l.csv"
     csv.write_text("input_tokens,output_tokens\n100,20\n100,x\n")
     out = tmp_path / "x.parquet"
-    assert main(["trace", "make", "--mix", "burstgpt,openvid", "--density", "1", "--sharing", "0.01",
-                 "--lengths-from", str(csv), "-o", str(out), "-q"]) == 2
+    assert (
+        main(
+            [
+                "trace",
+                "make",
+                "--mix",
+                "burstgpt,openvid",
+                "--density",
+                "1",
+                "--sharing",
+                "0.01",
+                "--lengths-from",
+                str(csv),
+                "-o",
+                str(out),
+                "-q",
+            ]
+        )
+        == 2
+    )
     assert "row 3 column 'output_tokens'" in capsys.readouterr().err
     assert not out.exists()
 
 
-@pytest.mark.parametrize(("content", "match"), [(None, "does not exist"), (b"PAR1garbage", "not a readable Parquet"),
-                                                ("dir", "directory")])
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [(None, "does not exist"), (b"PAR1garbage", "not a readable Parquet"), ("dir", "directory")],
+)
 def test_bad_stats_input(tmp_path, capsys, content, match: str) -> None:
     path = tmp_path / "t.parquet"
     if content == "dir":

@@ -29,7 +29,15 @@ def test_round_trip_and_schema(small_trace, tmp_path) -> None:
     for key in ("generator", "seed", "sources", "targets", "model", "gpu", "achieved"):
         assert key in meta
     back = read_trace(path)
-    for field in ("request_id", "source_codes", "seg_offsets", "seg_ids", "seg_lens", "output_len", "prompt_len"):
+    for field in (
+        "request_id",
+        "source_codes",
+        "seg_offsets",
+        "seg_ids",
+        "seg_lens",
+        "output_len",
+        "prompt_len",
+    ):
         assert np.array_equal(getattr(back, field), getattr(small_trace, field)), field
     assert back.sources == small_trace.sources
     assert back.metadata == json.loads(json.dumps(small_trace.metadata))

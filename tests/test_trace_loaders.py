@@ -13,9 +13,14 @@ from blendsim.traces.mixer import make_trace
 from blendsim.traces.stats import trace_stats
 
 
-@pytest.mark.parametrize(("name", "rows", "mean_in", "mean_out"), [
-    ("azure2023_code.csv.gz", 8819, 2047.8, 27.9), ("azure2023_conv.csv.gz", 19366, 1154.7, 211.1),
-    ("sharegpt_v3_lens.csv.gz", 58000, 248.2, 324.9)])
+@pytest.mark.parametrize(
+    ("name", "rows", "mean_in", "mean_out"),
+    [
+        ("azure2023_code.csv.gz", 8819, 2047.8, 27.9),
+        ("azure2023_conv.csv.gz", 19366, 1154.7, 211.1),
+        ("sharegpt_v3_lens.csv.gz", 58000, 248.2, 324.9),
+    ],
+)
 def test_real_files(shared_traces, name: str, rows: int, mean_in: float, mean_out: float) -> None:
     # rows and means as listed in ../shared/traces/README.md
     inputs, outputs = load_lengths(shared_traces / name)
@@ -40,28 +45,39 @@ def _write(path, text: str, gz: bool) -> None:
 @pytest.mark.parametrize("gz", [False, True])
 def test_burstgpt_shape(tmp_path, gz: bool) -> None:
     path = tmp_path / "burst.csv"
-    _write(path, "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
-                 "5,ChatGPT,472,18,490,Conversation log\n45,ChatGPT,1087,0,1087,Conversation log\n"
-                 "118,GPT-4,417,276,693,API log\n", gz)
+    _write(
+        path,
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+        "5,ChatGPT,472,18,490,Conversation log\n45,ChatGPT,1087,0,1087,Conversation log\n"
+        "118,GPT-4,417,276,693,API log\n",
+        gz,
+    )
     inputs, outputs = load_lengths(path)
     assert inputs.tolist() == [472, 417] and outputs.tolist() == [18, 276]  # the 0-token failure is skipped
 
 
 def test_azure_shape(tmp_path) -> None:
     path = tmp_path / "azure.csv"
-    _write(path, "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,4808,10\n"
-                 "2023-11-16 18:15:50.9951690,3180,8\n", False)
+    _write(
+        path,
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,4808,10\n"
+        "2023-11-16 18:15:50.9951690,3180,8\n",
+        False,
+    )
     inputs, outputs = load_lengths(path)
     assert inputs.tolist() == [4808, 3180] and outputs.tolist() == [10, 8]
 
 
-@pytest.mark.parametrize(("text", "match"), [
-    ("input_tokens,output_tokens\n10,5\n12,abc\n", r"row 3 column 'output_tokens'"),
-    ("input_tokens,output_tokens\n10,5\n-3,4\n", r"row 3 column 'input_tokens'"),
-    ("input_tokens,output_tokens\n10,5\n7\n", r"row 3 column 'output_tokens'.*missing"),
-    ("prompt,answer\n1,2\n", "lacks the length columns"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("input_tokens,output_tokens\n10,5\n12,abc\n", r"row 3 column 'output_tokens'"),
+        ("input_tokens,output_tokens\n10,5\n-3,4\n", r"row 3 column 'input_tokens'"),
+        ("input_tokens,output_tokens\n10,5\n7\n", r"row 3 column 'output_tokens'.*missing"),
+        ("prompt,answer\n1,2\n", "lacks the length columns"),
+        ("", "empty"),
+    ],
+)
 def test_bad_csv(tmp_path, text: str, match: str) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(text)

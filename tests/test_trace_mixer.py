@@ -23,7 +23,10 @@ def density_and_sharing_from_columns(path) -> tuple[float, float]:
     df = pq.read_table(path).to_pandas()
     p, d = df["prompt_len"].to_numpy(float), df["output_len"].to_numpy(float)
     seg = df[["segments", "segment_lens"]].explode(["segments", "segment_lens"])
-    saved = seg["segment_lens"].astype(float).sum() - seg.drop_duplicates("segments")["segment_lens"].astype(float).sum()
+    saved = (
+        seg["segment_lens"].astype(float).sum()
+        - seg.drop_duplicates("segments")["segment_lens"].astype(float).sum()
+    )
     tokens = p.sum() + d.sum()
     density = (tokens - saved) * GEMM_S_PER_TOKEN / (np.sum(p * d + d * d / 2) * KV_S_PER_TOKEN2)
     return density, saved / tokens
@@ -56,13 +59,16 @@ def test_feasible_targets_are_hit(density: float, sharing: float, seed: int) -> 
     assert stats["sharing"] == pytest.approx(sharing, abs=0.02)
 
 
-@pytest.mark.parametrize(("mix", "density", "sharing"), [
-    (["azure", "mmlu", "openvid"], 1.0, 0.3),
-    (["sharegpt", "mmlu", "openvid"], 1.0, 0.25),
-    (["wildchat", "mmlu", "openvid"], 1.2, 0.3),
-    (["burstgpt", "openvid"], 1.2, 0.017),
-    (["burstgpt", "mmlu", "limo", "wildchat"], 2.0, 0.3),
-])
+@pytest.mark.parametrize(
+    ("mix", "density", "sharing"),
+    [
+        (["azure", "mmlu", "openvid"], 1.0, 0.3),
+        (["sharegpt", "mmlu", "openvid"], 1.0, 0.25),
+        (["wildchat", "mmlu", "openvid"], 1.2, 0.3),
+        (["burstgpt", "openvid"], 1.2, 0.017),
+        (["burstgpt", "mmlu", "limo", "wildchat"], 2.0, 0.3),
+    ],
+)
 def test_other_mixes(mix: list[str], density: float, sharing: float) -> None:
     trace = make_trace(mix, density, sharing, 20_000, seed=1)
     trace.validate()
@@ -114,12 +120,27 @@ def test_infeasible_targets_name_the_feasible_range() -> None:
         make_trace(["burstgpt", "openvid"], 1.0, 0.5, 10_000)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"requests": 0}, "positive"), ({"requests": -5}, "positive"), ({"mix": ["burstgpt", "nope"]}, "unknown source"),
-    ({"model": "gpt-9"}, "unknown model"), ({"gpu": "tpu"}, "unknown GPU"), ({"arrival": "random"}, "arrival"),
-    ({"density": -1.0}, "density"), ({"sharing": 1.5}, "sharing"), ({"mix": ["mmlu", "mmlu"]}, "twice"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"requests": 0}, "positive"),
+        ({"requests": -5}, "positive"),
+        ({"mix": ["burstgpt", "nope"]}, "unknown source"),
+        ({"model": "gpt-9"}, "unknown model"),
+        ({"gpu": "tpu"}, "unknown GPU"),
+        ({"arrival": "random"}, "arrival"),
+        ({"density": -1.0}, "density"),
+        ({"sharing": 1.5}, "sharing"),
+        ({"mix": ["mmlu", "mmlu"]}, "twice"),
+    ],
+)
 def test_bad_arguments(kwargs: dict, match: str) -> None:
-    args = {"mix": ["burstgpt", "mmlu", "openvid"], "density": 1.4, "sharing": 0.35, "requests": 1000, **kwargs}
+    args = {
+        "mix": ["burstgpt", "mmlu", "openvid"],
+        "density": 1.4,
+        "sharing": 0.35,
+        "requests": 1000,
+        **kwargs,
+    }
     with pytest.raises(UserError, match=match):
         make_trace(**args)

@@ -16,8 +16,14 @@ LLAMA3, A100 = get_model("llama-3-8b"), get_gpu("a100-80g")
 SIZES = {"openvid": 4000, "limo": 4000}
 # histogram x-ranges of blendserve.md §6.1 (OpenVid's output after the 16K rescaling: 150K x 16384/43726)
 MAX_PROMPT = {"burstgpt": 500, "azure": 6000, "wildchat": 3000, "limo": 20000}
-MAX_OUTPUT = {"burstgpt": 500, "azure": 6000, "wildchat": 3000, "limo": 20000, "openvid": 150_000 * 16384 / 43726 + 256,
-              "mmlu": 3}
+MAX_OUTPUT = {
+    "burstgpt": 500,
+    "azure": 6000,
+    "wildchat": 3000,
+    "limo": 20000,
+    "openvid": 150_000 * 16384 / 43726 + 256,
+    "mmlu": 3,
+}
 
 
 def alone(name: str, seed: int = 0):
@@ -50,8 +56,17 @@ def test_lengths_stay_inside_the_histogram_ranges(name: str) -> None:
         assert t.output_len.max() <= MAX_OUTPUT[name]
 
 
-@pytest.mark.parametrize(("name", "p", "d"), [("burstgpt", 244, 27), ("azure", 2508, 23), ("wildchat", 496, 256),
-                                              ("mmlu", 804, 2), ("openvid", 121, 16384), ("limo", 109, 7617)])
+@pytest.mark.parametrize(
+    ("name", "p", "d"),
+    [
+        ("burstgpt", 244, 27),
+        ("azure", 2508, 23),
+        ("wildchat", 496, 256),
+        ("mmlu", 804, 2),
+        ("openvid", 121, 16384),
+        ("limo", 109, 7617),
+    ],
+)
 def test_means_follow_the_paper(name: str, p: float, d: float) -> None:
     t = alone(name)
     assert t.prompt_len.mean() == pytest.approx(p, rel=0.05)
@@ -68,8 +83,12 @@ def test_every_request_starts_with_the_source_system_prompt(name: str) -> None:
 def test_generation_is_prefix_stable(name: str) -> None:
     small, big = get_source(name).generate(300, 5), get_source(name).generate(900, 5)
     head = big.head(300)
-    for a, b in ((small.output_len, head.output_len), (small.seg_offsets, head.seg_offsets),
-                 (small.seg_ids, head.seg_ids), (small.seg_lens, head.seg_lens)):
+    for a, b in (
+        (small.output_len, head.output_len),
+        (small.seg_offsets, head.seg_offsets),
+        (small.seg_ids, head.seg_ids),
+        (small.seg_lens, head.seg_lens),
+    ):
         assert np.array_equal(a, b)
 
 
@@ -100,8 +119,8 @@ def test_wildchat_later_turns_extend_earlier_turns() -> None:
     multi = np.flatnonzero(counts > 2)
     assert len(multi) > 0.2 * len(block)
     for i in multi[:200]:
-        ids = block.seg_ids[block.seg_offsets[i]:block.seg_offsets[i + 1]]
-        prev = block.seg_ids[block.seg_offsets[i - 1]:block.seg_offsets[i]]
+        ids = block.seg_ids[block.seg_offsets[i] : block.seg_offsets[i + 1]]
+        prev = block.seg_ids[block.seg_offsets[i - 1] : block.seg_offsets[i]]
         # the previous request is the previous turn: its prompt, then its answer, then a new message
         assert np.array_equal(ids[: len(prev)], prev)
         assert block.seg_lens[block.seg_offsets[i] + len(prev)] == block.output_len[i - 1]

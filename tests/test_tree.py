@@ -48,7 +48,9 @@ def scoped_saved(tree: PrefixTree, trace: Trace) -> int:
             u = int(tree.parent[u])
         ids, lens = trace.segments_of(i)
         for k, (s, n) in enumerate(zip(ids, lens, strict=True)):
-            above = scope != -1 and (scope >= tree.leaf_offset or int(tree.prefix_len[scope]) >= int(lens[:k + 1].sum()))
+            above = scope != -1 and (
+                scope >= tree.leaf_offset or int(tree.prefix_len[scope]) >= int(lens[: k + 1].sum())
+            )
             keys[(scope if above else -1, int(s))] = int(n)
     return int(trace.prompt_len.sum() - sum(keys.values()))
 
@@ -72,8 +74,11 @@ def test_density_matches_the_cost_model_with_sharing() -> None:
     leaf = tree.leaf_offset
     p, d = trace.prompt_len[0], trace.output_len[0]
     assert np.isclose(rho[leaf], comp_time(p, d, MODEL, GPU) / mem_time(p, d, MODEL, GPU))
-    assert np.isclose(tree.comp()[ROOT], token_comp_time(MODEL, GPU) * (trace.output_len.sum()
-                      + trace.prompt_len.sum() - trace.saved_tokens()))
+    assert np.isclose(
+        tree.comp()[ROOT],
+        token_comp_time(MODEL, GPU)
+        * (trace.output_len.sum() + trace.prompt_len.sum() - trace.saved_tokens()),
+    )
 
 
 @settings(max_examples=40, deadline=None)

@@ -38,8 +38,14 @@ def test_validation_trace_fits_and_mixes() -> None:
 
 def test_quick_torch_validation_writes_the_comparison(tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    comp = run_validation(tmp_path, quick=True, backends=("torch",), policies=("fifo", "blend"),
-                          profile_path=str(BUILTIN_DIR / "a100-80g.json"), torch_max_steps=2)
+    comp = run_validation(
+        tmp_path,
+        quick=True,
+        backends=("torch",),
+        policies=("fifo", "blend"),
+        profile_path=str(BUILTIN_DIR / "a100-80g.json"),
+        torch_max_steps=2,
+    )
     data = json.loads((tmp_path / "comparison.json").read_text())
     assert (tmp_path / "comparison.md").is_file() and (tmp_path / "trace.parquet").is_file()
     assert [(e["policy"], e["backend"]) for e in data["entries"]] == [("fifo", "torch"), ("blend", "torch")]
@@ -59,13 +65,17 @@ def test_vllm_absent_says_how_to_install(tmp_path: Path) -> None:
     assert not (tmp_path / "comparison.json").exists()
 
 
-@pytest.mark.parametrize("argv", [
-    ["validate", "--out", "X", "--backend", "tpu"],
-    ["validate", "--out", "X", "--policy", "fifo,lifo"],
-    ["validate", "--out", "X", "--max-error", "-1"],
-])
-def test_bad_input_is_one_line_exit_2(main, argv: list[str], tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["validate", "--out", "X", "--backend", "tpu"],
+        ["validate", "--out", "X", "--policy", "fifo,lifo"],
+        ["validate", "--out", "X", "--max-error", "-1"],
+    ],
+)
+def test_bad_input_is_one_line_exit_2(
+    main, argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = [str(tmp_path / a) if a == "X" else a for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -73,8 +83,7 @@ def test_bad_input_is_one_line_exit_2(main, argv: list[str], tmp_path: Path,
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
-def test_gpu_asked_for_but_absent(main, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_gpu_asked_for_but_absent(main, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "--device", "cuda", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "no CUDA GPU" in err and "\n" not in err

@@ -24,12 +24,27 @@ MAX_ERROR = 0.15  # issue 8
 @pytest.mark.timeout(1800)
 def test_quick_cpu_validation_is_within_15_percent(tmp_path: Path) -> None:
     out = tmp_path / "val"
-    proc = subprocess.run([sys.executable, "-m", "blendsim.cli", "validate", "--quick", "--out", str(out),
-                           "--max-error", str(MAX_ERROR)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "blendsim.cli",
+            "validate",
+            "--quick",
+            "--out",
+            str(out),
+            "--max-error",
+            str(MAX_ERROR),
+        ],
+        capture_output=True,
+        text=True,
+    )
     report = (out / "comparison.md").read_text() if (out / "comparison.md").is_file() else proc.stderr[-3000:]
     data = json.loads((out / "comparison.json").read_text())
     pairs = [(e["policy"], e["backend"]) for e in data["entries"]]
-    assert sorted(pairs) == sorted((p, b) for p in ("fifo", "dfs", "blend") for b in ("vllm", "torch")), report
+    assert sorted(pairs) == sorted((p, b) for p in ("fifo", "dfs", "blend") for b in ("vllm", "torch")), (
+        report
+    )
     assert data["meta"]["engine_calibrated"] and (out / "profile_vllm.json").is_file()
     for policy in ("fifo", "dfs", "blend"):
         measured = json.loads((out / "vllm" / f"{policy}_vllm.json").read_text())

@@ -16,7 +16,9 @@ from blendsim.traces.sources.base import SourceBlock
 from blendsim.traces.trace import Trace
 
 
-def _concat(blocks: Sequence[SourceBlock]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _concat(
+    blocks: Sequence[SourceBlock],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     offsets, ids, lens, outs, codes = [np.zeros(1, dtype=np.int64)], [], [], [], []
     seg_base, id_base = 0, 0
     for code, b in enumerate(blocks):
@@ -27,8 +29,13 @@ def _concat(blocks: Sequence[SourceBlock]) -> tuple[np.ndarray, np.ndarray, np.n
         codes.append(np.full(len(b), code, dtype=np.int32))
         seg_base += int(b.seg_offsets[-1])
         id_base += b.id_span
-    return (np.concatenate(offsets), np.concatenate(ids), np.concatenate(lens), np.concatenate(outs),
-            np.concatenate(codes))
+    return (
+        np.concatenate(offsets),
+        np.concatenate(ids),
+        np.concatenate(lens),
+        np.concatenate(outs),
+        np.concatenate(codes),
+    )
 
 
 def arrival_order(sizes: Sequence[int], arrival: str, rng: np.random.Generator) -> np.ndarray:
@@ -37,12 +44,16 @@ def arrival_order(sizes: Sequence[int], arrival: str, rng: np.random.Generator) 
     if arrival == "interleaved":
         return rng.permutation(total)
     starts = np.cumsum([0, *sizes])[:-1]
-    return np.concatenate([start + rng.permutation(n) for start, n in zip(starts, sizes, strict=True)]) \
-        if sizes else np.zeros(0, dtype=np.int64)
+    return (
+        np.concatenate([start + rng.permutation(n) for start, n in zip(starts, sizes, strict=True)])
+        if sizes
+        else np.zeros(0, dtype=np.int64)
+    )
 
 
-def assemble(blocks: Sequence[SourceBlock], names: Sequence[str], arrival: str,
-             rng: np.random.Generator) -> Trace:
+def assemble(
+    blocks: Sequence[SourceBlock], names: Sequence[str], arrival: str, rng: np.random.Generator
+) -> Trace:
     offsets, ids, lens, outs, codes = _concat(blocks)
     n = len(outs)
     whole = Trace(np.arange(n, dtype=np.int64), codes, list(names), offsets, ids, lens, outs)

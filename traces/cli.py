@@ -14,10 +14,14 @@ from blendsim.traces.mixer import ARRIVALS, PRESETS, make_preset, make_trace
 from blendsim.traces.sources import SOURCES
 from blendsim.traces.stats import format_stats, trace_stats
 
-MAKE_EPILOG = "sources:\n" + "\n".join(f"  {n:<9} {s.summary}" for n, s in SOURCES.items()) + \
-    "\n\npresets (BlendServe Table 2, BurstGPT + MMLU + OpenVid):\n" + \
-    "\n".join(f"  {n}  density {p.density}, sharing {p.sharing}: {p.description}" for n, p in PRESETS.items()) + \
-    """
+MAKE_EPILOG = (
+    "sources:\n"
+    + "\n".join(f"  {n:<9} {s.summary}" for n, s in SOURCES.items())
+    + "\n\npresets (BlendServe Table 2, BurstGPT + MMLU + OpenVid):\n"
+    + "\n".join(
+        f"  {n}  density {p.density}, sharing {p.sharing}: {p.description}" for n, p in PRESETS.items()
+    )
+    + """
 
 examples:
   blendsim trace make --preset trace1 -o t1.parquet
@@ -26,6 +30,7 @@ examples:
       --lengths-from BurstGPT.csv -o b.parquet
 density = GEMM time / decode-attention time of the whole trace at the GPU's datasheet peaks (>1:
 compute-bound); sharing = prompt tokens a prefix cache saves / all tokens."""
+)
 
 
 def _positive_int(text: str) -> int:
@@ -37,37 +42,62 @@ def _positive_int(text: str) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    trace = subparsers.add_parser("trace", help="generate workload traces and show their statistics",
-                                  description="Generate workload traces (Parquet) and show their statistics.")
+    trace = subparsers.add_parser(
+        "trace",
+        help="generate workload traces and show their statistics",
+        description="Generate workload traces (Parquet) and show their statistics.",
+    )
     verbs = trace.add_subparsers(dest="trace_verb", metavar="{make,stats}")
     trace.set_defaults(func=lambda _args: (trace.print_help(), 2)[1])
 
-    make = verbs.add_parser("make", help="mix sources into a trace at a target density and sharing",
-                            description="Mix sources into one trace whose density and sharing hit the targets "
-                                        "(±3 %% density, ±0.02 sharing), measured on the generated requests.",
-                            epilog=MAKE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    make.add_argument("--preset", choices=sorted(PRESETS), help="a Table 2 workload (fixes --mix, --density, --sharing)")
+    make = verbs.add_parser(
+        "make",
+        help="mix sources into a trace at a target density and sharing",
+        description="Mix sources into one trace whose density and sharing hit the targets "
+        "(±3 %% density, ±0.02 sharing), measured on the generated requests.",
+        epilog=MAKE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    make.add_argument(
+        "--preset", choices=sorted(PRESETS), help="a Table 2 workload (fixes --mix, --density, --sharing)"
+    )
     make.add_argument("--mix", help=f"comma-separated sources, in arrival order: {','.join(SOURCES)}")
     make.add_argument("--density", type=float, help="target compute density (e.g. 1.4)")
     make.add_argument("--sharing", type=float, help="target prefix-sharing ratio in [0, 1) (e.g. 0.35)")
     make.add_argument("--requests", type=_positive_int, help="number of requests (default 40000)")
-    make.add_argument("--model", default="llama-3-8b", help=f"model for the density: {', '.join(MODELS)}, or a "
-                                                             "config.json (default llama-3-8b)")
-    make.add_argument("--gpu", default="a100-80g", help=f"GPU whose datasheet peaks define density: "
-                                                         f"{', '.join(GPUS)} (default a100-80g)")
+    make.add_argument(
+        "--model",
+        default="llama-3-8b",
+        help=f"model for the density: {', '.join(MODELS)}, or a config.json (default llama-3-8b)",
+    )
+    make.add_argument(
+        "--gpu",
+        default="a100-80g",
+        help=f"GPU whose datasheet peaks define density: {', '.join(GPUS)} (default a100-80g)",
+    )
     make.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
-    make.add_argument("--arrival", default="batched", choices=ARRIVALS,
-                      help="batched: each source one batch in --mix order (default); interleaved: all shuffled")
-    make.add_argument("--lengths-from", metavar="CSV",
-                      help="draw (input, output) lengths of burstgpt/azure/sharegpt/limo from a real trace "
-                           "(BurstGPT, Azure or input_tokens,output_tokens CSV, gzip or not)")
+    make.add_argument(
+        "--arrival",
+        default="batched",
+        choices=ARRIVALS,
+        help="batched: each source one batch in --mix order (default); interleaved: all shuffled",
+    )
+    make.add_argument(
+        "--lengths-from",
+        metavar="CSV",
+        help="draw (input, output) lengths of burstgpt/azure/sharegpt/limo from a real trace "
+        "(BurstGPT, Azure or input_tokens,output_tokens CSV, gzip or not)",
+    )
     make.add_argument("-o", "--output", required=True, metavar="FILE.parquet", help="output trace file")
     make.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     make.set_defaults(func=run_make)
 
-    stats = verbs.add_parser("stats", help="per-source and total statistics of a trace file",
-                             description="Requests, mean and p99 of prompt (p) and output (d) lengths, tokens, "
-                                         "density and sharing, per source and in total.")
+    stats = verbs.add_parser(
+        "stats",
+        help="per-source and total statistics of a trace file",
+        description="Requests, mean and p99 of prompt (p) and output (d) lengths, tokens, "
+        "density and sharing, per source and in total.",
+    )
     stats.add_argument("trace", metavar="FILE", help="a trace file written by `blendsim trace make`")
     stats.add_argument("--model", help="model for the density (default: the file's, else llama-3-8b)")
     stats.add_argument("--gpu", help="GPU for the density (default: the file's, else a100-80g)")
@@ -88,7 +118,9 @@ def _progress(quiet: bool):
 def run_make(args: argparse.Namespace) -> int:
     say = _progress(args.quiet)
     if args.preset:
-        clash = [f"--{k}" for k in ("mix", "density", "sharing", "lengths_from") if getattr(args, k) is not None]
+        clash = [
+            f"--{k}" for k in ("mix", "density", "sharing", "lengths_from") if getattr(args, k) is not None
+        ]
         if clash:
             raise UserError(f"--preset {args.preset} fixes the mix and targets; drop {', '.join(clash)}")
         trace = make_preset(args.preset, args.requests, args.model, args.gpu, args.seed, args.arrival, say)
@@ -97,16 +129,27 @@ def run_make(args: argparse.Namespace) -> int:
         if missing:
             raise UserError(f"trace make needs {', '.join(missing)} (or --preset trace1..trace4)")
         mix = [s.strip() for s in args.mix.split(",") if s.strip()]
-        trace = make_trace(mix, args.density, args.sharing, 40_000 if args.requests is None else args.requests,
-                           args.model, args.gpu, seed=args.seed, arrival=args.arrival,
-                           lengths_from=args.lengths_from, progress=say)
+        trace = make_trace(
+            mix,
+            args.density,
+            args.sharing,
+            40_000 if args.requests is None else args.requests,
+            args.model,
+            args.gpu,
+            seed=args.seed,
+            arrival=args.arrival,
+            lengths_from=args.lengths_from,
+            progress=say,
+        )
     say(f"writing {args.output}")
     write_trace(trace, args.output)
     meta = trace.metadata
     counts = ", ".join(f"{k} {v}" for k, v in meta["counts"].items())
-    print(f"wrote {args.output}: {len(trace)} requests ({counts}); density {meta['achieved']['density']:.4g} "
-          f"(target {meta['targets']['density']}), sharing {meta['achieved']['sharing']:.4f} "
-          f"(target {meta['targets']['sharing']}) for {meta['model']} on {meta['gpu']}")
+    print(
+        f"wrote {args.output}: {len(trace)} requests ({counts}); density {meta['achieved']['density']:.4g} "
+        f"(target {meta['targets']['density']}), sharing {meta['achieved']['sharing']:.4f} "
+        f"(target {meta['targets']['sharing']}) for {meta['model']} on {meta['gpu']}"
+    )
     return 0
 
 

@@ -33,8 +33,9 @@ COLUMNS: dict[str, pa.DataType] = {
 
 def to_table(trace: Trace) -> pa.Table:
     offsets = pa.array(trace.seg_offsets.astype(np.int32), type=pa.int32())
-    source = pa.DictionaryArray.from_arrays(pa.array(trace.source_codes, type=pa.int32()),
-                                            pa.array(trace.sources, type=pa.string())).cast(pa.string())
+    source = pa.DictionaryArray.from_arrays(
+        pa.array(trace.source_codes, type=pa.int32()), pa.array(trace.sources, type=pa.string())
+    ).cast(pa.string())
     arrays = [
         pa.array(trace.request_id, type=pa.int64()),
         source,
@@ -43,8 +44,10 @@ def to_table(trace: Trace) -> pa.Table:
         pa.array(trace.prompt_len, type=pa.int64()),
         pa.array(trace.output_len, type=pa.int64()),
     ]
-    schema = pa.schema([pa.field(name, typ) for name, typ in COLUMNS.items()],
-                       metadata={METADATA_KEY: json.dumps(trace.metadata, sort_keys=True).encode()})
+    schema = pa.schema(
+        [pa.field(name, typ) for name, typ in COLUMNS.items()],
+        metadata={METADATA_KEY: json.dumps(trace.metadata, sort_keys=True).encode()},
+    )
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
@@ -72,14 +75,19 @@ def _read_table(path: str) -> pa.Table:
 def _check_columns(table: pa.Table, path: str) -> None:
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
-        raise UserError(f"trace file {path!r} lacks column(s) {', '.join(missing)}; a trace needs "
-                        f"{', '.join(COLUMNS)}")
+        raise UserError(
+            f"trace file {path!r} lacks column(s) {', '.join(missing)}; a trace needs {', '.join(COLUMNS)}"
+        )
     for name, typ in COLUMNS.items():
         got = table.schema.field(name).type
-        ok = pa.types.is_integer(got) if typ == pa.int64() else \
-            (pa.types.is_string(got) or pa.types.is_large_string(got) or pa.types.is_dictionary(got)) \
-            if typ == pa.string() else (pa.types.is_list(got) or pa.types.is_large_list(got)) \
+        ok = (
+            pa.types.is_integer(got)
+            if typ == pa.int64()
+            else (pa.types.is_string(got) or pa.types.is_large_string(got) or pa.types.is_dictionary(got))
+            if typ == pa.string()
+            else (pa.types.is_list(got) or pa.types.is_large_list(got))
             and pa.types.is_integer(got.value_type)
+        )
         if not ok:
             raise UserError(f"trace file {path!r}: column {name!r} has type {got}, expected {typ}")
         if table.column(name).null_count:
@@ -124,7 +132,9 @@ def from_table(table: pa.Table, path: str = "<table>") -> Trace:
     )
     if not np.array_equal(trace.prompt_len, table.column("prompt_len").to_numpy()):
         bad = int(np.argmax(trace.prompt_len != table.column("prompt_len").to_numpy()))
-        raise UserError(f"trace file {path!r}: row {bad} has prompt_len that is not the sum of its segment_lens")
+        raise UserError(
+            f"trace file {path!r}: row {bad} has prompt_len that is not the sum of its segment_lens"
+        )
     try:
         trace.validate()
     except UserError as exc:

@@ -57,15 +57,18 @@ def _columns(header: list[str], path: str) -> tuple[int, int, tuple[str, str]]:
         if all(c in names for c in cols):
             return names.index(cols[0]), names.index(cols[1]), cols
     valid = "; ".join(f"{k}: {a!r},{b!r}" for k, (a, b) in FORMATS.items())
-    raise UserError(f"lengths file {path!r} lacks the length columns (header: {','.join(names)}); "
-                    f"expected one of {valid}")
+    raise UserError(
+        f"lengths file {path!r} lacks the length columns (header: {','.join(names)}); expected one of {valid}"
+    )
 
 
 def _value(cell: str, path: str, row: int, column: str) -> int:
     try:
         value = float(cell)
     except ValueError:
-        raise UserError(f"lengths file {path!r} row {row} column {column!r}: {cell!r} is not a token count") from None
+        raise UserError(
+            f"lengths file {path!r} row {row} column {column!r}: {cell!r} is not a token count"
+        ) from None
     if not np.isfinite(value) or value < 0 or value != int(value):
         raise UserError(f"lengths file {path!r} row {row} column {column!r}: {cell!r} is not a token count")
     return int(value)

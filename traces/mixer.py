@@ -53,8 +53,10 @@ Progress = Callable[[str], None]
 
 
 def _resolve(model: str | ModelSpec, gpu: str | HardwareSpec) -> tuple[ModelSpec, HardwareSpec]:
-    return (get_model(model) if isinstance(model, str) else model,
-            get_gpu(gpu) if isinstance(gpu, str) else gpu)
+    return (
+        get_model(model) if isinstance(model, str) else model,
+        get_gpu(gpu) if isinstance(gpu, str) else gpu,
+    )
 
 
 def _sources(mix: Sequence[str], lengths_from: str | None) -> list[Source]:
@@ -80,25 +82,44 @@ def _check_targets(density: float, sharing: float, requests: int) -> None:
         raise UserError(f"--sharing must be in [0, 1), got {sharing}")
 
 
-def _infeasible(streams: list[SourceStream], names: str, density: float, sharing: float,
-                factor: float, requests: int, found: tuple[float, float] | None = None) -> UserError:
+def _infeasible(
+    streams: list[SourceStream],
+    names: str,
+    density: float,
+    sharing: float,
+    factor: float,
+    requests: int,
+    found: tuple[float, float] | None = None,
+) -> UserError:
     (s_lo, s_hi), rho_range = feasible_ranges(streams, sharing, factor, reference=requests)
     where = f"mix {names} with {requests} requests"
     if rho_range is None:
-        return UserError(f"sharing {sharing} is infeasible for {where}: feasible sharing is {s_lo:.3f}–{s_hi:.3f}")
+        return UserError(
+            f"sharing {sharing} is infeasible for {where}: feasible sharing is {s_lo:.3f}–{s_hi:.3f}"
+        )
     lo, hi = rho_range
     feasible = f"feasible density at that sharing is {lo:.3g}–{hi:.3g} (sharing {s_lo:.3f}–{s_hi:.3f})"
     if found is None:
         return UserError(f"density {density} at sharing {sharing} is infeasible for {where}: {feasible}")
-    return UserError(f"density {density} at sharing {sharing} is not reachable within ±{DENSITY_TOL:.0%} and "
-                     f"±{SHARING_TOL} for {where} (closest: density {found[0]:.3g}, sharing {found[1]:.3f}); "
-                     f"{feasible} with enough requests: use more --requests")
+    return UserError(
+        f"density {density} at sharing {sharing} is not reachable within ±{DENSITY_TOL:.0%} and "
+        f"±{SHARING_TOL} for {where} (closest: density {found[0]:.3g}, sharing {found[1]:.3f}); "
+        f"{feasible} with enough requests: use more --requests"
+    )
 
 
-def make_trace(mix: Sequence[str], density: float, sharing: float, requests: int,
-               model: str | ModelSpec = "llama-3-8b", gpu: str | HardwareSpec = "a100-80g", seed: int = 0,
-               arrival: str = "batched", lengths_from: str | None = None,
-               progress: Progress | None = None) -> Trace:
+def make_trace(
+    mix: Sequence[str],
+    density: float,
+    sharing: float,
+    requests: int,
+    model: str | ModelSpec = "llama-3-8b",
+    gpu: str | HardwareSpec = "a100-80g",
+    seed: int = 0,
+    arrival: str = "batched",
+    lengths_from: str | None = None,
+    progress: Progress | None = None,
+) -> Trace:
     """A trace of ``requests`` requests from ``mix`` at ``density`` ±3 % and ``sharing`` ±0.02.
 
     Density and sharing are measured at the GPU's datasheet peaks for ``model`` (design.md).
@@ -122,7 +143,9 @@ def make_trace(mix: Sequence[str], density: float, sharing: float, requests: int
         streams = [SourceStream(s, draw_seed, requests) for s in sources]
         if attempt == 0:
             _, rho_range = feasible_band(streams, sharing, factor, reference=requests)
-            if rho_range is None or not rho_range[0] * (1 - DENSITY_TOL) <= density <= rho_range[1] * (1 + DENSITY_TOL):
+            if rho_range is None or not rho_range[0] * (1 - DENSITY_TOL) <= density <= rho_range[1] * (
+                1 + DENSITY_TOL
+            ):
                 raise _infeasible(streams, names, density, sharing, factor, requests)
         say(f"solving counts for density {density}, sharing {sharing}")
         counts, offsets, rho, s, err = solve_counts(streams, requests, density, sharing, factor)
@@ -136,17 +159,26 @@ def make_trace(mix: Sequence[str], density: float, sharing: float, requests: int
         raise _infeasible(streams, names, density, sharing, factor, requests, found=(rho, s))
     say("assembling " + ", ".join(f"{src.name} {n}" for src, n in zip(sources, counts, strict=True)))
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0xA77])))
-    trace = assemble([st.block.window(int(o), int(n)) for st, o, n in zip(streams, offsets, counts, strict=True)],
-                     [src.name for src in sources], arrival, rng)
+    trace = assemble(
+        [st.block.window(int(o), int(n)) for st, o, n in zip(streams, offsets, counts, strict=True)],
+        [src.name for src in sources],
+        arrival,
+        rng,
+    )
     measured_sharing = trace.sharing()
-    measured_density = set_density(trace.prompt_len, trace.output_len, model_spec, gpu_spec, trace.saved_tokens())
+    measured_density = set_density(
+        trace.prompt_len, trace.output_len, model_spec, gpu_spec, trace.saved_tokens()
+    )
     trace.metadata = {
         "generator": f"blendsim {__version__}",
         "seed": seed,
         "sources": [src.name for src in sources],
         "counts": {src.name: int(n) for src, n in zip(sources, counts, strict=True)},
         # each source's requests are draw positions [offset, offset + count) of its seeded stream
-        "draw": {"seed": int(streams[0].seed), "offsets": {src.name: int(o) for src, o in zip(sources, offsets, strict=True)}},
+        "draw": {
+            "seed": int(streams[0].seed),
+            "offsets": {src.name: int(o) for src, o in zip(sources, offsets, strict=True)},
+        },
         "targets": {"density": density, "sharing": sharing, "requests": requests},
         "model": model_spec.name,
         "gpu": gpu_spec.name,
@@ -158,14 +190,29 @@ def make_trace(mix: Sequence[str], density: float, sharing: float, requests: int
     return trace
 
 
-def make_preset(name: str, requests: int | None = None, model: str | ModelSpec = "llama-3-8b",
-                gpu: str | HardwareSpec = "a100-80g", seed: int = 0, arrival: str = "batched",
-                progress: Progress | None = None) -> Trace:
+def make_preset(
+    name: str,
+    requests: int | None = None,
+    model: str | ModelSpec = "llama-3-8b",
+    gpu: str | HardwareSpec = "a100-80g",
+    seed: int = 0,
+    arrival: str = "batched",
+    progress: Progress | None = None,
+) -> Trace:
     """One of the paper's Table 2 workloads (``trace1`` .. ``trace4``), 40,000 requests by default."""
     if name not in PRESETS:
         raise unknown("preset", name, list(PRESETS))
     p = PRESETS[name]
-    trace = make_trace(p.mix, p.density, p.sharing, p.requests if requests is None else requests, model, gpu,
-                       seed=seed, arrival=arrival, progress=progress)
+    trace = make_trace(
+        p.mix,
+        p.density,
+        p.sharing,
+        p.requests if requests is None else requests,
+        model,
+        gpu,
+        seed=seed,
+        arrival=arrival,
+        progress=progress,
+    )
     trace.metadata["preset"] = name
     return trace

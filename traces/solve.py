@@ -32,17 +32,30 @@ def error(density: float, sharing: float, target_density: float, target_sharing:
     return max(abs(density / target_density - 1) / DENSITY_TOL, abs(sharing - target_sharing) / SHARING_TOL)
 
 
-def _system(tot: np.ndarray, slope: np.ndarray, n: np.ndarray, total: float, density: float,
-            sharing: float, factor: float) -> tuple[np.ndarray, np.ndarray]:
+def _system(
+    tot: np.ndarray,
+    slope: np.ndarray,
+    n: np.ndarray,
+    total: float,
+    density: float,
+    sharing: float,
+    factor: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows (density, sharing, count) of the totals linearised at ``n``, in units of the tolerance."""
     w_density = np.array([1.0, -1.0, -density / factor])
     w_sharing = np.array([-sharing, 1.0, 0.0])
     rows = np.array([slope @ w_density, slope @ w_sharing, np.ones(len(n))])
-    rhs = -np.array([(tot @ w_density).sum() - (slope @ w_density) @ n,
-                     (tot @ w_sharing).sum() - (slope @ w_sharing) @ n, -total])
+    rhs = -np.array(
+        [
+            (tot @ w_density).sum() - (slope @ w_density) @ n,
+            (tot @ w_sharing).sum() - (slope @ w_sharing) @ n,
+            -total,
+        ]
+    )
     computed = max(1.0, float(tot[:, 0].sum() - tot[:, 1].sum()))
-    scale = np.array([1.0 / (computed * DENSITY_TOL), 1.0 / (max(1.0, float(tot[:, 0].sum())) * SHARING_TOL),
-                      1e3])  # the count is a hard constraint
+    scale = np.array(
+        [1.0 / (computed * DENSITY_TOL), 1.0 / (max(1.0, float(tot[:, 0].sum())) * SHARING_TOL), 1e3]
+    )  # the count is a hard constraint
     return rows * scale[:, None], rhs * scale
 
 
@@ -53,9 +66,17 @@ def _bounded_lstsq(a: np.ndarray, b: np.ndarray, upper: float) -> np.ndarray:
     return lsq_linear(a, b, bounds=(1.0, max(upper, 1.0 + 1e-9))).x
 
 
-def _newton(streams: Sequence[SourceStream], n0: np.ndarray, free: np.ndarray, total: float,
-            density: float, sharing: float, factor: float, iterations: int = 6,
-            offsets: np.ndarray | None = None) -> np.ndarray:
+def _newton(
+    streams: Sequence[SourceStream],
+    n0: np.ndarray,
+    free: np.ndarray,
+    total: float,
+    density: float,
+    sharing: float,
+    factor: float,
+    iterations: int = 6,
+    offsets: np.ndarray | None = None,
+) -> np.ndarray:
     """Counts (real) solving the linearised equations, only ``free`` entries moving.
 
     Fixed entries contribute their exact totals (from ``offsets``, for a window of the draw).
@@ -76,8 +97,9 @@ def _newton(streams: Sequence[SourceStream], n0: np.ndarray, free: np.ndarray, t
     return n
 
 
-def _mean_solve(streams: Sequence[SourceStream], total: int, density: float, sharing: float,
-                factor: float) -> np.ndarray:
+def _mean_solve(
+    streams: Sequence[SourceStream], total: int, density: float, sharing: float, factor: float
+) -> np.ndarray:
     """The paper's solve (§6.4) with per-request means: the starting point of the integer search."""
     means = np.array([s.means() for s in streams])
     a, b = _system(means * 0, means, np.zeros(len(streams)), total, density, sharing, factor)
@@ -95,14 +117,27 @@ def _round(n: np.ndarray, total: int, fixed: np.ndarray) -> np.ndarray:
 Solution = tuple[np.ndarray, np.ndarray, float, float, float]  # counts, offsets, density, sharing, error
 
 
-def _evaluate(streams: Sequence[SourceStream], counts: np.ndarray, offsets: np.ndarray, factor: float,
-              density: float, sharing: float) -> Solution:
+def _evaluate(
+    streams: Sequence[SourceStream],
+    counts: np.ndarray,
+    offsets: np.ndarray,
+    factor: float,
+    density: float,
+    sharing: float,
+) -> Solution:
     rho, s = achieved(list(streams), counts, factor, offsets)
     return counts, offsets, rho, s, error(rho, s, density, sharing)
 
 
-def _best_windows(stream: SourceStream, count: int, others: np.ndarray, density: float, sharing: float,
-                  factor: float, keep: int) -> np.ndarray:
+def _best_windows(
+    stream: SourceStream,
+    count: int,
+    others: np.ndarray,
+    density: float,
+    sharing: float,
+    factor: float,
+    keep: int,
+) -> np.ndarray:
     """Offsets of the ``keep`` windows of ``count`` requests that best complete the other sources' totals.
 
     ``others`` = (tokens, saved, mem) of the other sources. Window saved tokens are approximated by
@@ -115,13 +150,22 @@ def _best_windows(stream: SourceStream, count: int, others: np.ndarray, density:
     sav = stream.saved[o + count] - stream.saved[o]
     mem = stream.mem[o + count] - stream.mem[o]
     tok, sav, mem = tok + others[0], sav + others[1], mem + others[2]
-    err = np.maximum(np.abs(factor * (tok - sav) / mem / density - 1) / DENSITY_TOL,
-                     np.abs(sav / tok - sharing) / SHARING_TOL)
+    err = np.maximum(
+        np.abs(factor * (tok - sav) / mem / density - 1) / DENSITY_TOL,
+        np.abs(sav / tok - sharing) / SHARING_TOL,
+    )
     return o[np.argsort(err, kind="stable")[:keep]]
 
 
-def solve_counts(streams: Sequence[SourceStream], total: int, density: float, sharing: float,
-                 factor: float, max_candidates: int = 400, good_enough: float = 0.34) -> Solution:
+def solve_counts(
+    streams: Sequence[SourceStream],
+    total: int,
+    density: float,
+    sharing: float,
+    factor: float,
+    max_candidates: int = 400,
+    good_enough: float = 0.34,
+) -> Solution:
     """Best integer counts found: (counts, offsets, achieved density, achieved sharing, error).
 
     The source with the fewest requests (videos: a few heavy requests make its totals lumpy) is
@@ -160,13 +204,16 @@ def solve_counts(streams: Sequence[SourceStream], total: int, density: float, sh
         trial = start.copy()
         trial[small] = c
         counts = _round(_newton(streams, trial, free, total, density, sharing, factor), total, ~free)
-        others = np.sum([s.totals(int(n)) for i, (s, n) in enumerate(zip(streams, counts, strict=True))
-                         if i != small], axis=0)
+        others = np.sum(
+            [s.totals(int(n)) for i, (s, n) in enumerate(zip(streams, counts, strict=True)) if i != small],
+            axis=0,
+        )
         for o in _best_windows(streams[small], c, others, density, sharing, factor, keep=4):
             offsets = zero.copy()
             offsets[small] = o
-            counts = _round(_newton(streams, trial, free, total, density, sharing, factor, offsets=offsets),
-                            total, ~free)
+            counts = _round(
+                _newton(streams, trial, free, total, density, sharing, factor, offsets=offsets), total, ~free
+            )
             if counts.min() < 1:
                 continue
             found = _evaluate(streams, counts, offsets, factor, density, sharing)
@@ -177,19 +224,24 @@ def solve_counts(streams: Sequence[SourceStream], total: int, density: float, sh
     return best
 
 
-def feasible_band(streams: Sequence[SourceStream], sharing: float, factor: float,
-                  reference: int) -> tuple[tuple[float, float], tuple[float, float] | None]:
+def feasible_band(
+    streams: Sequence[SourceStream], sharing: float, factor: float, reference: int
+) -> tuple[tuple[float, float], tuple[float, float] | None]:
     """Like :func:`feasible_ranges`, with the density range over the whole sharing tolerance band."""
     share_range, _ = feasible_ranges(streams, sharing, factor, reference)
     lo, hi = max(sharing - SHARING_TOL, share_range[0]), min(sharing + SHARING_TOL, share_range[1])
-    ranges = [feasible_ranges(streams, float(x), factor, reference)[1] for x in np.linspace(lo, hi, 9)] \
-        if lo <= hi else []
+    ranges = (
+        [feasible_ranges(streams, float(x), factor, reference)[1] for x in np.linspace(lo, hi, 9)]
+        if lo <= hi
+        else []
+    )
     found = [r for r in ranges if r is not None]
     return share_range, ((min(r[0] for r in found), max(r[1] for r in found)) if found else None)
 
 
-def feasible_ranges(streams: Sequence[SourceStream], sharing: float, factor: float,
-                    reference: int) -> tuple[tuple[float, float], tuple[float, float] | None]:
+def feasible_ranges(
+    streams: Sequence[SourceStream], sharing: float, factor: float, reference: int
+) -> tuple[tuple[float, float], tuple[float, float] | None]:
     """Sharing range of the mix, and its density range at ``sharing`` (None if that sharing is out of reach).
 
     Uses each source's per-request averages over its first ``reference`` requests; mixes are
@@ -206,7 +258,8 @@ def feasible_ranges(streams: Sequence[SourceStream], sharing: float, factor: flo
         for j in range(i + 1, len(streams)):
             if h[i] * h[j] < 0:
                 wi, wj = -h[j], h[i]  # n_i / n_j = -h_j / h_i balances the sharing
-                rhos.append(factor * (wi * (tok[i] - sav[i]) + wj * (tok[j] - sav[j]))
-                            / (wi * mem[i] + wj * mem[j]))
+                rhos.append(
+                    factor * (wi * (tok[i] - sav[i]) + wj * (tok[j] - sav[j])) / (wi * mem[i] + wj * mem[j])
+                )
     share_range = (float(shares.min()), float(shares.max()))
     return share_range, ((min(rhos), max(rhos)) if rhos else None)

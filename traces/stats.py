@@ -37,22 +37,30 @@ def _group(trace: Trace, mask: np.ndarray | None, model: ModelSpec, gpu: Hardwar
     }
 
 
-def trace_stats(trace: Trace, model: str | ModelSpec = "llama-3-8b", gpu: str | HardwareSpec = "a100-80g") -> dict[str, Any]:
+def trace_stats(
+    trace: Trace, model: str | ModelSpec = "llama-3-8b", gpu: str | HardwareSpec = "a100-80g"
+) -> dict[str, Any]:
     """{"model", "gpu", "sources": {name: group}, "total": group}; a group's keys as in ``_group``."""
     m = get_model(model) if isinstance(model, str) else model
     g = get_gpu(gpu) if isinstance(gpu, str) else gpu
-    sources = {name: _group(trace, trace.source_codes == code, m, g) for code, name in enumerate(trace.sources)}
+    sources = {
+        name: _group(trace, trace.source_codes == code, m, g) for code, name in enumerate(trace.sources)
+    }
     return {"model": m.name, "gpu": g.name, "sources": sources, "total": _group(trace, None, m, g)}
 
 
 def format_stats(stats: dict[str, Any]) -> str:
     """A fixed-width table of :func:`trace_stats`."""
-    head = f"{'source':<10} {'requests':>9} {'p mean':>8} {'p p99':>8} {'d mean':>8} {'d p99':>8} " \
-           f"{'tokens':>12} {'density':>9} {'sharing':>8}"
+    head = (
+        f"{'source':<10} {'requests':>9} {'p mean':>8} {'p p99':>8} {'d mean':>8} {'d p99':>8} "
+        f"{'tokens':>12} {'density':>9} {'sharing':>8}"
+    )
     rows = [f"model {stats['model']}, GPU {stats['gpu']} (datasheet peaks)", head]
     groups = [*stats["sources"].items(), ("total", stats["total"])]
     for name, s in groups:
-        rows.append(f"{name:<10} {s['requests']:>9} {s['prompt_mean']:>8.1f} {s['prompt_p99']:>8.0f} "
-                    f"{s['output_mean']:>8.1f} {s['output_p99']:>8.0f} {s['tokens']:>12} "
-                    f"{s['density']:>9.4g} {s['sharing']:>8.4f}")
+        rows.append(
+            f"{name:<10} {s['requests']:>9} {s['prompt_mean']:>8.1f} {s['prompt_p99']:>8.0f} "
+            f"{s['output_mean']:>8.1f} {s['output_p99']:>8.0f} {s['tokens']:>12} "
+            f"{s['density']:>9.4g} {s['sharing']:>8.4f}"
+        )
     return "\n".join(rows)

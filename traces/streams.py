@@ -76,14 +76,18 @@ class SourceStream:
         w = max(50, n // 10)
         lo, hi = max(0, n - w), min(n + w, self.cap)
         self.ensure(hi)
-        return (np.array([self.tokens[hi], self.saved[hi], self.mem[hi]])
-                - np.array([self.tokens[lo], self.saved[lo], self.mem[lo]])) / max(1, hi - lo)
+        return (
+            np.array([self.tokens[hi], self.saved[hi], self.mem[hi]])
+            - np.array([self.tokens[lo], self.saved[lo], self.mem[lo]])
+        ) / max(1, hi - lo)
 
 
-def achieved(streams: list[SourceStream], counts: np.ndarray, factor: float,
-             offsets: np.ndarray | None = None) -> tuple[float, float]:
+def achieved(
+    streams: list[SourceStream], counts: np.ndarray, factor: float, offsets: np.ndarray | None = None
+) -> tuple[float, float]:
     """Exact (density, sharing) of the trace made of ``counts[i]`` requests of each stream (from ``offsets[i]``)."""
     offsets = np.zeros(len(streams), dtype=np.int64) if offsets is None else offsets
-    tokens, saved, mem = np.sum([s.window_totals(int(o), int(n))
-                                 for s, o, n in zip(streams, offsets, counts, strict=True)], axis=0)
+    tokens, saved, mem = np.sum(
+        [s.window_totals(int(o), int(n)) for s, o, n in zip(streams, offsets, counts, strict=True)], axis=0
+    )
     return factor * (tokens - saved) / mem, saved / tokens

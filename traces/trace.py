@@ -29,8 +29,11 @@ class Trace:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.prompt_len = np.add.reduceat(self.seg_lens, self.seg_offsets[:-1]).astype(np.int64) \
-            if len(self) and len(self.seg_lens) else np.zeros(len(self), dtype=np.int64)
+        self.prompt_len = (
+            np.add.reduceat(self.seg_lens, self.seg_offsets[:-1]).astype(np.int64)
+            if len(self) and len(self.seg_lens)
+            else np.zeros(len(self), dtype=np.int64)
+        )
 
     def __len__(self) -> int:
         return int(self.request_id.shape[0])
@@ -80,8 +83,12 @@ class Trace:
     def validate(self) -> None:
         """Raise UserError if the columns are inconsistent or the segment invariant is broken."""
         n = len(self)
-        if self.seg_offsets.shape != (n + 1,) or self.seg_offsets[0] != 0 \
-                or self.seg_offsets[-1] != len(self.seg_ids) or np.any(np.diff(self.seg_offsets) < 1):
+        if (
+            self.seg_offsets.shape != (n + 1,)
+            or self.seg_offsets[0] != 0
+            or self.seg_offsets[-1] != len(self.seg_ids)
+            or np.any(np.diff(self.seg_offsets) < 1)
+        ):
             raise UserError("trace segments are malformed: every request needs at least one segment")
         if len(self.seg_lens) != len(self.seg_ids) or np.any(self.seg_lens < 1):
             raise UserError("trace segment lengths must be positive, one per segment")
@@ -118,7 +125,9 @@ class Trace:
         offsets = np.zeros(len(requests) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         ids = np.fromiter((s for r in requests for s in r.segments), dtype=np.int64, count=int(offsets[-1]))
-        lens = np.fromiter((s for r in requests for s in r.segment_lens), dtype=np.int64, count=int(offsets[-1]))
+        lens = np.fromiter(
+            (s for r in requests for s in r.segment_lens), dtype=np.int64, count=int(offsets[-1])
+        )
         return cls(
             request_id=np.fromiter((r.request_id for r in requests), dtype=np.int64, count=len(requests)),
             source_codes=codes,
@@ -138,6 +147,13 @@ class Trace:
         np.cumsum(counts, out=offsets[1:])
         starts = self.seg_offsets[positions]
         gather = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
-        return Trace(self.request_id[positions], self.source_codes[positions], list(self.sources),
-                     offsets, self.seg_ids[gather], self.seg_lens[gather], self.output_len[positions],
-                     dict(self.metadata))
+        return Trace(
+            self.request_id[positions],
+            self.source_codes[positions],
+            list(self.sources),
+            offsets,
+            self.seg_ids[gather],
+            self.seg_lens[gather],
+            self.output_len[positions],
+            dict(self.metadata),
+        )

@@ -45,7 +45,9 @@ def unbounded_cache_saved(trace: Trace, order: np.ndarray) -> int:
     """
     counts = np.diff(trace.seg_offsets)[order]
     starts = trace.seg_offsets[order]
-    gather = np.repeat(starts - np.concatenate(([0], np.cumsum(counts)[:-1])), counts) + np.arange(counts.sum())
+    gather = np.repeat(starts - np.concatenate(([0], np.cumsum(counts)[:-1])), counts) + np.arange(
+        counts.sum()
+    )
     ids, lens = trace.seg_ids[gather], trace.seg_lens[gather]
     _, first = np.unique(ids, return_index=True)
     return int(lens.sum() - lens[first].sum())
@@ -55,7 +57,7 @@ def per_request_plan(policy: str, ctx: PlanningInput, order: np.ndarray) -> Plan
     """A one-sided plan with one request per unit (the baselines' granularity)."""
     tree = ctx.tree
     order = np.asarray(order, dtype=np.int64)
-    p = tree.prefix_len[tree.leaf_offset:][order].astype(np.float64)
+    p = tree.prefix_len[tree.leaf_offset :][order].astype(np.float64)
     d = tree.leaf_d[order]
     optimal = ctx.trace.saved_tokens()
     saved = unbounded_cache_saved(ctx.trace, order)

@@ -8,8 +8,15 @@ from blendsim.traces.sources.base import Source, SourceBlock
 
 SOURCES: dict[str, Source] = {
     s.name: s
-    for s in (burstgpt.SOURCE, azure.SOURCE, sharegpt.SOURCE, wildchat.SOURCE, mmlu.SOURCE, openvid.SOURCE,
-              limo.SOURCE)
+    for s in (
+        burstgpt.SOURCE,
+        azure.SOURCE,
+        sharegpt.SOURCE,
+        wildchat.SOURCE,
+        mmlu.SOURCE,
+        openvid.SOURCE,
+        limo.SOURCE,
+    )
 }
 
 

@@ -60,8 +60,12 @@ class SourceBlock:
     def window(self, offset: int, n: int) -> SourceBlock:
         """Requests ``offset .. offset + n - 1`` (ids unchanged, so the segment invariant still holds)."""
         a, b = int(self.seg_offsets[offset]), int(self.seg_offsets[offset + n])
-        return SourceBlock(self.output_len[offset:offset + n], self.seg_offsets[offset:offset + n + 1] - a,
-                           self.seg_ids[a:b], self.seg_lens[a:b])
+        return SourceBlock(
+            self.output_len[offset : offset + n],
+            self.seg_offsets[offset : offset + n + 1] - a,
+            self.seg_ids[a:b],
+            self.seg_lens[a:b],
+        )
 
 
 class Source(ABC):
@@ -150,8 +154,10 @@ class SingleTurnSource(Source):
         gp, gd = streams(seed, self.name, 2)
         zp = gp.standard_normal(n)
         zd = self.corr * zp + np.sqrt(1 - self.corr**2) * gd.standard_normal(n)
-        p = to_tokens(bounded_lognormal(zp, self.prompt_mean, self.prompt_sigma, self.system_len + 1,
-                                        self.prompt_max), lo=self.system_len + 1)
+        p = to_tokens(
+            bounded_lognormal(zp, self.prompt_mean, self.prompt_sigma, self.system_len + 1, self.prompt_max),
+            lo=self.system_len + 1,
+        )
         d = to_tokens(bounded_lognormal(zd, self.output_mean, self.output_sigma, 1, self.output_max))
         return p, d
 

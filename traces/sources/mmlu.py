@@ -35,7 +35,9 @@ class MMLU(Source):
         g_subject, g_question, g_out = streams(seed, self.name, 3)
         few_shot = self.few_shot_lens(seed)
         subject = g_subject.integers(0, SUBJECTS, size=n)
-        question = to_tokens(bounded_lognormal(g_question.standard_normal(n), QUESTION_MEAN, 0.5, 10.0, 1000.0))
+        question = to_tokens(
+            bounded_lognormal(g_question.standard_normal(n), QUESTION_MEAN, 0.5, 10.0, 1000.0)
+        )
         ids = np.empty(3 * n, dtype=np.int64)
         lens = np.empty(3 * n, dtype=np.int64)
         ids[0::3], lens[0::3] = 0, SYSTEM_LEN

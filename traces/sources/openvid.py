@@ -37,10 +37,17 @@ class OpenVid(Source):
 
     def generate(self, n: int, seed: int) -> SourceBlock:
         g_prompt, g_frames = streams(seed, self.name, 2)
-        p = to_tokens(bounded_lognormal(g_prompt.standard_normal(n), 121.0, 0.5, SYSTEM_LEN + 1, 1000.0),
-                      lo=SYSTEM_LEN + 1)
-        raw_frames = bounded_lognormal(g_frames.standard_normal(n), RAW_MEAN_TOKENS / TOKENS_PER_FRAME,
-                                       self.frame_sigma, 1.0, MAX_RAW_TOKENS / TOKENS_PER_FRAME)
+        p = to_tokens(
+            bounded_lognormal(g_prompt.standard_normal(n), 121.0, 0.5, SYSTEM_LEN + 1, 1000.0),
+            lo=SYSTEM_LEN + 1,
+        )
+        raw_frames = bounded_lognormal(
+            g_frames.standard_normal(n),
+            RAW_MEAN_TOKENS / TOKENS_PER_FRAME,
+            self.frame_sigma,
+            1.0,
+            MAX_RAW_TOKENS / TOKENS_PER_FRAME,
+        )
         frames = to_tokens(raw_frames * (TARGET_MEAN_TOKENS / RAW_MEAN_TOKENS))
         return single_turn_block(SYSTEM_LEN, p - SYSTEM_LEN, frames * np.int64(TOKENS_PER_FRAME))
 

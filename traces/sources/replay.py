@@ -38,7 +38,11 @@ def with_lengths_from(sources: Sequence[Source], path: str) -> list[Source]:
 
     replayable = [s for s in sources if isinstance(s, SingleTurnSource)]
     if not replayable:
-        raise UserError(f"--lengths-from applies to burstgpt, azure, sharegpt or limo; --mix has none of them "
-                        f"({','.join(s.name for s in sources)})")
+        raise UserError(
+            f"--lengths-from applies to burstgpt, azure, sharegpt or limo; --mix has none of them "
+            f"({','.join(s.name for s in sources)})"
+        )
     inputs, outputs = load_lengths(path)
-    return [ReplayedLengths(s, inputs, outputs, path) if isinstance(s, SingleTurnSource) else s for s in sources]
+    return [
+        ReplayedLengths(s, inputs, outputs, path) if isinstance(s, SingleTurnSource) else s for s in sources
+    ]

@@ -42,9 +42,14 @@ class WildChat(Source):
         g_turns, g_user, g_answer = streams(seed, self.name, 3)
         turns = g_turns.geometric(1 - self.continue_prob, size=conversations)  # >= 1
         total = int(turns.sum())
-        user = to_tokens(bounded_lognormal(g_user.standard_normal(total), self.user_mean, self.user_sigma,
-                                           1.0, MAX_PROMPT / 2))
-        raw = bounded_lognormal(g_answer.standard_normal(total), RAW_OUTPUT_MEAN, self.answer_sigma, 1.0, 3000.0)
+        user = to_tokens(
+            bounded_lognormal(
+                g_user.standard_normal(total), self.user_mean, self.user_sigma, 1.0, MAX_PROMPT / 2
+            )
+        )
+        raw = bounded_lognormal(
+            g_answer.standard_normal(total), RAW_OUTPUT_MEAN, self.answer_sigma, 1.0, 3000.0
+        )
         return turns, user, to_tokens(raw * (OUTPUT_MEAN / RAW_OUTPUT_MEAN))
 
     def generate(self, n: int, seed: int) -> SourceBlock:
