@@ -70,7 +70,8 @@ def main() -> None:
         plan = make_plan(trace, policy, "llama-3-8b", "a100-80g")
         s = plan.stats
         print(
-            f"{policy:8s} plan {s['plan_s']:6.2f} s  ({s['plan_s'] / TARGET_S:.2f} of the {TARGET_S:.0f} s target)"
+            f"{policy:8s} plan {s['plan_s']:6.2f} s  "
+            f"({s['plan_s'] / TARGET_S:.2f} of the {TARGET_S:.0f} s target)"
             f"  units {plan.num_units}  sharing kept {s['sharing_kept']:.4f}"
             f"  leaves split {s['leaf_split_fraction']:.4%}"
         )

@@ -74,7 +74,8 @@ def main() -> int:
     )
     b = res.extra["breakdown"]
     print(
-        f"  breakdown: compute busy {b['compute_busy']:.2f}, memory busy {b['memory_busy']:.2f}, fixed per-step "
+        f"  breakdown: compute busy {b['compute_busy']:.2f}, memory busy {b['memory_busy']:.2f}, "
+        f"fixed per-step "
         f"cost {b['fixed_cost_s']:,.0f} s, {b['fraction_of_step_bound'] * 100:.1f} % of the step bound "
         f"({b['step_bound_s']:,.0f} s)"
     )

@@ -39,15 +39,18 @@ def main() -> None:
     make_s, stat_s = (t2 - t0), (t4 - t2)
     total = stats["total"]
     print(
-        f"{args.preset}: {len(trace)} requests, density {total['density']:.4f}, sharing {total['sharing']:.4f}, "
+        f"{args.preset}: {len(trace)} requests, density {total['density']:.4f}, "
+        f"sharing {total['sharing']:.4f}, "
         f"file {size_mb:.1f} MB"
     )
     print(
-        f"make  (generate {t1 - t0:.2f} s + write {t2 - t1:.2f} s) = {make_s:.2f} s; target {MAKE_TARGET_S:.0f} s; "
+        f"make  (generate {t1 - t0:.2f} s + write {t2 - t1:.2f} s) = {make_s:.2f} s; "
+        f"target {MAKE_TARGET_S:.0f} s; "
         f"ratio {make_s / MAKE_TARGET_S:.3f}"
     )
     print(
-        f"stat  (read {t3 - t2:.2f} s + stats {t4 - t3:.2f} s) = {stat_s:.2f} s; target {STAT_TARGET_S:.0f} s; "
+        f"stat  (read {t3 - t2:.2f} s + stats {t4 - t3:.2f} s) = {stat_s:.2f} s; "
+        f"target {STAT_TARGET_S:.0f} s; "
         f"ratio {stat_s / STAT_TARGET_S:.3f}"
     )
 

@@ -91,7 +91,8 @@ def main() -> int:
             f"(target |error| <= {TARGET:.0%}: {'met' if abs(e.error) <= TARGET else 'NOT met'})"
         )
         print(
-            f"  reference GEMM drift since profiling: before {before / ref0 - 1:+.1%}, after {after / ref0 - 1:+.1%}"
+            f"  reference GEMM drift since profiling: before {before / ref0 - 1:+.1%}, "
+            f"after {after / ref0 - 1:+.1%}"
         )
         for op, v in x["operators"].items():
             bias = f"bias {v['bias']:+.1%}, MAPE {v['mape']:.1%}" if "bias" in v else ""

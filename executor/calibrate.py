@@ -5,15 +5,16 @@ runs a grid of *phases* through one vLLM engine, each a batch of identical reque
 prompts (no prefix sharing) admitted together (or one every few steps: staggered) and run to
 completion before the next phase, so the steps cover prefill-only steps (short to chunked long
 prompts, and full steps of several chunks), decode steps from 1 to 160 sequences at short and long
-contexts, the mixed steps between them, and steps of one small prefill chunk beside decodes. The grid's uniform batches are unlike
-any validation trace (whose requests mix sources and lengths).
+contexts, the mixed steps between them, and steps of one small prefill chunk beside decodes. The
+grid's uniform batches are unlike any validation trace (whose requests mix sources and lengths).
 
 Every step's exact composition (``BatchShape`` counts from the scheduler's output) and wall time is
 recorded; the serial step model's parameters (GEMM efficiency curve, weight-bound bandwidth, KV and
 attention efficiencies, per-step and per-sequence overheads, attention latencies) are fitted by least
 squares on relative residuals ``predicted / measured - 1`` with a soft-L1 loss (steps stalled by other
 processes are outliers, not engine cost), starting from the kernel profile's values, whose hardware
-peaks are kept. The report gives the step MAPE, the median step error and the total-time error. The first steps of the run (warm-up) are left out of the fit.
+peaks are kept. The report gives the step MAPE, the median step error and the total-time error.
+The first steps of the run (warm-up) are left out of the fit.
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 A second vLLM engine in the same process does not free the first's memory, so each policy's replay
 runs as ``python -m blendsim.executor.isolate SPEC.json``: the spec names the trace file, the
-admission order and its pacing (``.npy``), the :class:`VllmRunConfig` fields, the policy and the output folder. The
-child writes ``<policy>_vllm.json`` and ``_steps.parquet`` there (also when interrupted: what it
-measured is kept) and exits 2 with one line on stderr for a user error. ``python`` may be another
-environment's interpreter (vLLM in its own venv) as long as it can import blendsim.
+admission order and its pacing (``.npy``), the :class:`VllmRunConfig` fields, the policy and the
+output folder. The child writes ``<policy>_vllm.json`` and ``_steps.parquet`` there (also when
+interrupted: what it measured is kept) and exits 2 with one line on stderr for a user error.
+``python`` may be another environment's interpreter (vLLM in its own venv) as long as it can import
+blendsim.
 """
 
 from __future__ import annotations

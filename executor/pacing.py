@@ -35,7 +35,8 @@ class Pacing:
 
     @classmethod
     def from_sim(cls, sim: Any, replica: int | None = None) -> Pacing:
-        """The timing of ``replica`` of a ``SimResult`` (None: its only replica; nothing if it has several)."""
+        """The timing of ``replica`` of a ``SimResult`` (None: its only replica; nothing if it has
+        several)."""
         return cls(sim.release_steps(replica), sim.prefill_caps(replica))
 
     def checked(self, n: int) -> Pacing:

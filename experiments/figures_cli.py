@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
         action="store_const",
         const="quick",
         dest="scale",
-        help="smaller traces and coarser grids (about 3 minutes on an idle 2-core machine; within 15 under load)",
+        help="smaller traces and coarser grids (about 3 minutes on an idle 2-core machine; "
+        "within 15 under load)",
     )
     scale.add_argument(
         "--tiny",

@@ -96,7 +96,8 @@ def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
         fr = [r["fraction_of_optimal"] for r in rows if r["gpu"] == g and r["policy"] == "blend"]
         rho = ", ".join(f"{density[(t, g)]:.2f}" for t in presets)
         lines.append(
-            f"gpu_profiles [{g}]: preset densities {rho}; blend over dfs mean {mean(sp):.3f}x (range {min(sp):.3f}-{max(sp):.3f}x), "
+            f"gpu_profiles [{g}]: preset densities {rho}; blend over dfs mean {mean(sp):.3f}x "
+            f"(range {min(sp):.3f}-{max(sp):.3f}x), "
             f"blend at {100 * mean(fr):.1f}% of the optimum (paper: A100 only)"
         )
     return FigureOutput("gpu_profiles", paths, lines)

@@ -6,15 +6,15 @@
 default 1 %); a sampled request is treated as already run during warm-up, so its true length is
 known. Every other request gets the mean output length of the samples in the smallest subtree
 containing it that has any: its own subtree, then its siblings', then each ancestor's in turn up to
-the root. ``min_per_source`` (default 1, our addition) guarantees that many samples in every
-subtree directly under the root (one per source: each source has its own system prompt), chosen at
-random among its requests: an operator samples every task type at least once, and without it a
-40K-request preset with ~20 videos usually has no video sample at 1 %, so every video would be
-planned with the API requests' mean length. Siblings come before the parent in the paper's wording; because the request's own subtree
-holds no sample, "the samples of its siblings" and "the samples of its parent's subtree" are the same
-set, so the rule is simply: the nearest ancestor-or-self subtree with at least one sample. At least
-one request is always sampled (a tiny trace at 1 % could otherwise have none), even with
-``min_per_source=0``.
+the root. ``min_per_source`` (default 1, our addition) guarantees that many samples in every subtree
+directly under the root (one per source: each source has its own system prompt), chosen at random
+among its requests: an operator samples every task type at least once, and without it a 40K-request
+preset with ~20 videos usually has no video sample at 1 %, so every video would be planned with the
+API requests' mean length. Siblings come before the parent in the paper's wording; because the
+request's own subtree holds no sample, "the samples of its siblings" and "the samples of its
+parent's subtree" are the same set, so the rule is simply: the nearest ancestor-or-self subtree with
+at least one sample. At least one request is always sampled (a tiny trace at 1 % could otherwise
+have none), even with ``min_per_source=0``.
 
 ``exact_kinds`` (default ``("video",)``): requests whose source is of one of these kinds (looked up in
 :data:`blendsim.traces.sources.SOURCES`; unknown source names match nothing) have their true length

@@ -16,8 +16,8 @@ root through the node::
     comp(v)     = token_comp_time * (sum_d(v) + distinct(v))    # E3 after sharing, E6's numerator
     density(v)  = comp(v) / sum_mem(v)                          # ratio of sums with sharing (E6)
 
-``inner`` is additive: ``inner(v) = sum over children c with requests of (seg_len(c) + inner(c))``. A node split
-off and re-attached under the root gets ``seg_len = prefix_len``: it recomputes its whole prefix.
+``inner`` is additive: ``inner(v) = sum over children c with requests of (seg_len(c) + inner(c))``.
+A node split off and re-attached under the root gets ``seg_len = prefix_len``: it recomputes its whole prefix.
 Invariant: ``seg_len(c) == prefix_len(c) - prefix_len(parent(c))`` for every non-root node.
 
 Building is one vectorised pass over the segments plus one sort of the segment ids (``np.unique``);

@@ -37,8 +37,8 @@ def test_peak_matches_brute_force(seed: int) -> None:
 
 
 def two_unit_case() -> tuple[Trace, Plan]:
-    """A compute-heavy unit (long prompts, short outputs, 2,500 requests) and a memory-heavy unit of long outputs
-    of different lengths, the longest at the right end (where the right cursor starts)."""
+    """A compute-heavy unit (long prompts, short outputs, 2,500 requests) and a memory-heavy unit of
+    long outputs of different lengths, the longest at the right end (where the right cursor starts)."""
     rng = np.random.default_rng(3)
     left = [
         Request(i, "docs", (i,), (int(rng.integers(1500, 2500)),), int(rng.integers(5, 40)))

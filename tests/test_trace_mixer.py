@@ -1,4 +1,5 @@
-"""The mixer: presets, feasible targets (hypothesis), arrival order, determinism, recomputation from columns."""
+"""The mixer: presets, feasible targets (hypothesis), arrival order, determinism, recomputation from
+columns."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The resource-aware prefix tree: structure, sums with sharing, sorting, splitting (sim/tree.py, transform.py)."""
+"""The resource-aware prefix tree: structure, sums with sharing, sorting, splitting (sim/tree.py,
+transform.py)."""
 
 from __future__ import annotations
 

@@ -85,7 +85,8 @@ class SourceStream:
 def achieved(
     streams: list[SourceStream], counts: np.ndarray, factor: float, offsets: np.ndarray | None = None
 ) -> tuple[float, float]:
-    """Exact (density, sharing) of the trace made of ``counts[i]`` requests of each stream (from ``offsets[i]``)."""
+    """Exact (density, sharing) of the trace made of ``counts[i]`` requests of each stream (from
+    ``offsets[i]``)."""
     offsets = np.zeros(len(streams), dtype=np.int64) if offsets is None else offsets
     tokens, saved, mem = np.sum(
         [s.window_totals(int(o), int(n)) for s, o, n in zip(streams, offsets, counts, strict=True)], axis=0
