@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from blendsim.sim.planner import make_plan
+from blendsim.sim.planning.planner import make_plan
 from blendsim.traces.trace import Trace
 
 TARGET_S = 10.0

@@ -16,7 +16,7 @@ import time
 
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import MODELS
-from blendsim.sim.run import simulate_policy
+from blendsim.sim.simulation.run import simulate_policy
 from blendsim.traces.mixer import make_preset
 
 TARGET_S = 30.0

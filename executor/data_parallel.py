@@ -1,6 +1,6 @@
 """``--dp N`` on vLLM: one engine per replica, each replaying its replica's share of the simulated plan.
 
-The simulator splits the pool across N replicas (:mod:`blendsim.sim.replicas`). Replica ``r``'s
+The simulator splits the pool across N replicas (:mod:`blendsim.sim.simulation.replicas`). Replica ``r``'s
 requests, in its admission order and with its own pacing (release steps and prefill caps of its
 steps, :class:`~blendsim.executor.pacing.Pacing`), become a sub-trace that one engine process
 replays (:func:`~blendsim.executor.isolate.run_isolated`). The N processes run at once; on CUDA

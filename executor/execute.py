@@ -27,7 +27,7 @@ from blendsim.executor.vllm_engine import (
     check_device,
 )
 from blendsim.profiler.specs import ModelSpec
-from blendsim.sim.config import EngineConfig
+from blendsim.sim.simulation.config import EngineConfig
 from blendsim.traces.trace import Trace
 
 
@@ -76,8 +76,8 @@ def execute(
     from blendsim.executor.compare import Comparison, entry_from_replay, entry_from_results
     from blendsim.executor.data_parallel import replay_on_vllm
     from blendsim.profiler.specs import get_model
-    from blendsim.sim.planner import make_plan
-    from blendsim.sim.run import simulate
+    from blendsim.sim.planning.planner import make_plan
+    from blendsim.sim.simulation.run import simulate
     from blendsim.traces.io import read_trace
 
     started = time.perf_counter()

@@ -1,6 +1,6 @@
 """What an execution measured: per-step records and the run's result, in the simulator's schema.
 
-``ExecResult.to_dict`` has the keys of :data:`blendsim.sim.result.RESULT_KEYS` (``sim_s`` is the
+``ExecResult.to_dict`` has the keys of :data:`blendsim.sim.simulation.result.RESULT_KEYS` (``sim_s`` is the
 wall time of the measured run, ``optimal_time_s`` and ``fraction_of_optimal`` are null because they
 need a profile; the comparison fills them) plus ``backend``, ``device`` and the measured extras.
 ``ExecResult.steps`` maps :data:`STEP_COLUMNS` to equal-length arrays; its first columns are the
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from blendsim.errors import UserError, atomic_output
-from blendsim.sim.result import write_parquet
+from blendsim.sim.simulation.result import write_parquet
 
 STEP_COLUMNS = (
     "replica",

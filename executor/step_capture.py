@@ -1,6 +1,6 @@
 """The exact ``BatchShape`` of every simulated step, taken without touching the simulator.
 
-The simulator's engine (``blendsim.sim.engine.Engine.step``) costs each step with one call
+The simulator's engine (``blendsim.sim.simulation.engine.Engine.step``) costs each step with one call
 ``profile.step_time(BatchShape(...), engine)``. :class:`CapturingProfile` is a ``Profile`` (a frozen
 dataclass subclass, so ``isinstance``, ``bind``, ``hardware``, ``steps``, ``optimal_time`` all behave
 as before) whose ``step_time`` delegates to the real model and appends the shape and its predicted
@@ -25,9 +25,9 @@ import numpy as np
 from blendsim.profiler.cost import BatchShape, StepTime
 from blendsim.profiler.profile import Profile
 from blendsim.profiler.specs import ModelSpec
-from blendsim.sim.config import EngineConfig
-from blendsim.sim.plan import Plan
-from blendsim.sim.result import SimResult
+from blendsim.sim.planning.plan import Plan
+from blendsim.sim.simulation.config import EngineConfig
+from blendsim.sim.simulation.result import SimResult
 from blendsim.traces.trace import Trace
 
 SHAPE_COLUMNS = (
@@ -181,9 +181,9 @@ def simulate_captured(
     config: EngineConfig | None = None,
     dp: int = 1,
 ) -> tuple[SimResult, CapturedSteps]:
-    """``blendsim.sim.run.simulate`` with a capturing profile: the result (identical to an uncaptured
-    run) and every step's exact shape, aligned with ``result.steps``."""
-    from blendsim.sim.run import bound_profile, simulate
+    """``blendsim.sim.simulation.run.simulate`` with a capturing profile: the result (identical to
+    an uncaptured run) and every step's exact shape, aligned with ``result.steps``."""
+    from blendsim.sim.simulation.run import bound_profile, simulate
 
     bound = bound_profile(profile, model)
     capturing = CapturingProfile.wrap(bound)

@@ -28,8 +28,8 @@ from blendsim.executor.step_capture import CapturedSteps, simulate_captured
 from blendsim.profiler.forward_pass import OPERATORS, StepReplayer
 from blendsim.profiler.profile import Profile
 from blendsim.profiler.specs import ModelSpec
-from blendsim.sim.config import EngineConfig
-from blendsim.sim.result import SimResult
+from blendsim.sim.simulation.config import EngineConfig
+from blendsim.sim.simulation.result import SimResult
 from blendsim.traces.trace import Trace
 
 SELECTIONS = ("first", "even")
@@ -202,7 +202,7 @@ class ReplayResult:
         from pathlib import Path
 
         from blendsim.executor.compare import write_json
-        from blendsim.sim.result import write_parquet
+        from blendsim.sim.simulation.result import write_parquet
 
         d = Path(out_dir)
         if d.exists() and not d.is_dir():
@@ -244,7 +244,7 @@ def replay_policy(
 ) -> ReplayResult:
     """Plan ``trace`` with ``policy``, simulate it under ``profile`` and ``config`` capturing every
     step, then replay the selected steps on torch (module docstring)."""
-    from blendsim.sim.planner import make_plan
+    from blendsim.sim.planning.planner import make_plan
 
     opts = options or ReplayOptions()
     device = prepare_device(opts.device, opts.threads, profile)

@@ -45,7 +45,7 @@ from blendsim.executor.compare import (
 from blendsim.executor.execute import engine_config
 from blendsim.profiler.profile import Profile, load_profile
 from blendsim.profiler.specs import ModelSpec, get_model
-from blendsim.sim.config import EngineConfig
+from blendsim.sim.simulation.config import EngineConfig
 from blendsim.traces.trace import Trace
 
 POLICIES = ("fifo", "dfs", "blend")
@@ -211,8 +211,8 @@ def run_validation(
     """The whole CPU validation (module docstring); returns the comparison it wrote."""
     from blendsim.executor.torch_backend import ReplayOptions, replay_policy
     from blendsim.executor.validation_trace import validation_trace
-    from blendsim.sim.planner import make_plan
-    from blendsim.sim.run import simulate
+    from blendsim.sim.planning.planner import make_plan
+    from blendsim.sim.simulation.run import simulate
     from blendsim.traces.io import write_trace
 
     log = say or (lambda _m: None)

@@ -50,7 +50,7 @@ def trace_summary(trace: Trace, model: ModelSpec, hw: Any) -> dict[str, Any]:
 def run_cell(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
     """Build the cell's trace and simulate every (engine, policy). Never raises UserError: a cell the
     mixer cannot build (or the simulator cannot run as asked) comes back ``infeasible`` with the reason."""
-    from blendsim.sim.run import simulate_policy
+    from blendsim.sim.simulation.run import simulate_policy
     from blendsim.traces.mixer import make_trace
 
     start = time.perf_counter()

@@ -157,7 +157,7 @@ class Run:
 
 def simulate_run(run: Run) -> dict[str, Any]:
     """``SimResult.to_dict()`` of the run, plus ``series`` (per-step columns) when asked."""
-    from blendsim.sim.run import simulate_policy
+    from blendsim.sim.simulation.run import simulate_policy
 
     trace = build_trace(run.trace)
     model, profile = resolve(run.trace.model, run.gpu, None, run.tp)

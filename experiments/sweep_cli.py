@@ -101,7 +101,7 @@ def register(subparsers: Any) -> None:
 
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
-    from blendsim.sim.policies import POLICIES
+    from blendsim.sim.planning.policies import POLICIES
 
     if args.sharing_ratios is not None:
         sharings = parse_values(args.sharing_ratios, "sharing ratio")

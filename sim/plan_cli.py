@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from blendsim.errors import UserError, atomic_output
-from blendsim.sim.estimate import ESTIMATORS
-from blendsim.sim.plan import Plan
-from blendsim.sim.planner import make_plan
-from blendsim.sim.policies import POLICIES
+from blendsim.sim.planning.estimate import ESTIMATORS
+from blendsim.sim.planning.plan import Plan
+from blendsim.sim.planning.planner import make_plan
+from blendsim.sim.planning.policies import POLICIES
 from blendsim.traces.trace import Trace
 
 

@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from blendsim.errors import UserError, unknown
-from blendsim.sim.config import ADMISSION_RULES, ENGINES, RIGHT_ADMISSION_RULES, EngineConfig
-from blendsim.sim.result import SimResult
+from blendsim.sim.simulation.config import ADMISSION_RULES, ENGINES, RIGHT_ADMISSION_RULES, EngineConfig
+from blendsim.sim.simulation.result import SimResult
 
 POLICY_CHOICES = ("fifo", "dfs", "balance", "blend")
 DEFAULT_MODEL = "llama-3-8b"
@@ -105,7 +105,7 @@ def _policies(name: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from blendsim.profiler.profile import resolve_profile
     from blendsim.profiler.specs import get_model
-    from blendsim.sim.run import simulate_policy
+    from blendsim.sim.simulation.run import simulate_policy
     from blendsim.traces.io import read_trace
 
     policies = _policies(args.policy)

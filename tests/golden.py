@@ -134,8 +134,8 @@ def run_cases() -> dict[str, Any]:
     """Digest every case with the code as it is now."""
     from blendsim.profiler.profile import resolve_profile
     from blendsim.profiler.specs import get_model
-    from blendsim.sim.config import EngineConfig
-    from blendsim.sim.run import simulate_policy
+    from blendsim.sim.simulation.config import EngineConfig
+    from blendsim.sim.simulation.run import simulate_policy
     from blendsim.traces.mixer import make_preset
 
     model = get_model("llama-3-8b")

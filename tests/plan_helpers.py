@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from blendsim.profiler.specs import get_gpu, get_model
-from blendsim.sim.tree import PrefixTree
+from blendsim.sim.planning.tree import PrefixTree
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
 

@@ -18,7 +18,7 @@ from blendsim.executor.vllm_backend import check_fits, check_order
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.profile import Profile
 from blendsim.profiler.specs import model_from_config
-from blendsim.sim.result import RESULT_KEYS, SERIES_COLUMNS
+from blendsim.sim.simulation.result import RESULT_KEYS, SERIES_COLUMNS
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
 
@@ -374,9 +374,9 @@ def test_replica_shares_and_merge_for_data_parallel() -> None:
     from blendsim.executor.data_parallel import merge_replicas, replica_shares
     from blendsim.profiler.profile import builtin_profile
     from blendsim.profiler.specs import get_model
-    from blendsim.sim.config import EngineConfig
-    from blendsim.sim.planner import make_plan
-    from blendsim.sim.run import simulate
+    from blendsim.sim.planning.planner import make_plan
+    from blendsim.sim.simulation.config import EngineConfig
+    from blendsim.sim.simulation.run import simulate
     from blendsim.traces.mixer import make_preset
 
     trace, model = make_preset("trace2", requests=600), get_model("llama-3-8b")

@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blendsim.sim.kvcache import RadixCache
+from blendsim.sim.simulation.kvcache import RadixCache
 
 
 def test_shared_prefix_is_held_once() -> None:

@@ -12,11 +12,11 @@ from plan_helpers import GPU, MODEL, outlier_trace, random_traces
 
 from blendsim.cli import main
 from blendsim.errors import UserError
-from blendsim.sim.estimate import estimate_output_lengths
-from blendsim.sim.planner import make_plan
-from blendsim.sim.policies import POLICIES, get_policy
-from blendsim.sim.policies.base import unbounded_cache_saved
-from blendsim.sim.tree import PrefixTree
+from blendsim.sim.planning.estimate import estimate_output_lengths
+from blendsim.sim.planning.planner import make_plan
+from blendsim.sim.planning.policies import POLICIES, get_policy
+from blendsim.sim.planning.policies.base import unbounded_cache_saved
+from blendsim.sim.planning.tree import PrefixTree
 from blendsim.traces.trace import Trace
 
 

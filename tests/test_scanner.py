@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blendsim.sim.plan import Plan
-from blendsim.sim.scanner import DualScanner, dual_scan, memory_split, prefill_budget
+from blendsim.sim.planning.plan import Plan
+from blendsim.sim.planning.scanner import DualScanner, dual_scan, memory_split, prefill_budget
 
 GB = 1e9
 KV = 131072  # Llama-3-8B bytes per KV token

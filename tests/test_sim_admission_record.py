@@ -8,10 +8,10 @@ import pytest
 
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import GPUS, MODELS
-from blendsim.sim.config import EngineConfig
-from blendsim.sim.planner import make_plan
-from blendsim.sim.result import SimResult
-from blendsim.sim.run import simulate
+from blendsim.sim.planning.planner import make_plan
+from blendsim.sim.simulation.config import EngineConfig
+from blendsim.sim.simulation.result import SimResult
+from blendsim.sim.simulation.run import simulate
 from blendsim.traces.mixer import make_preset
 
 LLAMA = MODELS["llama-3-8b"]

@@ -11,10 +11,10 @@ import pytest
 from blendsim.cli import main
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import GPUS, MODELS
-from blendsim.sim.config import EngineConfig
-from blendsim.sim.planner import make_plan
-from blendsim.sim.replicas import carve_shares, sub_plan
-from blendsim.sim.run import simulate, simulate_policy
+from blendsim.sim.planning.planner import make_plan
+from blendsim.sim.simulation.config import EngineConfig
+from blendsim.sim.simulation.replicas import carve_shares, sub_plan
+from blendsim.sim.simulation.run import simulate, simulate_policy
 from blendsim.traces.io import write_trace
 from blendsim.traces.mixer import make_preset
 

@@ -7,9 +7,9 @@ import pytest
 
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import GPUS, MODELS
-from blendsim.sim.planner import make_plan
-from blendsim.sim.replicas import carve_shares, request_costs, sub_plan
-from blendsim.sim.run import simulate
+from blendsim.sim.planning.planner import make_plan
+from blendsim.sim.simulation.replicas import carve_shares, request_costs, sub_plan
+from blendsim.sim.simulation.run import simulate
 from blendsim.traces.mixer import make_preset
 
 LLAMA = MODELS["llama-3-8b"]

@@ -10,9 +10,9 @@ import pytest
 from blendsim.errors import UserError
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import MODELS
-from blendsim.sim.config import EngineConfig, kv_capacity_tokens
-from blendsim.sim.plan import Plan
-from blendsim.sim.run import simulate
+from blendsim.sim.planning.plan import Plan
+from blendsim.sim.simulation.config import EngineConfig, kv_capacity_tokens
+from blendsim.sim.simulation.run import simulate
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
 

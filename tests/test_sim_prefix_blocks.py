@@ -11,12 +11,12 @@ import pytest
 
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import MODELS
-from blendsim.sim.admission import FcfsAdmission
-from blendsim.sim.config import EngineConfig
-from blendsim.sim.engine import Engine
-from blendsim.sim.plan import Plan
-from blendsim.sim.replicas import run_replicas
-from blendsim.sim.run import block_saved_tokens, simulate
+from blendsim.sim.planning.plan import Plan
+from blendsim.sim.simulation.admission import FcfsAdmission
+from blendsim.sim.simulation.config import EngineConfig
+from blendsim.sim.simulation.engine import Engine
+from blendsim.sim.simulation.replicas import run_replicas
+from blendsim.sim.simulation.run import block_saved_tokens, simulate
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
 

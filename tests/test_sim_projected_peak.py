@@ -9,11 +9,11 @@ import pytest
 from blendsim.profiler.cost import token_comp_time
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import GPUS, MODELS
-from blendsim.sim.blend_admission import RIGHT, BlendAdmission
-from blendsim.sim.config import EngineConfig
-from blendsim.sim.engine import Engine
-from blendsim.sim.plan import Plan
-from blendsim.sim.projected_peak import RightProjection, projected_peak
+from blendsim.sim.planning.plan import Plan
+from blendsim.sim.simulation.blend_admission import RIGHT, BlendAdmission
+from blendsim.sim.simulation.config import EngineConfig
+from blendsim.sim.simulation.engine import Engine
+from blendsim.sim.simulation.projected_peak import RightProjection, projected_peak
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
 

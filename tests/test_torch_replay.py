@@ -17,9 +17,9 @@ from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.forward_pass import StepReplayer, StepTiming, decode_batch, prefill_chunks
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import ModelSpec, model_from_config
-from blendsim.sim.config import EngineConfig
-from blendsim.sim.planner import make_plan
-from blendsim.sim.run import simulate
+from blendsim.sim.planning.planner import make_plan
+from blendsim.sim.simulation.config import EngineConfig
+from blendsim.sim.simulation.run import simulate
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
 

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from plan_helpers import GPU, MODEL, leaves_under, outlier_trace, random_traces
 
 from blendsim.profiler.cost import comp_time, mem_time, set_density, token_comp_time
-from blendsim.sim.transform import TransformConfig, is_monotone, outliers, split
-from blendsim.sim.tree import ROOT, PrefixTree
+from blendsim.sim.planning.transform import TransformConfig, is_monotone, outliers, split
+from blendsim.sim.planning.tree import ROOT, PrefixTree
 from blendsim.traces.trace import Trace
 
 

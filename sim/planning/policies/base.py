@@ -14,9 +14,9 @@ import numpy as np
 
 from blendsim.errors import UserError
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
-from blendsim.sim.estimate import LengthEstimate
-from blendsim.sim.plan import Plan
-from blendsim.sim.tree import ROOT, PrefixTree
+from blendsim.sim.planning.estimate import LengthEstimate
+from blendsim.sim.planning.plan import Plan
+from blendsim.sim.planning.tree import ROOT, PrefixTree
 from blendsim.traces.trace import Trace
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blendsim.sim.plan import Plan
+from blendsim.sim.planning.plan import Plan
 
 EQUAL_RTOL = 1e-12
 

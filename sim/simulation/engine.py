@@ -43,8 +43,8 @@ from typing import Protocol
 import numpy as np
 
 from blendsim.profiler.cost import BatchShape, StepTime
-from blendsim.sim.config import EngineConfig
-from blendsim.sim.kvcache import RadixCache
+from blendsim.sim.simulation.config import EngineConfig
+from blendsim.sim.simulation.kvcache import RadixCache
 from blendsim.traces.trace import Trace
 
 

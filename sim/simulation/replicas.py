@@ -17,9 +17,9 @@ from collections.abc import Callable
 import numpy as np
 import simpy
 
-from blendsim.sim.admission import Admission
-from blendsim.sim.engine import Engine
-from blendsim.sim.plan import Plan
+from blendsim.sim.planning.plan import Plan
+from blendsim.sim.simulation.admission import Admission
+from blendsim.sim.simulation.engine import Engine
 
 PROGRESS_EVERY = 512  # steps between progress-bar updates
 

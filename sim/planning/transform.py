@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from blendsim.errors import UserError
-from blendsim.sim.tree import ROOT, PrefixTree
+from blendsim.sim.planning.tree import ROOT, PrefixTree
 
 
 @dataclass(frozen=True)

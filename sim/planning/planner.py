@@ -11,11 +11,11 @@ import time
 from typing import Any
 
 from blendsim.profiler.specs import HardwareSpec, ModelSpec, get_gpu, get_model
-from blendsim.sim.estimate import estimate_output_lengths
-from blendsim.sim.plan import Plan
-from blendsim.sim.policies import get_policy
-from blendsim.sim.policies.base import PlanningInput
-from blendsim.sim.tree import PrefixTree
+from blendsim.sim.planning.estimate import estimate_output_lengths
+from blendsim.sim.planning.plan import Plan
+from blendsim.sim.planning.policies import get_policy
+from blendsim.sim.planning.policies.base import PlanningInput
+from blendsim.sim.planning.tree import PrefixTree
 from blendsim.traces.trace import Trace
 
 
@@ -31,7 +31,7 @@ def make_plan(
     seed: int = 0,
     **policy_options: Any,
 ) -> Plan:
-    """The admission plan of ``policy`` for ``trace`` (see :class:`blendsim.sim.plan.Plan`)."""
+    """The admission plan of ``policy`` for ``trace`` (see :class:`blendsim.sim.planning.plan.Plan`)."""
     start = time.perf_counter()
     build = get_policy(policy)
     model = get_model(model) if isinstance(model, str) else model

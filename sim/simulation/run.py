@@ -17,14 +17,14 @@ from blendsim.errors import UserError
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.profile import Profile
 from blendsim.profiler.specs import ModelSpec
-from blendsim.sim.admission import Admission, FcfsAdmission
-from blendsim.sim.blend_admission import BlendAdmission
-from blendsim.sim.breakdown import time_breakdown
-from blendsim.sim.config import EngineConfig, kv_capacity_tokens
-from blendsim.sim.engine import Engine
-from blendsim.sim.plan import Plan
-from blendsim.sim.replicas import carve_shares, run_replicas, split_contiguous, sub_plan
-from blendsim.sim.result import SimResult
+from blendsim.sim.planning.plan import Plan
+from blendsim.sim.simulation.admission import Admission, FcfsAdmission
+from blendsim.sim.simulation.blend_admission import BlendAdmission
+from blendsim.sim.simulation.breakdown import time_breakdown
+from blendsim.sim.simulation.config import EngineConfig, kv_capacity_tokens
+from blendsim.sim.simulation.engine import Engine
+from blendsim.sim.simulation.replicas import carve_shares, run_replicas, split_contiguous, sub_plan
+from blendsim.sim.simulation.result import SimResult
 from blendsim.traces.trace import Trace
 
 __all__ = ["EngineConfig", "SimResult", "simulate", "simulate_policy", "kv_capacity_blocks", "optimal_totals"]
@@ -55,7 +55,7 @@ def kv_capacity_blocks(model: ModelSpec, profile: Profile, config: EngineConfig)
 def check_requests_fit(trace: Trace, capacity_blocks: int, block_size: int) -> None:
     """A request whose prompt and output KV exceed the whole cache can never finish: UserError.
     It needs ``ceil((p + d) / b)`` blocks, one more when its prompt ends on a block boundary (if it
-    is wholly cached, its last block is recomputed into a copy: :mod:`blendsim.sim.engine`)."""
+    is wholly cached, its last block is recomputed into a copy: :mod:`blendsim.sim.simulation.engine`)."""
     p = trace.prompt_len.astype(np.int64)
     need = -(-(p + trace.output_len) // block_size) + (p % block_size == 0)
     bad = np.flatnonzero(need > capacity_blocks)
@@ -110,7 +110,7 @@ def block_saved_tokens(trace: Trace, order: np.ndarray, block_size: int) -> int:
 def _admissions(
     trace: Trace, plan: Plan, dp: int, model: ModelSpec, profile: Profile, config: EngineConfig, capacity: int
 ) -> list[Admission]:
-    """One admission policy per replica over its share (see :mod:`blendsim.sim.replicas`)."""
+    """One admission policy per replica over its share (see :mod:`blendsim.sim.simulation.replicas`)."""
     if plan.two_sided:
         ridge = profile.steps.ridge_tokens()
         return [
@@ -285,7 +285,7 @@ def simulate_policy(
     **options: Any,
 ) -> SimResult:
     """Plan ``trace`` with ``policy`` (``options`` go to the planner) and simulate it."""
-    from blendsim.sim.planner import make_plan
+    from blendsim.sim.planning.planner import make_plan
 
     config = (config or EngineConfig()).with_(engine=engine)
     profile = bound_profile(profile, model)

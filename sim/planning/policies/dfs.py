@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from blendsim.sim.plan import Plan
-from blendsim.sim.policies.base import PlanningInput, no_options, per_request_plan
+from blendsim.sim.planning.plan import Plan
+from blendsim.sim.planning.policies.base import PlanningInput, no_options, per_request_plan
 
 
 def build(ctx: PlanningInput, **options: Any) -> Plan:

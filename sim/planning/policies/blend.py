@@ -1,8 +1,8 @@
 """blend: BlendServe's sorted, split and merged resource-aware tree as a two-sided Plan.
 
-Units are the merged subtrees of :func:`blendsim.sim.transform.merge`, left (compute-heavy) to
+Units are the merged subtrees of :func:`blendsim.sim.planning.transform.merge`, left (compute-heavy) to
 right (memory-heavy); ``target_density`` is ρ(root) after splitting. Options are the fields of
-:class:`blendsim.sim.transform.TransformConfig` (keep_sharing, budget_tokens, split, merge,
+:class:`blendsim.sim.planning.transform.TransformConfig` (keep_sharing, budget_tokens, split, merge,
 max_rounds).
 """
 
@@ -12,10 +12,10 @@ import dataclasses
 from typing import Any
 
 from blendsim.errors import UserError
-from blendsim.sim.plan import Plan
-from blendsim.sim.policies.base import PlanningInput
-from blendsim.sim.transform import TransformConfig, merge, split
-from blendsim.sim.tree import ROOT
+from blendsim.sim.planning.plan import Plan
+from blendsim.sim.planning.policies.base import PlanningInput
+from blendsim.sim.planning.transform import TransformConfig, merge, split
+from blendsim.sim.planning.tree import ROOT
 
 
 def build(ctx: PlanningInput, **options: Any) -> Plan:

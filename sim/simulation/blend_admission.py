@@ -28,11 +28,11 @@ from __future__ import annotations
 
 from blendsim.profiler.cost import token_comp_time
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
-from blendsim.sim.config import EngineConfig
-from blendsim.sim.engine import Engine
-from blendsim.sim.plan import Plan
-from blendsim.sim.projected_peak import RightProjection
-from blendsim.sim.scanner import DualScanner, ScanBudget
+from blendsim.sim.planning.plan import Plan
+from blendsim.sim.planning.scanner import DualScanner, ScanBudget
+from blendsim.sim.simulation.config import EngineConfig
+from blendsim.sim.simulation.engine import Engine
+from blendsim.sim.simulation.projected_peak import RightProjection
 
 LEFT, RIGHT = 1, 2
 

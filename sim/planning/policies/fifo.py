@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from blendsim.sim.plan import Plan
-from blendsim.sim.policies.base import PlanningInput, no_options, per_request_plan
+from blendsim.sim.planning.plan import Plan
+from blendsim.sim.planning.policies.base import PlanningInput, no_options, per_request_plan
 
 
 def build(ctx: PlanningInput, **options: Any) -> Plan:

@@ -4,7 +4,7 @@ An admission policy is called before every engine step. Preempted requests are r
 (vLLM puts them at the front of its waiting queue). The baselines (``fifo``, ``dfs``, ``balance``)
 differ only in their plan's order: they admit first-come-first-served over that order while KV,
 the running cap and the step's prefill room allow, stopping at the first request that does not fit
-(head-of-line, like vLLM's FCFS scheduler). ``blend`` lives in :mod:`blendsim.sim.blend_admission`.
+(head-of-line, like vLLM's FCFS scheduler). ``blend`` lives in :mod:`blendsim.sim.simulation.blend_admission`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from blendsim.sim.engine import Engine
+from blendsim.sim.simulation.engine import Engine
 
 
 class Admission(Protocol):

@@ -5,7 +5,7 @@ requests that are admitted together in DFS order (one leaf, or a merged subtree)
 planning-time (estimated) cost. Baselines read the sequence from the left only. ``blend`` is
 two-sided: a left scanner consumes units from the front (compute-heavy end) and a right scanner from
 the back (memory-heavy end) until the cursors meet; the runtime budgets come from
-:mod:`blendsim.sim.scanner`.
+:mod:`blendsim.sim.planning.scanner`.
 
 Invariant: ``order`` is a permutation of ``range(n_requests)``; ``unit_bounds`` is non-decreasing,
 starts at 0 and ends at ``n_requests``; unit ``k`` is ``order[unit_bounds[k]:unit_bounds[k+1]]``.

@@ -60,7 +60,7 @@ class EngineConfig:
         ``projected_peak``: admit a right request only if the projected peak KV of the right
         side's residents plus it stays within ``M_R``, each resident growing one token per step to
         its prompt + estimated output and freeing it all at its estimated end
-        (:mod:`blendsim.sim.projected_peak`); with accurate estimates the right side never outgrows
+        (:mod:`blendsim.sim.simulation.projected_peak`); with accurate estimates the right side never outgrows
         its partition, however the long requests line up. ``expected``: the side's charges (the
         ``admission`` rule's) or its actual KV, whichever is larger, plus the candidate's charge,
         within ``M_R``: long requests admitted close together can later outgrow the partition

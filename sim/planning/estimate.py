@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from blendsim.errors import UserError, unknown
-from blendsim.sim.tree import ROOT, PrefixTree
+from blendsim.sim.planning.tree import ROOT, PrefixTree
 
 ESTIMATORS = ("oracle", "sampled")
 
