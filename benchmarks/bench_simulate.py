@@ -16,6 +16,7 @@ import time
 
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import MODELS
+from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.run import simulate_policy
 from blendsim.traces.mixer import make_preset
 
@@ -42,7 +43,7 @@ def main() -> int:
     make_s = time.perf_counter() - t0
     rss_trace = peak_rss_gb()
     cpu0 = time.process_time()
-    res = simulate_policy(trace, args.policy, model, profile, args.engine)
+    res = simulate_policy(trace, args.policy, model, profile, EngineConfig(engine=args.engine))
     cpu = time.process_time() - cpu0
     total = res.plan_s + res.sim_s
     steps_per_s = res.steps_run / res.sim_s if res.sim_s else float("inf")

@@ -50,6 +50,7 @@ def trace_summary(trace: Trace, model: ModelSpec, hw: Any) -> dict[str, Any]:
 def run_cell(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
     """Build the cell's trace and simulate every (engine, policy). Never raises UserError: a cell the
     mixer cannot build (or the simulator cannot run as asked) comes back ``infeasible`` with the reason."""
+    from blendsim.sim.simulation.config import EngineConfig
     from blendsim.sim.simulation.run import simulate_policy
     from blendsim.traces.mixer import make_trace
 
@@ -73,9 +74,8 @@ def run_cell(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
         options = dict(spec.sim_options)
         for engine in spec.engines:
             for policy in spec.policies:
-                result = simulate_policy(
-                    trace, policy, model, profile, engine=engine, dp=spec.dp, seed=spec.seed, **options
-                )
+                config = EngineConfig(engine=engine)
+                result = simulate_policy(trace, policy, model, profile, config, spec.dp, spec.seed, **options)
                 record["results"].append(result.to_dict())
     except UserError as exc:
         record.update(status="infeasible", reason=str(exc), results=[])

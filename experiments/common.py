@@ -157,13 +157,13 @@ class Run:
 
 def simulate_run(run: Run) -> dict[str, Any]:
     """``SimResult.to_dict()`` of the run, plus ``series`` (per-step columns) when asked."""
+    from blendsim.sim.simulation.config import EngineConfig
     from blendsim.sim.simulation.run import simulate_policy
 
     trace = build_trace(run.trace)
     model, profile = resolve(run.trace.model, run.gpu, None, run.tp)
-    result = simulate_policy(
-        trace, run.policy, model, profile, engine=run.engine, dp=run.dp, seed=run.seed, **dict(run.options)
-    )
+    config = EngineConfig(engine=run.engine)
+    result = simulate_policy(trace, run.policy, model, profile, config, run.dp, run.seed, **dict(run.options))
     out = dict(result.to_dict())
     if run.keep_steps:
         out["series"] = step_columns(result.steps)

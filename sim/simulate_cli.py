@@ -133,9 +133,7 @@ def run(args: argparse.Namespace) -> int:
     progress = len(trace) >= PROGRESS_MIN_REQUESTS and sys.stderr.isatty()
     results: list[SimResult] = []
     for policy in policies:
-        res = simulate_policy(
-            trace, policy, model, profile, args.engine, args.dp, args.seed, config=config, progress=progress
-        )
+        res = simulate_policy(trace, policy, model, profile, config, args.dp, args.seed, progress=progress)
         results.append(res)
         if args.out:
             res.write(args.out)

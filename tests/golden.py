@@ -145,7 +145,7 @@ def run_cases() -> dict[str, Any]:
     for case in cases():
         preset, policy, engine, dp, variant = case
         config = EngineConfig(engine=engine, **case_options(variant))
-        result = simulate_policy(traces[preset], policy, model, profile, engine, dp, 0, config=config)
+        result = simulate_policy(traces[preset], policy, model, profile, config, dp, 0)
         out[case_key(case)] = digest(result)
     return out
 

@@ -16,7 +16,8 @@ from blendsim.sim.simulation.admission import FcfsAdmission
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.engine import Engine
 from blendsim.sim.simulation.replicas import run_replicas
-from blendsim.sim.simulation.run import block_saved_tokens, simulate
+from blendsim.sim.simulation.optimum import block_saved_tokens
+from blendsim.sim.simulation.run import simulate
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
 
@@ -113,13 +114,14 @@ def test_tail_blocks_are_freed_and_kv_stays_within_capacity() -> None:
     capacity = cfg.kv_capacity_override // cfg.block_size
     engine = Engine(tr, tr.output_len, A100, cfg, capacity)
     run_replicas([(engine, FcfsAdmission(np.arange(len(tr))))])
-    used = np.frombuffer(engine.series["kv_used_blocks"], dtype=np.float64)
+    used = engine.record.columns(0, cfg.block_size)["steps"]["kv_used_tokens"] // cfg.block_size
     assert used.max() <= capacity
-    assert engine.preemptions > 0 or engine.cache.evicted_blocks > 0  # memory was actually tight
-    assert engine.finished == len(tr) and engine.finished_len == tr.output_len.tolist()
-    assert engine.private_blocks == 0 and engine.charge_total == 0 and engine.n_running == 0
-    engine.cache.check()
-    assert engine.cache.evictable_blocks == engine.cache.used_blocks  # nothing referenced any more
+    cache = engine.blocks.cache
+    assert engine.stats.preemptions > 0 or cache.evicted_blocks > 0  # memory was actually tight
+    assert engine.stats.finished == len(tr) and engine.requests.finished_len == tr.output_len.tolist()
+    assert engine.blocks.private_blocks == 0 and engine.blocks.charge_total == 0 and engine.n_running == 0
+    cache.check()
+    assert cache.evictable_blocks == cache.used_blocks  # nothing referenced any more
 
 
 def test_kv_is_paged_like_vllm() -> None:

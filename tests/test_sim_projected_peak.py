@@ -10,10 +10,11 @@ from blendsim.profiler.cost import token_comp_time
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import GPUS, MODELS
 from blendsim.sim.planning.plan import Plan
-from blendsim.sim.simulation.blend_admission import RIGHT, BlendAdmission
+from blendsim.sim.simulation.blend_admission import BlendAdmission
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.engine import Engine
 from blendsim.sim.simulation.projected_peak import RightProjection, projected_peak
+from blendsim.sim.simulation.sides import RIGHT
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
 
@@ -83,10 +84,10 @@ def run_tracking_right(right_admission: str) -> tuple[int, float, int]:
         b = adm.budget()
         if b is not None and b.case == "normal":
             m_right = b.m_right / LLAMA.kv_bytes_per_token
-            worst = max(worst, engine.side_kv[RIGHT] - int(m_right))
+            worst = max(worst, engine.sides.kv[RIGHT] - int(m_right))
         engine.step()
-    assert engine.finished == len(trace)
-    return worst, m_right, engine.preemptions
+    assert engine.stats.finished == len(trace)
+    return worst, m_right, engine.stats.preemptions
 
 
 def test_right_side_never_outgrows_its_partition_with_exact_estimates() -> None:
@@ -110,18 +111,19 @@ def test_request_credit_spaces_right_admissions_by_their_own_kv_time() -> None:
     adm = BlendAdmission(plan, LLAMA, A100.hardware, cfg, blocks, A100.steps.ridge_tokens())
     last: tuple[int, float] | None = None  # (step, steps its KV-time needs)
     gaps_checked = 0
+    r = engine.requests
     while not (engine.idle and adm.exhausted):
-        before = len(engine.admitted_first)
+        before = len(engine.record.admitted_positions)
         idle = engine.n_running == 0
         adm.admit(engine)
         b = adm.budget()
-        for pos in engine.admitted_first[before:]:
-            if engine.side[pos] != RIGHT or b is None or b.case != "normal":
+        for pos in engine.record.admitted_positions[before:].tolist():
+            if engine.sides.side[pos] != RIGHT or b is None or b.case != "normal":
                 continue
             if last is not None and not idle:
                 assert engine.step_index - last[0] >= last[1] - 1
                 gaps_checked += 1
-            d = engine.d_hat[pos]
-            last = (engine.step_index, (engine.p[pos] + d / 2) * d / (b.m_right / LLAMA.kv_bytes_per_token))
+            d = r.d_hat[pos]
+            last = (engine.step_index, (r.p[pos] + d / 2) * d / (b.m_right / LLAMA.kv_bytes_per_token))
         engine.step()
     assert gaps_checked >= 10

@@ -38,10 +38,9 @@ class FcfsAdmission:
         return self.next >= len(self.order)
 
     def admit(self, engine: Engine) -> None:
-        engine.admit_requeued()
-        if engine.requeue:
+        if not engine.readmit_preempted():
             return
         order, i, n = self.order, self.next, len(self.order)
-        while i < n and engine.try_admit(order[i], 0):
+        while i < n and engine.try_admit(order[i], 0) is not None:
             i += 1
         self.next = i

@@ -33,8 +33,7 @@ from blendsim.sim.planning.scanner import DualScanner, ScanBudget
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.engine import Engine
 from blendsim.sim.simulation.projected_peak import RightProjection
-
-LEFT, RIGHT = 1, 2
+from blendsim.sim.simulation.sides import LEFT, RIGHT
 
 
 class BlendAdmission:
@@ -92,9 +91,8 @@ class BlendAdmission:
 
     # ------------------------------------------------------------------ one step
     def admit(self, engine: Engine) -> None:
-        engine.prefill_cap = self._prefill_cap(engine)
-        engine.admit_requeued()
-        if engine.requeue or self.scanner.exhausted:
+        engine.cap_prefill(self._prefill_cap(engine))
+        if not engine.readmit_preempted() or self.scanner.exhausted:
             return
         b = self.budget()
         assert b is not None
@@ -106,8 +104,8 @@ class BlendAdmission:
         if b is None:
             return
         if self.pacing:
-            reserved: float = engine.side_blocks(RIGHT)
-            if self.projected and engine.side_members[RIGHT]:  # what the right residents will grow to
+            reserved: float = engine.sides.blocks(RIGHT, engine.bs)
+            if self.projected and engine.sides.members[RIGHT]:  # what the right residents will grow to
                 reserved = max(reserved, self._right_projection(engine).peak(engine.step_index) / engine.bs)
             if self._right_is_memory_heavy():
                 reserved = max(reserved, b.m_right / self.block_bytes)
@@ -121,11 +119,11 @@ class BlendAdmission:
         """GEMM tokens of this step that keep compute at pace with the resident memory: ``r`` x
         the decode-attention time, ``r`` = remaining compute / remaining memory work, never below
         the ridge; None when no memory work is left to pace against."""
-        comp_left = self.comp_total - engine.gemm_done * self.tok_s
-        mem_left = self.mem_total - engine.kv_done * self.kv_s
+        comp_left = self.comp_total - engine.stats.gemm_done * self.tok_s
+        mem_left = self.mem_total - engine.stats.kv_done * self.kv_s
         if mem_left <= 0 or comp_left <= 0:
             return None
-        paced = comp_left / mem_left * engine.kv_read * self.kv_s / self.tok_s
+        paced = comp_left / mem_left * engine.decodes.kv_read * self.kv_s / self.tok_s
         return max(paced, self.ridge)
 
     def _paced_left_budget(self, engine: Engine, right_tokens: int) -> float:
@@ -133,7 +131,7 @@ class BlendAdmission:
         target = self._paced_target(engine)
         if target is None:
             return float(engine.cfg.token_budget)  # no memory work left to pace against
-        return max(target - engine.n_dec - right_tokens, 0.0)
+        return max(target - engine.decodes.n - right_tokens, 0.0)
 
     def _prefill_cap(self, engine: Engine) -> int | None:
         """Prefill tokens the next step may run (``EngineConfig.blend_chunk_pacing``): the paced
@@ -141,28 +139,26 @@ class BlendAdmission:
         if not self.chunk_pacing or self.scanner.exhausted:
             return None
         target = self._paced_target(engine)
-        return None if target is None else max(int(target) - engine.n_dec, 0)
+        return None if target is None else max(int(target) - engine.decodes.n, 0)
 
     def _fits_partition(self, engine: Engine, side: int, pos: int, partition_blocks: float) -> bool:
         """Whether admitting ``pos`` keeps ``side`` within its partition (an empty one takes any)."""
-        if not engine.side_members[side]:
+        if not engine.sides.members[side]:
             return True
         if side == RIGHT and self.projected:
-            peak = self._right_projection(engine).peak_with(
-                engine.step_index, engine.p[pos], engine.d_hat[pos]
-            )
+            r = engine.requests
+            peak = self._right_projection(engine).peak_with(engine.step_index, r.p[pos], r.d_hat[pos])
             return peak <= partition_blocks * engine.bs
-        load = engine.side_blocks(side)
+        load = engine.sides.blocks(side, engine.bs)
         return not load or load + engine.footprint(pos) <= partition_blocks
 
     def _right_projection(self, engine: Engine) -> RightProjection:
         """The right residents' projection, rebuilt only when their set changed."""
-        if self._projection is None or self._projection_key != engine.side_changes[RIGHT]:
-            members = engine.side_members[RIGHT]
-            self._projection = RightProjection(
-                [engine.est_end[i] for i in members], [engine.est_final[i] for i in members]
-            )
-            self._projection_key = engine.side_changes[RIGHT]
+        sides, r = engine.sides, engine.requests
+        if self._projection is None or self._projection_key != sides.changes[RIGHT]:
+            members = sides.members[RIGHT]
+            self._projection = RightProjection([r.est_end[i] for i in members], [r.est_final[i] for i in members])
+            self._projection_key = sides.changes[RIGHT]
         return self._projection
 
     def _credit_cost(self, engine: Engine, side: int, pos: int, gemm_tokens: int) -> float:
@@ -175,9 +171,9 @@ class BlendAdmission:
         gap as long as its own KV-time needs, not the unit mean's)."""
         if side == LEFT and self.pacing:
             return gemm_tokens
-        p = engine.p[pos]
+        p = engine.requests.p[pos]
         if side == RIGHT and self.request_credit:
-            d = engine.d_hat[pos]
+            d = engine.requests.d_hat[pos]
             return (p + d / 2) * d
         return p
 
@@ -197,13 +193,13 @@ class BlendAdmission:
                 break
             if not self._fits_partition(engine, side, pos, partition_blocks):
                 break
-            if not engine.try_admit(pos, side):
+            tokens = engine.try_admit(pos, side)  # GEMM tokens: cache hits cost none
+            if tokens is None:
                 break
             if side == LEFT:
                 s.pop_left()
             else:
                 s.pop_right()
-            tokens = engine.last_admit_tokens  # GEMM tokens: cache hits cost none
             self.credit[side] -= self._credit_cost(engine, side, pos, tokens)
             admitted += tokens
             if side == RIGHT and self.pacing and not self._right_is_memory_heavy():

@@ -151,9 +151,9 @@ def _replica(env: simpy.Environment, engine: Engine, policy: Admission, tick: Ca
         dt = engine.step()
         yield env.timeout(dt)
         if engine.step_index % PROGRESS_EVERY == 0:
-            tick(engine.finished - last)
-            last = engine.finished
-    tick(engine.finished - last)
+            tick(engine.stats.finished - last)
+            last = engine.stats.finished
+    tick(engine.stats.finished - last)
 
 
 def run_replicas(pairs: list[tuple[Engine, Admission]], tick: Callable[[int], None] | None = None) -> float:

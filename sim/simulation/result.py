@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from blendsim.errors import UserError, atomic_output
+from blendsim.errors import atomic_output
+from blendsim.sim.simulation.record import STEP_COLUMNS
 
 RESULT_KEYS = (
     "policy",
@@ -34,26 +35,15 @@ RESULT_KEYS = (
     "plan_s",
     "sim_s",
 )
-SERIES_COLUMNS = (
-    "replica",
-    "step",
-    "time",
-    "prefill_tokens",
-    "decode_tokens",
-    "running",
-    "kv_used_tokens",
-    "compute_s",
-    "memory_s",
-    "step_s",
-    "prefill_cap",
-)
+SERIES_COLUMNS = STEP_COLUMNS  # the per-step record (blendsim.sim.simulation.record)
 CHROME_MAX_SLICES = 200_000  # per-step slices beyond this are merged so Perfetto opens the file quickly
 
 
 @dataclass
 class SimResult:
-    """One policy's run. ``steps`` maps SERIES_COLUMNS to equal-length arrays (all replicas);
-    ``admission`` holds the first admissions, replica by replica, each replica's in its admission
+    """One policy's run. ``steps`` maps SERIES_COLUMNS to equal-length arrays (all replicas, the
+    step record of :mod:`blendsim.sim.simulation.record`), ``chunks`` its prefill chunks (replica,
+    step, position, tokens, context); ``admission`` holds the first admissions, replica by replica, each replica's in its admission
     order (what the executor replays): ``position``, ``side`` (0 fcfs, 1 left, 2 right),
     ``replica``, ``step`` (the replica's step, numbered from 1 as in ``steps``, that could first
     schedule it: it was admitted after ``step - 1`` steps had run; non-decreasing within a
@@ -76,6 +66,7 @@ class SimResult:
     sim_s: float
     steps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     admission: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    chunks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -140,11 +131,10 @@ class SimResult:
 
     # ------------------------------------------------------------------ files
     def write(self, out_dir: str | Path) -> list[Path]:
-        """Write ``<policy>_<engine>.json`` (result), ``_steps.parquet``, ``_trace.json`` (Chrome trace)
-        and ``_admission.parquet`` into ``out_dir``; returns the paths."""
+        """Write ``<policy>_<engine>.json`` (result), ``_steps.parquet``, ``_chunks.parquet``,
+        ``_trace.json`` (Chrome trace) and ``_admission.parquet`` into the folder ``out_dir``
+        (created if missing); returns the paths."""
         d = Path(out_dir)
-        if d.exists() and not d.is_dir():
-            raise UserError(f"--out {str(d)!r} exists and is not a directory")
         d.mkdir(parents=True, exist_ok=True)
         stem = d / f"{self.policy}_{self.engine}"
         paths = [
@@ -152,6 +142,7 @@ class SimResult:
             Path(f"{stem}_steps.parquet"),
             Path(f"{stem}_trace.json"),
             Path(f"{stem}_admission.parquet"),
+            Path(f"{stem}_chunks.parquet"),
         ]
         with atomic_output(paths[0]) as tmp:
             tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -159,6 +150,7 @@ class SimResult:
         with atomic_output(paths[2]) as tmp:
             tmp.write_text(json.dumps(chrome_trace(self)))
         write_parquet(paths[3], self.admission)
+        write_parquet(paths[4], self.chunks)
         return paths
 
 

@@ -1,0 +1,108 @@
+"""SideLedger: the KV of each admission side, what blend's logical partitions are checked against.
+
+Every running request belongs to one side: 0 (``fcfs``, the baselines), 1 (blend's left,
+compute-heavy stream) or 2 (its right, memory-heavy stream). Per side the ledger keeps
+
+* ``load``: the blocks its requests were charged at admission (new prompt blocks + charge);
+* ``decoding`` and ``kv``: its decoding requests and the KV tokens they read next step (the actual
+  use, which outgrows the charges when lifetimes line up);
+* ``members``: its running requests, with ``changes`` bumped whenever the set or a member's
+  projection changes (an admission, a decode start, a departure, a re-accounting), so a consumer
+  can cache what it derives from the set.
+
+A left request that outruns its estimated output is re-accounted to the right partition (paper
+§5) at the step its token count passes the estimate: :meth:`watch_outrun` queues it,
+:meth:`move_outruns` moves those due.
+
+Invariants: ``load[s]`` is the sum of ``side_charge`` over ``members[s]``; ``decoding[s]`` and
+``kv[s]`` are the count and KV of its members that decode.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+SIDES = ("fcfs", "left", "right")  # side codes: 0 baseline, 1 blend left, 2 blend right
+FCFS, LEFT, RIGHT = 0, 1, 2
+
+
+class SideLedger:
+    """Per-side KV accounting of one replica (module docstring)."""
+
+    def __init__(self, n_requests: int) -> None:
+        self.side = [0] * n_requests
+        self.side_charge = [0] * n_requests  # blocks charged to its side
+        self.load = [0, 0, 0]
+        self.decoding = [0, 0, 0]
+        self.kv = [0, 0, 0]
+        self.members: tuple[set[int], set[int], set[int]] = (set(), set(), set())
+        self.changes = [0, 0, 0]
+        self._outrun: list[tuple[int, int, int]] = []  # (step, pos, decode version)
+
+    def blocks(self, side: int, block_size: int) -> int:
+        """KV blocks ``side`` holds or is charged for: the larger of its charges and its decodes' KV."""
+        return max(self.load[side], self.kv[side] // block_size)
+
+    def join(self, pos: int, side: int, charged_blocks: int) -> None:
+        self.side[pos] = side
+        self.side_charge[pos] = charged_blocks
+        self.load[side] += charged_blocks
+        self.members[side].add(pos)
+        self.changes[side] += 1
+
+    def leave(self, pos: int) -> None:
+        side = self.side[pos]
+        self.members[side].discard(pos)
+        self.changes[side] += 1
+        self.load[side] -= self.side_charge[pos]
+        self.side_charge[pos] = 0
+
+    def decode_started(self, pos: int, kv: int) -> None:
+        side = self.side[pos]
+        self.changes[side] += 1
+        self.decoding[side] += 1
+        self.kv[side] += kv
+
+    def decode_ended(self, pos: int, kv: int) -> None:
+        side = self.side[pos]
+        self.decoding[side] -= 1
+        self.kv[side] -= kv
+
+    def advance(self) -> None:
+        """Every decoding request wrote one more token."""
+        kv, decoding = self.kv, self.decoding
+        for side in (0, 1, 2):
+            kv[side] += decoding[side]
+
+    def watch_outrun(self, step: int, pos: int, version: int) -> None:
+        """``pos`` (decode ``version``) passes its estimate after step ``step``."""
+        heapq.heappush(self._outrun, (step, pos, version))
+
+    def due_outruns(self, t: int, versions: list[int]) -> list[int]:
+        """Left requests whose token count passed their estimate by step ``t`` and still decode."""
+        heap = self._outrun
+        out = []
+        while heap and heap[0][0] <= t:
+            _, pos, ver = heapq.heappop(heap)
+            if ver == versions[pos] and self.side[pos] == LEFT:
+                out.append(pos)
+        return out
+
+    def move(self, pos: int, kv: int) -> None:
+        """Re-account decoding left request ``pos`` (``kv`` tokens) to the right partition."""
+        charge = self.side_charge[pos]
+        self.load[LEFT] -= charge
+        self.load[RIGHT] += charge
+        self.decoding[LEFT] -= 1
+        self.kv[LEFT] -= kv
+        self.decoding[RIGHT] += 1
+        self.kv[RIGHT] += kv
+        self.side[pos] = RIGHT
+        self.members[LEFT].discard(pos)
+        self.members[RIGHT].add(pos)
+        self.changes[LEFT] += 1
+        self.changes[RIGHT] += 1
+
+    @property
+    def has_outruns(self) -> bool:
+        return bool(self._outrun)
