@@ -10,7 +10,7 @@ All functions accept scalars or numpy arrays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -52,9 +52,9 @@ def set_density(
     return comp / mem if mem > 0 else float("inf")
 
 
-@dataclass(frozen=True)
-class BatchShape:
-    """What one engine step computes, in the aggregate form the simulator keeps incrementally.
+class BatchShape(NamedTuple):
+    """What one engine step computes, in the aggregate form the simulator keeps incrementally
+    (immutable; a named tuple because the simulator makes one per step).
 
     prefill_tokens: prompt tokens computed this step (cache hits excluded).
     prefill_attn_pairs: causal query-key pairs of the prefill chunks, sum over chunks of
@@ -74,8 +74,7 @@ class BatchShape:
         return self.prefill_tokens + self.decode_seqs
 
 
-@dataclass(frozen=True)
-class StepTime:
+class StepTime(NamedTuple):
     """Predicted time of one step, split as the composition saw it."""
 
     compute_s: float  # GEMMs and prefill attention

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from blendsim.sim.planning.plan import Plan
-from blendsim.sim.planning.scanner import DualScanner, dual_scan, memory_split, prefill_budget
+from blendsim.sim.planning.scanner import dual_scan, memory_split, prefill_budget
+from blendsim.sim.simulation.cursors import DualScanner
 
 GB = 1e9
 KV = 131072  # Llama-3-8B bytes per KV token

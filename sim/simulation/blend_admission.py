@@ -29,8 +29,9 @@ from __future__ import annotations
 from blendsim.profiler.cost import token_comp_time
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
 from blendsim.sim.planning.plan import Plan
-from blendsim.sim.planning.scanner import DualScanner, ScanBudget
+from blendsim.sim.planning.scanner import ScanBudget
 from blendsim.sim.simulation.config import EngineConfig
+from blendsim.sim.simulation.cursors import DualScanner
 from blendsim.sim.simulation.engine import Engine
 from blendsim.sim.simulation.projected_peak import RightProjection
 from blendsim.sim.simulation.sides import LEFT, RIGHT
@@ -62,7 +63,7 @@ class BlendAdmission:
         self.mem_total = float(plan.unit_mem.sum())
         self.ridge = ridge_tokens
         self.credit = [0.0, 0.0, 0.0]
-        self._key: tuple[int, int, bool] | None = None
+        self._key: tuple[int, int] | None = None
         self._budget: ScanBudget | None = None
         self.budget_changes = 0
         self.projected = config.right_admission == "projected_peak"
@@ -74,72 +75,70 @@ class BlendAdmission:
         return self.scanner.exhausted
 
     def budget(self) -> ScanBudget | None:
-        s = self.scanner
-        left, right = s.left, s.right
-        if left is None or right is None:
+        """The dual scan of the units under the cursors, recomputed when a cursor changes unit."""
+        key = self.scanner.units
+        if key is None:
             return None
-        key = (left.unit, right.unit, s.met)
         if key != self._key:
             self._key = key
-            self._budget = s.budgets(self.memory, self.kv_bytes)
+            self._budget = self.scanner.budgets(self.memory, self.kv_bytes)
             self.budget_changes += 1
         return self._budget
 
-    def _right_is_memory_heavy(self) -> bool:
-        right = self.scanner.right
-        return right is not None and not self.scanner.met and right.density < self.scanner.target
-
     # ------------------------------------------------------------------ one step
     def admit(self, engine: Engine) -> None:
-        engine.cap_prefill(self._prefill_cap(engine))
-        if not engine.readmit_preempted() or self.scanner.exhausted:
+        # the paced target depends on work done and resident KV, which admissions do not change
+        target = self._paced_target(engine) if self.pacing else None
+        s = self.scanner
+        if self.chunk_pacing and not s.exhausted and target is not None:
+            engine.cap_prefill(max(int(target) - engine.decodes.n, 0))  # prompts chunked at the pace
+        else:
+            engine.cap_prefill(None)
+        if not engine.readmit_preempted() or s.exhausted:
             return
         b = self.budget()
         assert b is not None
         right_tokens = 0
-        if not (self.pacing and not self._right_is_memory_heavy()):
+        if not self.pacing or s.right_is_memory_heavy():
             per_step = b.m_right / self.kv_bytes if self.request_credit else b.c_right
-            right_tokens = self._stream(engine, RIGHT, per_step, b.m_right / self.block_bytes)
+            if self._refill(engine, RIGHT, per_step) > 0:
+                right_tokens = self._stream(engine, RIGHT, b.m_right / self.block_bytes)
         b = self.budget()
         if b is None:
             return
-        if self.pacing:
-            reserved: float = engine.sides.blocks(RIGHT, engine.bs)
-            if self.projected and engine.sides.members[RIGHT]:  # what the right residents will grow to
-                reserved = max(reserved, self._right_projection(engine).peak(engine.step_index) / engine.bs)
-            if self._right_is_memory_heavy():
-                reserved = max(reserved, b.m_right / self.block_bytes)
-            self._stream(
-                engine, LEFT, self._paced_left_budget(engine, right_tokens), self.capacity_blocks - reserved
-            )
+        if not self.pacing:
+            if self._refill(engine, LEFT, b.c_left) > 0:
+                self._stream(engine, LEFT, b.m_left / self.block_bytes)
+            return
+        if target is None:
+            left_budget = float(engine.cfg.token_budget)  # no memory work left to pace against
         else:
-            self._stream(engine, LEFT, b.c_left, b.m_left / self.block_bytes)
+            left_budget = max(target - engine.decodes.n - right_tokens, 0.0)
+        if self._refill(engine, LEFT, left_budget) > 0:  # the partition matters only with credit
+            self._stream(engine, LEFT, self._left_partition(engine, b))
+
+    def _left_partition(self, engine: Engine, b: ScanBudget) -> float:
+        """The paced left stream's blocks: all that the right side holds, will grow to (projected)
+        or is still owed (its partition, while memory-heavy work is left) leaves."""
+        bs = engine.bs
+        reserved: float = engine.sides.blocks(RIGHT, bs)
+        if self.projected and engine.sides.members[RIGHT]:  # what the right residents will grow to
+            reserved = max(reserved, self._right_projection(engine).peak(engine.step_index) / bs)
+        if self.scanner.right_is_memory_heavy():
+            reserved = max(reserved, b.m_right / self.block_bytes)
+        return self.capacity_blocks - reserved
 
     def _paced_target(self, engine: Engine) -> float | None:
         """GEMM tokens of this step that keep compute at pace with the resident memory: ``r`` x
         the decode-attention time, ``r`` = remaining compute / remaining memory work, never below
         the ridge; None when no memory work is left to pace against."""
-        comp_left = self.comp_total - engine.stats.gemm_done * self.tok_s
-        mem_left = self.mem_total - engine.stats.kv_done * self.kv_s
+        stats = engine.stats
+        comp_left = self.comp_total - stats.gemm_done * self.tok_s
+        mem_left = self.mem_total - stats.kv_done * self.kv_s
         if mem_left <= 0 or comp_left <= 0:
             return None
         paced = comp_left / mem_left * engine.decodes.kv_read * self.kv_s / self.tok_s
         return max(paced, self.ridge)
-
-    def _paced_left_budget(self, engine: Engine, right_tokens: int) -> float:
-        """GEMM tokens this step may add from the left so compute keeps pace with resident memory."""
-        target = self._paced_target(engine)
-        if target is None:
-            return float(engine.cfg.token_budget)  # no memory work left to pace against
-        return max(target - engine.decodes.n - right_tokens, 0.0)
-
-    def _prefill_cap(self, engine: Engine) -> int | None:
-        """Prefill tokens the next step may run (``EngineConfig.blend_chunk_pacing``): the paced
-        target less the decodes, while the pacing is on; None (the whole token budget) otherwise."""
-        if not self.chunk_pacing or self.scanner.exhausted:
-            return None
-        target = self._paced_target(engine)
-        return None if target is None else max(int(target) - engine.decodes.n, 0)
 
     def _fits_partition(self, engine: Engine, side: int, pos: int, partition_blocks: float) -> bool:
         """Whether admitting ``pos`` keeps ``side`` within its partition (an empty one takes any)."""
@@ -154,10 +153,9 @@ class BlendAdmission:
 
     def _right_projection(self, engine: Engine) -> RightProjection:
         """The right residents' projection, rebuilt only when their set changed."""
-        sides, r = engine.sides, engine.requests
+        sides = engine.sides
         if self._projection is None or self._projection_key != sides.changes[RIGHT]:
-            members = sides.members[RIGHT]
-            self._projection = RightProjection([r.est_end[i] for i in members], [r.est_final[i] for i in members])
+            self._projection = RightProjection.of_sorted(sides.right_ends, sides.right_finals)
             self._projection_key = sides.changes[RIGHT]
         return self._projection
 
@@ -177,31 +175,37 @@ class BlendAdmission:
             return (p + d / 2) * d
         return p
 
-    def _stream(self, engine: Engine, side: int, per_step: float, partition_blocks: float) -> int:
-        """Admit from one stream under its credit and logical partition; returns the prefill tokens
-        admitted (cache misses: the credit is spent in GEMM tokens, hits cost none)."""
-        self.credit[side] = min(self.credit[side] + per_step, per_step)
+    def _refill(self, engine: Engine, side: int, per_step: float) -> float:
+        """A step's credit for one stream: it grows by ``per_step`` and never banks more than one
+        step's worth (an idle engine gets a full step's). Returns the credit."""
+        credit = min(self.credit[side] + per_step, per_step)
         if engine.n_running == 0 and per_step > 0:
-            self.credit[side] = per_step  # an idle engine has nothing to wait for
+            credit = per_step  # an idle engine has nothing to wait for
+        self.credit[side] = credit
+        return credit
+
+    def _stream(self, engine: Engine, side: int, partition_blocks: float) -> int:
+        """Admit from one stream while its credit (:meth:`_refill`) is positive and its logical
+        partition has room; returns the prefill tokens admitted (cache misses: the credit is spent
+        in GEMM tokens, hits cost none)."""
         if partition_blocks <= 0:
             return 0
         s = self.scanner
+        left = side == LEFT
         admitted = 0
         while self.credit[side] > 0:
-            pos = s.peek_left() if side == LEFT else s.peek_right()
-            if pos is None:
-                break
-            if not self._fits_partition(engine, side, pos, partition_blocks):
+            pos = s.peek_left() if left else s.peek_right()
+            if pos is None or not self._fits_partition(engine, side, pos, partition_blocks):
                 break
             tokens = engine.try_admit(pos, side)  # GEMM tokens: cache hits cost none
             if tokens is None:
                 break
-            if side == LEFT:
+            if left:
                 s.pop_left()
             else:
                 s.pop_right()
             self.credit[side] -= self._credit_cost(engine, side, pos, tokens)
             admitted += tokens
-            if side == RIGHT and self.pacing and not self._right_is_memory_heavy():
+            if not left and self.pacing and not s.right_is_memory_heavy():
                 break
         return admitted

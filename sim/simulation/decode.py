@@ -11,8 +11,11 @@ kept incrementally, never by a walk over the set:
 * private KV grows by one block for the decodes that write a token at a block boundary (position
   ``p + g``); requests are bucketed by the step residue at which that happens (``grow_class``), so
   a step's growth is one bucket count;
-* the newest decoding request (the one a preemption takes) is the top of a heap by admission
-  sequence. Heap entries carry a version; leaving bumps it, so stale entries are skipped.
+* the newest decoding request (the one a preemption takes) is the last one inserted into an
+  insertion-ordered dict: decodes start in admission order (prefills run first in, first out, and a
+  re-admitted request gets a new, larger admission number), so the newest by admission is the
+  newest by start. Completion-heap entries carry a version; leaving bumps it, so stale entries are
+  skipped.
 
 Invariants: ``n`` is the number of members; ``kv_read`` is the sum of their KV at the step about to
 run; ``sum(grow_class) == n``.
@@ -36,13 +39,13 @@ class DecodeSet:
         self.kv0 = [0] * n_requests  # KV tokens it held then
         self.so0 = [0] * n_requests  # output tokens whose KV it held then
         self._finish: list[tuple[int, int, int]] = []  # (step it ends, pos, version)
-        self._newest: list[tuple[int, int, int]] = []  # (-admission sequence, pos, version)
+        self._members: dict[int, None] = {}  # in decode-start order, which is admission order
 
     def growth(self, t: int) -> int:
         """Private blocks step ``t``'s decodes add."""
         return self.grow_class[t % self.bs]
 
-    def start(self, pos: int, t: int, prompt: int, so: int, finish_step: int, seq: int) -> int:
+    def start(self, pos: int, t: int, prompt: int, so: int, finish_step: int) -> int:
         """``pos`` decodes from after step ``t`` until ``finish_step``; returns the KV the next
         step reads of it."""
         self.t0[pos], self.so0[pos] = t, so
@@ -51,9 +54,8 @@ class DecodeSet:
         kv = prompt + so + 1
         self.kv_read += kv
         self.grow_class[(t + 1 - so - prompt) % self.bs] += 1  # steps writing KV at a block start
-        version = self.version[pos]
-        heapq.heappush(self._finish, (finish_step, pos, version))
-        heapq.heappush(self._newest, (-seq, pos, version))
+        heapq.heappush(self._finish, (finish_step, pos, self.version[pos]))
+        self._members[pos] = None
         return kv
 
     def kv_at(self, pos: int, t: int) -> int:
@@ -80,16 +82,14 @@ class DecodeSet:
     def pop_newest(self, t: int, prompts: list[int]) -> tuple[int, int, int]:
         """Remove the newest member while step ``t`` is being made room for (its KV of step
         ``t - 1`` is what it holds): ``(pos, decode steps it ran, its KV)``."""
-        while True:
-            _, pos, ver = heapq.heappop(self._newest)
-            if ver == self.version[pos]:
-                break
+        pos = self._members.popitem()[0]
         steps = t - 1 - self.t0[pos]
         return pos, steps, self._leave(pos, prompts[pos], steps + 1)
 
     def _leave(self, pos: int, prompt: int, steps: int) -> int:
         """``pos`` leaves after ``steps`` steps past ``t0``; returns the KV it read last."""
         self.version[pos] += 1
+        self._members.pop(pos, None)
         self.n -= 1
         kv = self.kv0[pos] + steps
         self.kv_read -= kv

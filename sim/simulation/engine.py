@@ -69,6 +69,9 @@ class Engine:
         self.n_running = 0  # requests holding KV: prefilling or decoding
         self._cap: int | None = None  # prefill tokens the next step may run (None: the budget)
         self._reserve = config.reserve_fraction
+        blocks_of = -(-np.asarray(trace.prompt_len, dtype=np.int64) // self.bs)
+        charged = np.floor(self._reserve * np.asarray(self.requests.d_hat, dtype=np.float64)).astype(np.int64)
+        self._footprint: list[int] = (blocks_of + -(-charged // self.bs)).tolist()
 
     # ------------------------------------------------------------------ what policies read
     @property
@@ -81,9 +84,9 @@ class Engine:
         return self.n_running == 0 and not self.preempted
 
     def footprint(self, pos: int) -> int:
-        """Blocks an admission of ``pos`` would charge if nothing were cached (planning use)."""
-        bs, r = self.bs, self.requests
-        return -(-r.p[pos] // bs) + -(-int(self._reserve * r.d_hat[pos]) // bs)
+        """Blocks an admission of ``pos`` would charge if nothing were cached (planning use): its
+        prompt's and the admission rule's share of its estimated output, in whole blocks."""
+        return self._footprint[pos]
 
     # ------------------------------------------------------------------ what policies do
     def cap_prefill(self, tokens: int | None) -> None:
@@ -104,20 +107,21 @@ class Engine:
         if self.n_running >= self.cfg.max_running or prefill.pending >= self.prefill_room:
             return None
         r = self.requests
-        segs, lens = r.segments(pos)
         p, g = r.p[pos], r.gen[pos]
         target = max(r.d_hat[pos], g + 1)
-        got = self.blocks.reserve(pos, segs, lens, p, g, g + int(self._reserve * (target - g)), self.now)
+        charged_out = g + int(self._reserve * (target - g))
+        segs, lens = r.segments(pos)
+        got = self.blocks.reserve(pos, segs, lens, p, g, charged_out, self.now)
         if got is None:
             return None
         hit_tokens, new_blocks, charge = got
-        self.sides.join(pos, side, new_blocks + charge)
         tokens = p - hit_tokens + g
         # estimated end: after the queued prefill (whole steps of the current room), then one token
         # per step up to the estimate
         delay = (prefill.pending + tokens) // max(self.prefill_room, 1)
-        r.est_end[pos] = self.step_index + delay + target - g
-        r.est_final[pos] = p + target
+        end = r.est_end[pos] = self.step_index + delay + target - g
+        final = r.est_final[pos] = p + target
+        self.sides.join(pos, side, new_blocks + charge, end, final)
         self.n_running += 1
         if r.admitted(pos):
             self.stats.saved_tokens += hit_tokens
@@ -153,7 +157,8 @@ class Engine:
         self._finish_decodes(t)
         if self.sides.has_outruns:
             for pos in self.sides.due_outruns(t, decodes.version):
-                self.sides.move(pos, decodes.kv_at(pos, t + 1))
+                r = self.requests
+                self.sides.move(pos, decodes.kv_at(pos, t + 1), r.est_end[pos], r.est_final[pos])
                 stats.outruns += 1
         for pos in chunks.done:
             self._prefill_done(pos, t)
@@ -178,9 +183,9 @@ class Engine:
             self._release(pos, self.blocks.own_blocks(r.p[pos], g - 1))
             return
         # its decode started: the estimated end is now known exactly (the prefill may have waited)
-        r.est_end[pos] = t + max(r.d_hat[pos] - g, 0)
-        kv = self.decodes.start(pos, t, r.p[pos], g - 1, t + r.d[pos] - g, r.seq[pos])
-        self.sides.decode_started(pos, kv)
+        end = r.est_end[pos] = t + max(r.d_hat[pos] - g, 0)
+        kv = self.decodes.start(pos, t, r.p[pos], g - 1, t + r.d[pos] - g)
+        self.sides.decode_started(pos, kv, end)
         if self.sides.side[pos] == LEFT and r.d[pos] > r.d_hat[pos]:
             # its token count passes the estimate after this many decode steps (paper §5)
             self.sides.watch_outrun(t + max(r.d_hat[pos] - g + 1, 0), pos, self.decodes.version[pos])

@@ -18,13 +18,25 @@ Invariants (checked by the tests):
 * ``evictable_blocks`` is the sum of the blocks of nodes with ``ref == 0``; every such node can be
   evicted (leaves first), so ``used_blocks - evictable_blocks`` is the KV pinned by running requests;
 * eviction removes unreferenced leaves in least-recently-used order (a node's last use is the last
-  acquire or release of a path through it).
+  acquire or release of a path through it; ties in insertion order).
+
+Candidates for eviction are queued when they become unreferenced leaves, and checked when taken (a
+node re-referenced or re-used since is a stale entry, skipped). Leaves freed by a release are
+queued at the current time, which never decreases, so they form a FIFO queue in LRU order; parents
+uncovered by an eviction carry an older last use and go into a small heap. Eviction takes the
+older head of the two: the order of one heap of everything, at O(1) for the common case.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Sequence
+from typing import Any
+
+
+# a node is one list [blocks, parent, ref, children, last_use] (one dict lookup per segment)
+_BLOCKS, _PARENT, _REF, _CHILDREN, _LAST = range(5)
 
 
 class RadixCache:
@@ -34,12 +46,9 @@ class RadixCache:
         if block_size < 1:
             raise ValueError("block_size must be >= 1")
         self.block_size = block_size
-        self._parent: dict[int, int] = {}
-        self._blocks: dict[int, int] = {}
-        self._ref: dict[int, int] = {}
-        self._children: dict[int, int] = {}
-        self._last_use: dict[int, float] = {}
-        self._lru: list[tuple[float, int, int]] = []  # (last use, tie-break, seg): candidate leaves
+        self._nodes: dict[int, list[Any]] = {}
+        self._released: deque[tuple[float, int, int]] = deque()  # (last use, tie-break, seg), in order
+        self._uncovered: list[tuple[float, int, int]] = []  # the same, a heap: parents of evicted leaves
         self._tick = 0
         self.used_blocks = 0
         self.evictable_blocks = 0
@@ -51,13 +60,14 @@ class RadixCache:
         return end // self.block_size - start // self.block_size
 
     def __contains__(self, seg: int) -> bool:
-        return seg in self._blocks
+        return seg in self._nodes
 
     def __len__(self) -> int:
-        return len(self._blocks)
+        return len(self._nodes)
 
     def ref(self, seg: int) -> int:
-        return self._ref.get(seg, 0)
+        node = self._nodes.get(seg)
+        return 0 if node is None else int(node[_REF])
 
     def lookup(self, segs: Sequence[int], lens: Sequence[int]) -> tuple[int, int, int, int]:
         """Prefix match of a prompt path without changing anything.
@@ -68,64 +78,64 @@ class RadixCache:
         stop being evictable). The hit is token-granular; the engine rounds it to whole blocks.
         """
         hit = hit_tokens = pinned = 0
-        blocks = self._blocks
-        ref = self._ref
-        for seg, ln in zip(segs, lens, strict=True):
-            b = blocks.get(seg)
-            if b is None:
+        nodes = self._nodes
+        for seg in segs:
+            node = nodes.get(seg)
+            if node is None:
                 break
+            hit_tokens += lens[hit]
             hit += 1
-            hit_tokens += ln
-            if ref[seg] == 0:
-                pinned += b
+            if node[_REF] == 0:
+                pinned += node[_BLOCKS]
         prompt = hit_tokens + sum(lens[hit:])
-        return hit, hit_tokens, self.span_blocks(hit_tokens, prompt), pinned
+        return hit, hit_tokens, prompt // self.block_size - hit_tokens // self.block_size, pinned
 
     # ------------------------------------------------------------------ changes
     def acquire(self, segs: Sequence[int], lens: Sequence[int], now: float) -> None:
         """Reference every segment of the path, inserting the missing ones (the caller has made room:
         ``free_blocks() >= new_blocks`` from :meth:`lookup`)."""
+        nodes = self._nodes
+        bs = self.block_size
         parent = -1
         end = 0
         for seg, ln in zip(segs, lens, strict=True):
             end += ln
-            b = self._blocks.get(seg)
-            if b is None:
-                b = self.span_blocks(end - ln, end)
-                self._blocks[seg] = b
-                self._parent[seg] = parent
-                self._ref[seg] = 0
-                self._children[seg] = 0
+            node = nodes.get(seg)
+            if node is None:
+                b = end // bs - (end - ln) // bs
+                node = nodes[seg] = [b, parent, 0, 0, now]
                 if parent >= 0:
-                    self._children[parent] += 1
+                    nodes[parent][_CHILDREN] += 1
                 self.used_blocks += b
-                self.evictable_blocks += b  # ref is 0 for a moment; the increment below pins it
-            if self._ref[seg] == 0:
-                self.evictable_blocks -= b
-            self._ref[seg] += 1
-            self._last_use[seg] = now
+            elif node[_REF] == 0:
+                self.evictable_blocks -= node[_BLOCKS]
+            node[_REF] += 1
+            node[_LAST] = now
             parent = seg
 
     def release(self, segs: Sequence[int], now: float) -> None:
         """Drop one reference along the path; nodes that become unreferenced leaves join the LRU."""
+        nodes = self._nodes
+        node: list[Any] = []
         for seg in segs:
-            r = self._ref[seg] - 1
-            self._ref[seg] = r
-            self._last_use[seg] = now
-            if r == 0:
-                self.evictable_blocks += self._blocks[seg]
-        leaf = segs[-1]
-        if self._ref[leaf] == 0 and self._children[leaf] == 0:
-            self._push(leaf)
+            node = nodes[seg]
+            node[_REF] -= 1
+            node[_LAST] = now
+            if node[_REF] == 0:
+                self.evictable_blocks += node[_BLOCKS]
+        if node[_REF] == 0 and node[_CHILDREN] == 0:
+            self._tick += 1
+            self._released.append((now, self._tick, segs[-1]))
 
     def discard(self, segs: Sequence[int], first: int) -> None:
         """Remove the path's segments from index ``first`` on, which the caller inserted and never
         computed (a request preempted before its prefill finished). They must be referenced only by
         that request and have no other cached children."""
         for seg in reversed(segs[first:]):
-            if seg not in self._blocks:
+            node = self._nodes.get(seg)
+            if node is None:
                 continue
-            assert self._ref[seg] == 1 and self._children[seg] == 0, "discarding a shared segment"
+            assert node[_REF] == 1 and node[_CHILDREN] == 0, "discarding a shared segment"
             self._remove(seg, was_ref=True)
         # the caller still holds references on segs[:first]; release() handles them
 
@@ -133,50 +143,46 @@ class RadixCache:
         """Evict unreferenced leaves, least recently used first, until ``blocks_needed`` are freed
         or nothing is evictable. Returns the blocks freed."""
         freed = 0
-        lru = self._lru
-        while freed < blocks_needed and lru:
-            last, _, seg = heapq.heappop(lru)
-            if (
-                seg not in self._blocks
-                or self._ref[seg]
-                or self._children[seg]
-                or self._last_use[seg] != last
-            ):
+        released, uncovered, nodes = self._released, self._uncovered, self._nodes
+        while freed < blocks_needed and (released or uncovered):
+            if uncovered and (not released or uncovered[0] < released[0]):
+                last, _, seg = heapq.heappop(uncovered)
+            else:
+                last, _, seg = released.popleft()
+            node = nodes.get(seg)
+            if node is None or node[_REF] or node[_CHILDREN] or node[_LAST] != last:
                 continue  # stale entry
-            freed += self._blocks[seg]
-            self.evicted_blocks += self._blocks[seg]
+            freed += node[_BLOCKS]
+            self.evicted_blocks += node[_BLOCKS]
             parent = self._remove(seg, was_ref=False)
-            if parent >= 0 and self._ref[parent] == 0 and self._children[parent] == 0:
-                self._push(parent)
+            if parent >= 0:
+                up = nodes[parent]
+                if up[_REF] == 0 and up[_CHILDREN] == 0:
+                    self._tick += 1
+                    heapq.heappush(uncovered, (up[_LAST], self._tick, parent))
         return freed
 
     # ------------------------------------------------------------------ internals
-    def _push(self, seg: int) -> None:
-        self._tick += 1
-        heapq.heappush(self._lru, (self._last_use[seg], self._tick, seg))
-
     def _remove(self, seg: int, was_ref: bool) -> int:
-        b = self._blocks.pop(seg)
-        parent = self._parent.pop(seg)
-        self._ref.pop(seg)
-        self._children.pop(seg)
-        self._last_use.pop(seg)
+        node = self._nodes.pop(seg)
+        b, parent = node[_BLOCKS], node[_PARENT]
         self.used_blocks -= b
         if not was_ref:
             self.evictable_blocks -= b
         if parent >= 0:
-            self._children[parent] -= 1
-        return parent
+            self._nodes[parent][_CHILDREN] -= 1
+        return int(parent)
 
     def check(self) -> None:
         """Verify the invariants in the module docstring (O(size); tests only)."""
         ev = 0
-        for seg, b in self._blocks.items():
-            p = self._parent[seg]
-            assert p < 0 or p in self._blocks, f"segment {seg} cached without its parent"
-            if self._ref[seg] == 0:
-                ev += b
+        nodes = self._nodes
+        for seg, node in nodes.items():
+            p = node[_PARENT]
+            assert p < 0 or p in nodes, f"segment {seg} cached without its parent"
+            if node[_REF] == 0:
+                ev += node[_BLOCKS]
             else:
-                assert p < 0 or self._ref[p] >= self._ref[seg], "child referenced more than parent"
+                assert p < 0 or nodes[p][_REF] >= node[_REF], "child referenced more than parent"
         assert ev == self.evictable_blocks, (ev, self.evictable_blocks)
-        assert sum(self._blocks.values()) == self.used_blocks
+        assert sum(node[_BLOCKS] for node in nodes.values()) == self.used_blocks

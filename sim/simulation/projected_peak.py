@@ -22,6 +22,8 @@ With exact estimates nobody outruns, and the side's KV never exceeds the limit b
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from itertools import accumulate
+from operator import add, mul, sub
 
 import numpy as np
 
@@ -41,25 +43,41 @@ def projected_peak(ends: np.ndarray, finals: np.ndarray, now: int) -> float:
 
 
 class RightProjection:
-    """Sorted ends and suffix sums of one side's residents (module docstring)."""
+    """Sorted ends and suffix sums of one side's residents (module docstring).
+
+    Ends and finals are integers (steps and tokens), so every sum here is an exact integer; the
+    order among residents with equal ends does not matter, because every range queried is a union
+    of whole groups of equal ends. Plain Python lists: a side holds tens of residents, and the
+    projection is rebuilt at every change of the set."""
 
     def __init__(self, ends: list[int], finals: list[int]) -> None:
-        order = np.argsort(np.asarray(ends, dtype=np.int64), kind="stable")
-        e = np.asarray(ends, dtype=np.float64)[order]
-        f = np.asarray(finals, dtype=np.float64)[order]
-        self.ends = e.tolist()
-        self.m = len(e)
-        # suffix sums over i >= j of (F_i - e_i), with a trailing 0 for "no resident left"
-        self.suffix = np.concatenate((np.cumsum((f - e)[::-1])[::-1], [0.0]))
-        self.count = np.arange(self.m, -1, -1, dtype=np.float64)
-        self.s = self.suffix[:-1] + self.count[:-1] * e  # S_j: total just before the j-th end
-        self.s_plus_e = self.s + e
+        pairs = sorted(zip(ends, finals, strict=True))
+        self._build([e for e, _ in pairs], [f for _, f in pairs])
+
+    @classmethod
+    def of_sorted(cls, ends: list[int], finals: list[int]) -> RightProjection:
+        """From ends sorted increasingly and the finals in the same order; the lists are read, not
+        copied, so the caller must not change them while it uses the projection."""
+        out = cls.__new__(cls)
+        out._build(ends, finals)
+        return out
+
+    def _build(self, ends: list[int], finals: list[int]) -> None:
+        m = len(ends)
+        self.m = m
+        self.ends = ends
+        # suffix[j]: sum over i >= j of (F_i - e_i), suffix[m] = 0; S_j: the total just before end j
+        suffix = list(accumulate(map(sub, reversed(finals), reversed(ends)), initial=0))
+        suffix.reverse()
+        self.suffix = suffix
+        self.s = list(map(add, suffix, map(mul, range(m, 0, -1), ends)))
+        self._s_plus_e: list[int] | None = None
 
     def peak(self, now: int) -> float:
         """Projected peak KV tokens of the residents alone over steps from ``now`` on."""
-        peak = float(self.suffix[0] + self.count[0] * now)
+        peak = self.suffix[0] + self.m * now
         j0 = bisect_right(self.ends, now)
-        return max(peak, float(self.s[j0:].max())) if j0 < self.m else peak
+        return float(max(peak, max(self.s[j0:])) if j0 < self.m else peak)
 
     def peak_with(self, now: int, prompt: int, est_output: int) -> float:
         """Projected peak KV tokens of the residents plus a request admitted at ``now`` with
@@ -67,10 +85,12 @@ class RightProjection:
         end_new = now + max(est_output, 1)
         final_new = prompt + est_output
         # now: every resident at its extrapolated KV, plus the candidate's prompt
-        peak = float(self.suffix[0] + self.count[0] * now) + prompt
+        peak = self.suffix[0] + self.m * now + prompt
         j0 = bisect_right(self.ends, now)  # first resident not overdue
         js = bisect_left(self.ends, end_new)  # first resident still running when the candidate ends
         if js > j0:  # just before each resident end while the candidate runs
-            peak = max(peak, float(self.s_plus_e[j0:js].max()) + final_new - end_new)
+            if self._s_plus_e is None:
+                self._s_plus_e = list(map(add, self.s, self.ends))
+            peak = max(peak, max(self._s_plus_e[j0:js]) + final_new - end_new)
         # just before the candidate ends: it holds final_new, residents ending later hold theirs
-        return max(peak, float(self.suffix[js] + self.count[js] * end_new) + final_new)
+        return float(max(peak, self.suffix[js] + (self.m - js) * end_new + final_new))

@@ -1,8 +1,8 @@
 """RequestTable: every request of a trace, by position, and where each one is in its life.
 
 What a request *is* never changes: its prompt length ``p``, true output length ``d``, the estimate
-``d_hat`` the planner priced it with (at least 1) and its segment path (ids and lengths, the radix
-cache's key). Where it *is* changes as it runs:
+``d_hat`` the planner priced it with (at least 1) and its segment path (ids and lengths, root
+first: the radix cache's key). Where it *is* changes as it runs:
 
 * ``gen``: output tokens sampled so far (0 until its first prefill ends; it keeps what it had
   generated across a preemption, which is recomputed at re-admission);
@@ -45,12 +45,13 @@ class RequestTable:
 
     def segments(self, pos: int) -> tuple[list[int], list[int]]:
         """Segment ids and lengths of ``pos``'s prompt, root first."""
-        a, b = self._offsets[pos], self._offsets[pos + 1]
+        off = self._offsets
+        a, b = off[pos], off[pos + 1]
         return self._ids[a:b], self._lens[a:b]
 
     def segment_ids(self, pos: int) -> list[int]:
-        a, b = self._offsets[pos], self._offsets[pos + 1]
-        return self._ids[a:b]
+        off = self._offsets
+        return self._ids[off[pos] : off[pos + 1]]
 
     def admitted(self, pos: int) -> bool:
         """Record an admission of ``pos``; returns whether it is its first."""

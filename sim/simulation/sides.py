@@ -10,17 +10,24 @@ compute-heavy stream) or 2 (its right, memory-heavy stream). Per side the ledger
   projection changes (an admission, a decode start, a departure, a re-accounting), so a consumer
   can cache what it derives from the set.
 
+For the right side it also keeps its members' estimated ends and final KV (``right_ends``,
+``right_finals``: two lists in the same order, sorted by end), which blend's projected-peak
+admission reads (:class:`~blendsim.sim.simulation.projected_peak.RightProjection`); they change
+only together with ``changes[RIGHT]``.
+
 A left request that outruns its estimated output is re-accounted to the right partition (paper
 §5) at the step its token count passes the estimate: :meth:`watch_outrun` queues it,
-:meth:`move_outruns` moves those due.
+:meth:`due_outruns` lists those due and :meth:`move` moves one.
 
 Invariants: ``load[s]`` is the sum of ``side_charge`` over ``members[s]``; ``decoding[s]`` and
-``kv[s]`` are the count and KV of its members that decode.
+``kv[s]`` are the count and KV of its members that decode; ``right_ends`` / ``right_finals`` hold
+one entry per right member, its latest estimate.
 """
 
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, bisect_right
 
 SIDES = ("fcfs", "left", "right")  # side codes: 0 baseline, 1 blend left, 2 blend right
 FCFS, LEFT, RIGHT = 0, 1, 2
@@ -37,18 +44,23 @@ class SideLedger:
         self.kv = [0, 0, 0]
         self.members: tuple[set[int], set[int], set[int]] = (set(), set(), set())
         self.changes = [0, 0, 0]
+        self.right_ends: list[int] = []
+        self.right_finals: list[int] = []
+        self._estimate = [(0, 0)] * n_requests  # (end, final) as entered in the right lists
         self._outrun: list[tuple[int, int, int]] = []  # (step, pos, decode version)
 
     def blocks(self, side: int, block_size: int) -> int:
         """KV blocks ``side`` holds or is charged for: the larger of its charges and its decodes' KV."""
         return max(self.load[side], self.kv[side] // block_size)
 
-    def join(self, pos: int, side: int, charged_blocks: int) -> None:
+    def join(self, pos: int, side: int, charged_blocks: int, est_end: int, est_final: int) -> None:
         self.side[pos] = side
         self.side_charge[pos] = charged_blocks
         self.load[side] += charged_blocks
         self.members[side].add(pos)
         self.changes[side] += 1
+        if side == RIGHT:
+            self._enter(pos, est_end, est_final)
 
     def leave(self, pos: int) -> None:
         side = self.side[pos]
@@ -56,12 +68,33 @@ class SideLedger:
         self.changes[side] += 1
         self.load[side] -= self.side_charge[pos]
         self.side_charge[pos] = 0
+        if side == RIGHT:
+            self._exit(pos)
 
-    def decode_started(self, pos: int, kv: int) -> None:
+    def decode_started(self, pos: int, kv: int, est_end: int) -> None:
+        """``pos`` decodes from now on, its estimated end now ``est_end`` (exact)."""
         side = self.side[pos]
         self.changes[side] += 1
         self.decoding[side] += 1
         self.kv[side] += kv
+        if side == RIGHT:
+            final = self._estimate[pos][1]
+            self._exit(pos)
+            self._enter(pos, est_end, final)
+
+    def _enter(self, pos: int, end: int, final: int) -> None:
+        i = bisect_right(self.right_ends, end)
+        self.right_ends.insert(i, end)
+        self.right_finals.insert(i, final)
+        self._estimate[pos] = (end, final)
+
+    def _exit(self, pos: int) -> None:
+        end, final = self._estimate[pos]
+        ends, finals = self.right_ends, self.right_finals
+        i = bisect_left(ends, end)
+        while finals[i] != final:  # equal ends: any entry with its final is the same entry
+            i += 1
+        del ends[i], finals[i]
 
     def decode_ended(self, pos: int, kv: int) -> None:
         side = self.side[pos]
@@ -88,8 +121,9 @@ class SideLedger:
                 out.append(pos)
         return out
 
-    def move(self, pos: int, kv: int) -> None:
-        """Re-account decoding left request ``pos`` (``kv`` tokens) to the right partition."""
+    def move(self, pos: int, kv: int, est_end: int, est_final: int) -> None:
+        """Re-account decoding left request ``pos`` (``kv`` tokens, its estimate ending at
+        ``est_end`` with ``est_final`` tokens) to the right partition."""
         charge = self.side_charge[pos]
         self.load[LEFT] -= charge
         self.load[RIGHT] += charge
@@ -102,6 +136,7 @@ class SideLedger:
         self.members[RIGHT].add(pos)
         self.changes[LEFT] += 1
         self.changes[RIGHT] += 1
+        self._enter(pos, est_end, est_final)
 
     @property
     def has_outruns(self) -> bool:
