@@ -90,7 +90,7 @@ class BlendAdmission:
         # the paced target depends on work done and resident KV, which admissions do not change
         target = self._paced_target(engine) if self.pacing else None
         s = self.scanner
-        if self.chunk_pacing and not s.exhausted and target is not None:
+        if self.chunk_pacing and target is not None and not s.exhausted:
             engine.cap_prefill(max(int(target) - engine.decodes.n, 0))  # prompts chunked at the pace
         else:
             engine.cap_prefill(None)
@@ -102,31 +102,21 @@ class BlendAdmission:
         if not self.pacing or s.right_is_memory_heavy():
             per_step = b.m_right / self.kv_bytes if self.request_credit else b.c_right
             if self._refill(engine, RIGHT, per_step) > 0:
-                right_tokens = self._stream(engine, RIGHT, b.m_right / self.block_bytes)
-        b = self.budget()
-        if b is None:
-            return
+                right_tokens = self._admit_right(engine, b.m_right / self.block_bytes)
+                if right_tokens:  # the right cursor moved: the units under the cursors may have
+                    b = self.budget()
+                    if b is None:
+                        return
         if not self.pacing:
             if self._refill(engine, LEFT, b.c_left) > 0:
-                self._stream(engine, LEFT, b.m_left / self.block_bytes)
-            return
-        if target is None:
-            left_budget = float(engine.cfg.token_budget)  # no memory work left to pace against
+                self._admit_left(engine, b.m_left / self.block_bytes)
         else:
-            left_budget = max(target - engine.decodes.n - right_tokens, 0.0)
-        if self._refill(engine, LEFT, left_budget) > 0:  # the partition matters only with credit
-            self._stream(engine, LEFT, self._left_partition(engine, b))
-
-    def _left_partition(self, engine: Engine, b: ScanBudget) -> float:
-        """The paced left stream's blocks: all that the right side holds, will grow to (projected)
-        or is still owed (its partition, while memory-heavy work is left) leaves."""
-        bs = engine.bs
-        reserved: float = engine.sides.blocks(RIGHT, bs)
-        if self.projected and engine.sides.members[RIGHT]:  # what the right residents will grow to
-            reserved = max(reserved, self._right_projection(engine).peak(engine.step_index) / bs)
-        if self.scanner.right_is_memory_heavy():
-            reserved = max(reserved, b.m_right / self.block_bytes)
-        return self.capacity_blocks - reserved
+            if target is None:
+                left_budget = float(engine.cfg.token_budget)  # no memory work left to pace against
+            else:
+                left_budget = max(target - engine.decodes.n - right_tokens, 0.0)
+            if self._refill(engine, LEFT, left_budget) > 0:  # the partition matters only with credit
+                self._admit_left(engine, self._left_partition(engine, b))
 
     def _paced_target(self, engine: Engine) -> float | None:
         """GEMM tokens of this step that keep compute at pace with the resident memory: ``r`` x
@@ -140,16 +130,16 @@ class BlendAdmission:
         paced = comp_left / mem_left * engine.decodes.kv_read * self.kv_s / self.tok_s
         return max(paced, self.ridge)
 
-    def _fits_partition(self, engine: Engine, side: int, pos: int, partition_blocks: float) -> bool:
-        """Whether admitting ``pos`` keeps ``side`` within its partition (an empty one takes any)."""
-        if not engine.sides.members[side]:
-            return True
-        if side == RIGHT and self.projected:
-            r = engine.requests
-            peak = self._right_projection(engine).peak_with(engine.step_index, r.p[pos], r.d_hat[pos])
-            return peak <= partition_blocks * engine.bs
-        load = engine.sides.blocks(side, engine.bs)
-        return not load or load + engine.footprint(pos) <= partition_blocks
+    def _left_partition(self, engine: Engine, b: ScanBudget) -> float:
+        """The paced left stream's blocks: all that the right side holds, will grow to (projected)
+        or is still owed (its partition, while memory-heavy work is left) leaves."""
+        bs = engine.bs
+        reserved: float = engine.sides.blocks(RIGHT, bs)
+        if self.projected and engine.sides.members[RIGHT]:  # what the right residents will grow to
+            reserved = max(reserved, self._right_projection(engine).peak(engine.step_index) / bs)
+        if self.scanner.right_is_memory_heavy():
+            reserved = max(reserved, b.m_right / self.block_bytes)
+        return self.capacity_blocks - reserved
 
     def _right_projection(self, engine: Engine) -> RightProjection:
         """The right residents' projection, rebuilt only when their set changed."""
@@ -158,22 +148,6 @@ class BlendAdmission:
             self._projection = RightProjection.of_sorted(sides.right_ends, sides.right_finals)
             self._projection_key = sides.changes[RIGHT]
         return self._projection
-
-    def _credit_cost(self, engine: Engine, side: int, pos: int, gemm_tokens: int) -> float:
-        """What admitting ``pos`` spends from its stream's credit. The paced left budget is in GEMM
-        tokens (cache hits cost none). E8's budget ``C = N p / d`` is in prompt tokens, one request
-        every ``d / N`` steps: the whole prompt is spent, so cached prefixes do not speed admissions
-        past that rate. With ``blend_request_credit`` the right stream's budget is E8 per request:
-        ``M_R`` KV token-steps per step, each admission spending its own ``(p + d_hat/2) d_hat``
-        (Little's law: the side then holds ``M_R`` on average, and a long request is followed by a
-        gap as long as its own KV-time needs, not the unit mean's)."""
-        if side == LEFT and self.pacing:
-            return gemm_tokens
-        p = engine.requests.p[pos]
-        if side == RIGHT and self.request_credit:
-            d = engine.requests.d_hat[pos]
-            return (p + d / 2) * d
-        return p
 
     def _refill(self, engine: Engine, side: int, per_step: float) -> float:
         """A step's credit for one stream: it grows by ``per_step`` and never banks more than one
@@ -184,28 +158,68 @@ class BlendAdmission:
         self.credit[side] = credit
         return credit
 
-    def _stream(self, engine: Engine, side: int, partition_blocks: float) -> int:
-        """Admit from one stream while its credit (:meth:`_refill`) is positive and its logical
-        partition has room; returns the prefill tokens admitted (cache misses: the credit is spent
-        in GEMM tokens, hits cost none)."""
+    # Each stream admits while its credit (:meth:`_refill`) is positive and its logical partition
+    # has room (an empty side takes any request) and returns the prefill tokens admitted (cache
+    # misses). What an admission spends from the credit: the paced left budget is in GEMM tokens
+    # (cache hits cost none). E8's budget ``C = N p / d`` is in prompt tokens, one request every
+    # ``d / N`` steps: the whole prompt is spent, so cached prefixes do not speed admissions past
+    # that rate. With ``blend_request_credit`` the right stream's budget is E8 per request: ``M_R``
+    # KV token-steps per step, each admission spending its own ``(p + d_hat/2) d_hat`` (Little's
+    # law: the side then holds ``M_R`` on average, and a long request is followed by a gap as long
+    # as its own KV-time needs, not the unit mean's).
+
+    def _admit_left(self, engine: Engine, partition_blocks: float) -> int:
         if partition_blocks <= 0:
             return 0
-        s = self.scanner
-        left = side == LEFT
+        s, sides, r, bs = self.scanner, engine.sides, engine.requests, engine.bs
+        credit = self.credit
         admitted = 0
-        while self.credit[side] > 0:
-            pos = s.peek_left() if left else s.peek_right()
-            if pos is None or not self._fits_partition(engine, side, pos, partition_blocks):
+        while credit[LEFT] > 0:
+            pos = s.peek_left()
+            if pos is None:
                 break
-            tokens = engine.try_admit(pos, side)  # GEMM tokens: cache hits cost none
+            if sides.members[LEFT]:
+                load = sides.blocks(LEFT, bs)
+                if load and load + engine.footprint(pos) > partition_blocks:
+                    break
+            tokens = engine.try_admit(pos, LEFT)
             if tokens is None:
                 break
-            if left:
-                s.pop_left()
-            else:
-                s.pop_right()
-            self.credit[side] -= self._credit_cost(engine, side, pos, tokens)
+            s.pop_left()
+            credit[LEFT] -= tokens if self.pacing else r.p[pos]
             admitted += tokens
-            if not left and self.pacing and not s.right_is_memory_heavy():
+        return admitted
+
+    def _admit_right(self, engine: Engine, partition_blocks: float) -> int:
+        if partition_blocks <= 0:
+            return 0
+        s, sides, r, bs = self.scanner, engine.sides, engine.requests, engine.bs
+        credit = self.credit
+        admitted = 0
+        while credit[RIGHT] > 0:
+            pos = s.peek_right()
+            if pos is None:
+                break
+            if sides.members[RIGHT]:
+                if self.projected:
+                    projection = self._right_projection(engine)
+                    if projection.peak_with(engine.step_index, r.p[pos], r.d_hat[pos]) > partition_blocks * bs:
+                        break
+                else:
+                    load = sides.blocks(RIGHT, bs)
+                    if load and load + engine.footprint(pos) > partition_blocks:
+                        break
+            tokens = engine.try_admit(pos, RIGHT)
+            if tokens is None:
+                break
+            s.pop_right()
+            p = r.p[pos]
+            if self.request_credit:
+                d = r.d_hat[pos]
+                credit[RIGHT] -= (p + d / 2) * d
+            else:
+                credit[RIGHT] -= p
+            admitted += tokens
+            if self.pacing and not s.right_is_memory_heavy():
                 break
         return admitted

@@ -56,6 +56,10 @@ class Engine:
         n = len(trace)
         self.cfg, self.cost = config, cost
         self.bs = config.block_size
+        self._step_time = cost.step_time  # bound once: the step's hot path
+        self._composition = config.engine
+        self._budget = config.token_budget
+        self._max_running = config.max_running
         self.requests = RequestTable(trace, est_output)
         self.blocks = BlockAllocator(capacity_blocks, config.block_size, n)
         self.prefill = PrefillQueue()
@@ -77,7 +81,7 @@ class Engine:
     @property
     def prefill_room(self) -> int:
         """Prefill tokens the next step can take."""
-        return self.cfg.token_budget - self.decodes.n
+        return self._budget - self.decodes.n
 
     @property
     def idle(self) -> bool:
@@ -104,7 +108,8 @@ class Engine:
         """Admit ``pos`` on ``side`` if the running cap, the step's prefill room and KV allow it;
         returns the prefill tokens it queued (cache misses), None when it was not admitted."""
         prefill = self.prefill
-        if self.n_running >= self.cfg.max_running or prefill.pending >= self.prefill_room:
+        room = self._budget - self.decodes.n
+        if self.n_running >= self._max_running or prefill.pending >= room:
             return None
         r = self.requests
         p, g = r.p[pos], r.gen[pos]
@@ -118,7 +123,7 @@ class Engine:
         tokens = p - hit_tokens + g
         # estimated end: after the queued prefill (whole steps of the current room), then one token
         # per step up to the estimate
-        delay = (prefill.pending + tokens) // max(self.prefill_room, 1)
+        delay = (prefill.pending + tokens) // max(room, 1)
         end = r.est_end[pos] = self.step_index + delay + target - g
         final = r.est_final[pos] = p + target
         self.sides.join(pos, side, new_blocks + charge, end, final)
@@ -139,28 +144,28 @@ class Engine:
         decodes, stats = self.decodes, self.stats
         n_dec, kv_read = decodes.n, decodes.kv_read
         grow = decodes.growth(t)
-        room = self.cfg.token_budget - n_dec
+        room = self._budget - n_dec
         if self._cap is not None:
             room = min(room, self._cap)
         # every prefill has >= 1 token (the last prompt token is never a hit)
-        chunks = self.prefill.take(room, t, self.record.chunk_log)
-        shape = BatchShape(chunks.tokens, chunks.pairs, n_dec, kv_read, chunks.seqs)
-        st = self.cost.step_time(shape, self.cfg.engine)
+        tokens, pairs, seqs, done = self.prefill.take(room, t, self.record.chunk_log)
+        st = self._step_time(BatchShape(tokens, pairs, n_dec, kv_read, seqs), self._composition)
         self.now += st.total_s
-        self.blocks.grow(grow)
-        stats.gemm_done += chunks.tokens + n_dec
+        blocks = self.blocks
+        blocks.private_blocks += grow
+        stats.gemm_done += tokens + n_dec
         stats.kv_done += kv_read
-        stats.pairs_done += chunks.pairs
-        stats.chunks_done += chunks.seqs
-        self.record.step(self.now, (chunks.tokens, chunks.pairs, chunks.seqs), (n_dec, kv_read),
-                         self.n_running, self.blocks.used_blocks, st, self._cap)  # fmt: skip
+        stats.pairs_done += pairs
+        stats.chunks_done += seqs
+        self.record.step(self.now, (tokens, pairs, seqs), (n_dec, kv_read), self.n_running,
+                         blocks.cache.used_blocks + blocks.private_blocks, st, self._cap)  # fmt: skip
         self._finish_decodes(t)
         if self.sides.has_outruns:
             for pos in self.sides.due_outruns(t, decodes.version):
                 r = self.requests
                 self.sides.move(pos, decodes.kv_at(pos, t + 1), r.est_end[pos], r.est_final[pos])
                 stats.outruns += 1
-        for pos in chunks.done:
+        for pos in done:
             self._prefill_done(pos, t)
         self.step_index = t + 1
         return st.total_s
