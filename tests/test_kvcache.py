@@ -13,12 +13,12 @@ from blendsim.sim.simulation.kvcache import RadixCache
 def test_shared_prefix_is_held_once() -> None:
     c = RadixCache(block_size=4)
     # full blocks only, each owned by the segment holding its last token: [0,4) [4,8) | [8,12)
-    assert c.lookup([1, 2], [8, 5]) == (0, 0, 2 + 1, 0)
+    assert c.lookup([1, 2], [8, 5])[:4] == (0, 0, 2 + 1, 0)
     c.acquire([1, 2], [8, 5], now=0.0)
     assert c.used_blocks == 3 and c.evictable_blocks == 0
     # a second request sharing segment 1 hits its 8 tokens; its 3 own tokens fill no whole block
     # (they are in its private partial block, the engine's)
-    assert c.lookup([1, 3], [8, 3]) == (1, 8, 0, 0)
+    assert c.lookup([1, 3], [8, 3])[:4] == (1, 8, 0, 0)
     c.acquire([1, 3], [8, 3], now=1.0)
     assert c.used_blocks == 3 and c.ref(1) == 2
     # a short segment owns a block only if that block's last token is in it
@@ -45,7 +45,7 @@ def test_lookup_counts_pinned_unreferenced_hits() -> None:
     c = RadixCache(block_size=2)
     c.acquire([1], [6], now=0.0)
     c.release([1], now=1.0)
-    assert c.lookup([1, 9], [6, 2]) == (1, 6, 1, 3)
+    assert c.lookup([1, 9], [6, 2])[:4] == (1, 6, 1, 3)
     c.acquire([1, 9], [6, 2], now=2.0)
     assert c.evictable_blocks == 0 and c.evict(10) == 0
     c.check()

@@ -63,7 +63,8 @@ class BlockAllocator:
         charge)`` (the whole-block prefix hit, the prompt blocks the cache inserts, the blocks
         charged) or None, changing nothing, when it does not fit."""
         cache, bs = self.cache, self.bs
-        hit, cached, new_blocks, pinned = cache.lookup(segs, lens)
+        match = cache.lookup(segs, lens)
+        hit, cached, new_blocks, pinned = match.hit, match.hit_tokens, match.new_blocks, match.pinned
         hit_tokens = min(cached, prompt - 1) // bs * bs  # whole blocks, never the last token
         dup = cached // bs - hit_tokens // bs  # 1: a cached block recomputed (module docstring)
         charge = self.own_blocks(prompt, charged_out) + dup
@@ -75,9 +76,9 @@ class BlockAllocator:
         free = capacity - cache.used_blocks - self.private_blocks
         if taken > free + cache.evictable_blocks - pinned:
             return None
+        cache.acquire(segs, lens, now, match)  # pinned first: the eviction never takes its own path
         if taken > free:
             cache.evict(taken - free)
-        cache.acquire(segs, lens, now)
         self.private_blocks += own_now
         self.hit_segs[pos] = hit
         self.dup_blocks[pos] = dup

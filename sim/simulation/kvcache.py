@@ -32,11 +32,24 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 
 # a node is one list [blocks, parent, ref, children, last_use] (one dict lookup per segment)
 _BLOCKS, _PARENT, _REF, _CHILDREN, _LAST = range(5)
+
+
+class Match(NamedTuple):
+    """A prompt path's prefix match: ``hit`` leading segments cached, holding ``hit_tokens``
+    tokens; ``new_blocks`` the missing segments need; ``pinned`` blocks of hit segments that are
+    unreferenced now (acquiring the path pins them, so they stop being evictable); ``nodes`` the
+    hit segments' records. The hit is token-granular; the engine rounds it to whole blocks."""
+
+    hit: int
+    hit_tokens: int
+    new_blocks: int
+    pinned: int
+    nodes: list[list[Any]]
 
 
 class RadixCache:
@@ -69,49 +82,54 @@ class RadixCache:
         node = self._nodes.get(seg)
         return 0 if node is None else int(node[_REF])
 
-    def lookup(self, segs: Sequence[int], lens: Sequence[int]) -> tuple[int, int, int, int]:
-        """Prefix match of a prompt path without changing anything.
-
-        Returns ``(hit_segments, hit_tokens, new_blocks, pinned_evictable_blocks)``: the number of
-        leading segments already cached and their tokens, the blocks the missing segments need, and
-        the blocks of hit segments that are unreferenced now (acquiring the path pins them, so they
-        stop being evictable). The hit is token-granular; the engine rounds it to whole blocks.
-        """
-        hit = hit_tokens = pinned = 0
+    def lookup(self, segs: Sequence[int], lens: Sequence[int]) -> Match:
+        """Prefix match of a prompt path without changing anything (:class:`Match`)."""
+        hit_tokens = pinned = 0
         nodes = self._nodes
+        found = []
         for seg in segs:
             node = nodes.get(seg)
             if node is None:
                 break
-            hit_tokens += lens[hit]
-            hit += 1
+            hit_tokens += lens[len(found)]
+            found.append(node)
             if node[_REF] == 0:
                 pinned += node[_BLOCKS]
+        hit = len(found)
         prompt = hit_tokens + sum(lens[hit:])
-        return hit, hit_tokens, prompt // self.block_size - hit_tokens // self.block_size, pinned
+        bs = self.block_size
+        return Match(hit, hit_tokens, prompt // bs - hit_tokens // bs, pinned, found)
 
     # ------------------------------------------------------------------ changes
-    def acquire(self, segs: Sequence[int], lens: Sequence[int], now: float) -> None:
-        """Reference every segment of the path, inserting the missing ones (the caller has made room:
-        ``free_blocks() >= new_blocks`` from :meth:`lookup`)."""
-        nodes = self._nodes
-        bs = self.block_size
-        parent = -1
-        end = 0
-        for seg, ln in zip(segs, lens, strict=True):
-            end += ln
-            node = nodes.get(seg)
-            if node is None:
-                b = end // bs - (end - ln) // bs
-                node = nodes[seg] = [b, parent, 0, 0, now]
-                if parent >= 0:
-                    nodes[parent][_CHILDREN] += 1
-                self.used_blocks += b
-            elif node[_REF] == 0:
-                self.evictable_blocks -= node[_BLOCKS]
+    def acquire(self, segs: Sequence[int], lens: Sequence[int], now: float, match: Match | None = None) -> None:
+        """Reference every segment of the path, inserting the missing ones. ``match`` is the path's
+        :meth:`lookup` if nothing changed since (it saves the walk). The caller makes room for the
+        new blocks, before (:meth:`evict`) or right after: once acquired, the path is pinned."""
+        if match is None:
+            match = self.lookup(segs, lens)
+        evictable = 0
+        for node in match.nodes:
+            if node[_REF] == 0:
+                evictable += node[_BLOCKS]
             node[_REF] += 1
             node[_LAST] = now
+        self.evictable_blocks -= evictable
+        hit = match.hit
+        if hit == len(segs):
+            return
+        nodes, bs = self._nodes, self.block_size
+        parent = segs[hit - 1] if hit else -1
+        end = match.hit_tokens
+        added = 0
+        for seg, ln in zip(segs[hit:], lens[hit:], strict=True):
+            b = (end + ln) // bs - end // bs
+            end += ln
+            nodes[seg] = [b, parent, 1, 0, now]
+            if parent >= 0:
+                nodes[parent][_CHILDREN] += 1
+            added += b
             parent = seg
+        self.used_blocks += added
 
     def release(self, segs: Sequence[int], now: float) -> None:
         """Drop one reference along the path; nodes that become unreferenced leaves join the LRU."""
@@ -152,14 +170,18 @@ class RadixCache:
             node = nodes.get(seg)
             if node is None or node[_REF] or node[_CHILDREN] or node[_LAST] != last:
                 continue  # stale entry
+            del nodes[seg]
             freed += node[_BLOCKS]
-            self.evicted_blocks += node[_BLOCKS]
-            parent = self._remove(seg, was_ref=False)
+            parent = node[_PARENT]
             if parent >= 0:
                 up = nodes[parent]
+                up[_CHILDREN] -= 1
                 if up[_REF] == 0 and up[_CHILDREN] == 0:
                     self._tick += 1
                     heapq.heappush(uncovered, (up[_LAST], self._tick, parent))
+        self.used_blocks -= freed
+        self.evictable_blocks -= freed
+        self.evicted_blocks += freed
         return freed
 
     # ------------------------------------------------------------------ internals

@@ -6,9 +6,9 @@ compute-heavy stream) or 2 (its right, memory-heavy stream). Per side the ledger
 * ``load``: the blocks its requests were charged at admission (new prompt blocks + charge);
 * ``decoding`` and ``kv``: its decoding requests and the KV tokens they read next step (the actual
   use, which outgrows the charges when lifetimes line up);
-* ``members``: its running requests, with ``changes`` bumped whenever the set or a member's
-  projection changes (an admission, a decode start, a departure, a re-accounting), so a consumer
-  can cache what it derives from the set.
+* ``members``: how many of its requests run, with ``changes`` bumped whenever the set or a
+  member's estimate changes (an admission, a decode start, a departure, a re-accounting), so a
+  consumer can cache what it derives from the set.
 
 For the right side it also keeps its members' estimated ends and final KV (``right_ends``,
 ``right_finals``: two lists in the same order, sorted by end), which blend's projected-peak
@@ -19,7 +19,7 @@ A left request that outruns its estimated output is re-accounted to the right pa
 §5) at the step its token count passes the estimate: :meth:`watch_outrun` queues it,
 :meth:`due_outruns` lists those due and :meth:`move` moves one.
 
-Invariants: ``load[s]`` is the sum of ``side_charge`` over ``members[s]``; ``decoding[s]`` and
+Invariants: ``load[s]`` is the sum of ``side_charge`` over the running requests of side ``s``; ``decoding[s]`` and
 ``kv[s]`` are the count and KV of its members that decode; ``right_ends`` / ``right_finals`` hold
 one entry per right member, its latest estimate.
 """
@@ -42,7 +42,7 @@ class SideLedger:
         self.load = [0, 0, 0]
         self.decoding = [0, 0, 0]
         self.kv = [0, 0, 0]
-        self.members: tuple[set[int], set[int], set[int]] = (set(), set(), set())
+        self.members = [0, 0, 0]
         self.changes = [0, 0, 0]
         self.right_ends: list[int] = []
         self.right_finals: list[int] = []
@@ -57,14 +57,14 @@ class SideLedger:
         self.side[pos] = side
         self.side_charge[pos] = charged_blocks
         self.load[side] += charged_blocks
-        self.members[side].add(pos)
+        self.members[side] += 1
         self.changes[side] += 1
         if side == RIGHT:
             self._enter(pos, est_end, est_final)
 
     def leave(self, pos: int) -> None:
         side = self.side[pos]
-        self.members[side].discard(pos)
+        self.members[side] -= 1
         self.changes[side] += 1
         self.load[side] -= self.side_charge[pos]
         self.side_charge[pos] = 0
@@ -132,8 +132,8 @@ class SideLedger:
         self.decoding[RIGHT] += 1
         self.kv[RIGHT] += kv
         self.side[pos] = RIGHT
-        self.members[LEFT].discard(pos)
-        self.members[RIGHT].add(pos)
+        self.members[LEFT] -= 1
+        self.members[RIGHT] += 1
         self.changes[LEFT] += 1
         self.changes[RIGHT] += 1
         self._enter(pos, est_end, est_final)
