@@ -91,7 +91,8 @@ class BlendAdmission:
         target = self._paced_target(engine) if self.pacing else None
         s = self.scanner
         if self.chunk_pacing and target is not None and not s.exhausted:
-            engine.cap_prefill(max(int(target) - engine.decodes.n, 0))  # prompts chunked at the pace
+            cap = int(target) - engine.decodes.n
+            engine.cap_prefill(cap if cap > 0 else 0)  # prompts chunked at the pace
         else:
             engine.cap_prefill(None)
         if not engine.readmit_preempted() or s.exhausted:
@@ -114,7 +115,9 @@ class BlendAdmission:
             if target is None:
                 left_budget = float(engine.cfg.token_budget)  # no memory work left to pace against
             else:
-                left_budget = max(target - engine.decodes.n - right_tokens, 0.0)
+                left_budget = target - engine.decodes.n - right_tokens
+                if left_budget < 0.0:
+                    left_budget = 0.0
             if self._refill(engine, LEFT, left_budget) > 0:  # the partition matters only with credit
                 self._admit_left(engine, self._left_partition(engine, b))
 
@@ -128,7 +131,7 @@ class BlendAdmission:
         if mem_left <= 0 or comp_left <= 0:
             return None
         paced = comp_left / mem_left * engine.decodes.kv_read * self.kv_s / self.tok_s
-        return max(paced, self.ridge)
+        return self.ridge if self.ridge > paced else paced
 
     def _left_partition(self, engine: Engine, b: ScanBudget) -> float:
         """The paced left stream's blocks: all that the right side holds, will grow to (projected)
@@ -152,7 +155,9 @@ class BlendAdmission:
     def _refill(self, engine: Engine, side: int, per_step: float) -> float:
         """A step's credit for one stream: it grows by ``per_step`` and never banks more than one
         step's worth (an idle engine gets a full step's). Returns the credit."""
-        credit = min(self.credit[side] + per_step, per_step)
+        credit = self.credit[side] + per_step
+        if credit > per_step:
+            credit = per_step
         if engine.n_running == 0 and per_step > 0:
             credit = per_step  # an idle engine has nothing to wait for
         self.credit[side] = credit

@@ -65,13 +65,14 @@ class BlockAllocator:
         cache, bs = self.cache, self.bs
         match = cache.lookup(segs, lens)
         hit, cached, new_blocks, pinned = match.hit, match.hit_tokens, match.new_blocks, match.pinned
-        hit_tokens = min(cached, prompt - 1) // bs * bs  # whole blocks, never the last token
+        hit_tokens = (cached if cached < prompt else prompt - 1) // bs * bs  # whole blocks, not the last token
         dup = cached // bs - hit_tokens // bs  # 1: a cached block recomputed (module docstring)
-        charge = self.own_blocks(prompt, charged_out) + dup
+        full = prompt // bs  # the prompt's full blocks, the cache's (own blocks are the rest)
+        charge = -(-(prompt + charged_out) // bs) - full + dup
         capacity = self.capacity
         if cache.used_blocks - cache.evictable_blocks + self.charge_total + new_blocks + charge > capacity:
             return None
-        own_now = self.own_blocks(prompt, gen) + dup
+        own_now = -(-(prompt + gen) // bs) - full + dup
         taken = new_blocks + own_now  # missing segments and its own blocks
         free = capacity - cache.used_blocks - self.private_blocks
         if taken > free + cache.evictable_blocks - pinned:

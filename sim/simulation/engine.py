@@ -113,7 +113,8 @@ class Engine:
             return None
         r = self.requests
         p, g = r.p[pos], r.gen[pos]
-        target = max(r.d_hat[pos], g + 1)
+        d_hat = r.d_hat[pos]
+        target = d_hat if d_hat > g else g + 1  # max(d_hat, g + 1)
         charged_out = g + int(self._reserve * (target - g))
         segs, lens = r.segments(pos)
         got = self.blocks.reserve(pos, segs, lens, p, g, charged_out, self.now)
@@ -123,7 +124,7 @@ class Engine:
         tokens = p - hit_tokens + g
         # estimated end: after the queued prefill (whole steps of the current room), then one token
         # per step up to the estimate
-        delay = (prefill.pending + tokens) // max(room, 1)
+        delay = (prefill.pending + tokens) // (room if room > 1 else 1)
         end = r.est_end[pos] = self.step_index + delay + target - g
         final = r.est_final[pos] = p + target
         self.sides.join(pos, side, new_blocks + charge, end, final)
@@ -145,8 +146,9 @@ class Engine:
         n_dec, kv_read = decodes.n, decodes.kv_read
         grow = decodes.growth(t)
         room = self._budget - n_dec
-        if self._cap is not None:
-            room = min(room, self._cap)
+        cap = self._cap
+        if cap is not None and cap < room:
+            room = cap
         # every prefill has >= 1 token (the last prompt token is never a hit)
         tokens, pairs, seqs, done = self.prefill.take(room, t, self.record.chunk_log)
         st = self._step_time(BatchShape(tokens, pairs, n_dec, kv_read, seqs), self._composition)
@@ -188,12 +190,13 @@ class Engine:
             self._release(pos, self.blocks.own_blocks(r.p[pos], g - 1))
             return
         # its decode started: the estimated end is now known exactly (the prefill may have waited)
-        end = r.est_end[pos] = t + max(r.d_hat[pos] - g, 0)
+        left = r.d_hat[pos] - g
+        end = r.est_end[pos] = t + left if left > 0 else t
         kv = self.decodes.start(pos, t, r.p[pos], g - 1, t + r.d[pos] - g)
         self.sides.decode_started(pos, kv, end)
         if self.sides.side[pos] == LEFT and r.d[pos] > r.d_hat[pos]:
             # its token count passes the estimate after this many decode steps (paper §5)
-            self.sides.watch_outrun(t + max(r.d_hat[pos] - g + 1, 0), pos, self.decodes.version[pos])
+            self.sides.watch_outrun(t + left + 1 if left >= 0 else t, pos, self.decodes.version[pos])
 
     def _release(self, pos: int, private: int) -> None:
         """A request finished: free its own KV (``private`` blocks), unreference its prompt."""

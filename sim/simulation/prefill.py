@@ -49,7 +49,7 @@ class PrefillQueue:
         done: list[int] = []
         while queue and room > 0:
             item = queue[0]
-            q = min(room, item[1])
+            q = item[1] if item[1] < room else room
             context = item[2]
             pairs += q * context + q * (q + 1) / 2
             if chunk_log is not None:

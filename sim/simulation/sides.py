@@ -51,7 +51,8 @@ class SideLedger:
 
     def blocks(self, side: int, block_size: int) -> int:
         """KV blocks ``side`` holds or is charged for: the larger of its charges and its decodes' KV."""
-        return max(self.load[side], self.kv[side] // block_size)
+        load, kv_blocks = self.load[side], self.kv[side] // block_size
+        return load if load >= kv_blocks else kv_blocks
 
     def join(self, pos: int, side: int, charged_blocks: int, est_end: int, est_final: int) -> None:
         self.side[pos] = side
