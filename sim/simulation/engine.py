@@ -141,10 +141,12 @@ class Engine:
     def step(self) -> float:
         """Run one engine step; returns its duration in seconds."""
         t = self.step_index
-        self._make_room(t)
-        decodes, stats = self.decodes, self.stats
+        decodes, stats, blocks = self.decodes, self.stats, self.blocks
+        grow = decodes.grow_class[t % self.bs]
+        if blocks.cache.used_blocks + blocks.private_blocks + grow > blocks.capacity:
+            self._make_room(t)
+            grow = decodes.grow_class[t % self.bs]  # a preemption changes the growth
         n_dec, kv_read = decodes.n, decodes.kv_read
-        grow = decodes.growth(t)
         room = self._budget - n_dec
         cap = self._cap
         if cap is not None and cap < room:
@@ -153,7 +155,6 @@ class Engine:
         tokens, pairs, seqs, done = self.prefill.take(room, t, self.record.chunk_log)
         st = self._step_time(BatchShape(tokens, pairs, n_dec, kv_read, seqs), self._composition)
         self.now += st.total_s
-        blocks = self.blocks
         blocks.private_blocks += grow
         stats.gemm_done += tokens + n_dec
         stats.kv_done += kv_read
