@@ -7,151 +7,86 @@ import json
 import sys
 from typing import Any
 
-from blendsim.errors import UserError, unknown
-from blendsim.sim.simulation.config import ADMISSION_RULES, ENGINES, RIGHT_ADMISSION_RULES, EngineConfig
+from blendsim.common_cli import (
+    add_dp_option,
+    add_engine_options,
+    add_hardware_options,
+    add_policy_option,
+    add_seed_option,
+    check_counts,
+    engine_configs,
+    policies,
+)
 from blendsim.sim.simulation.result import SimResult
 
-POLICY_CHOICES = ("fifo", "dfs", "balance", "blend")
-DEFAULT_MODEL = "llama-3-8b"
 PROGRESS_MIN_REQUESTS = 20_000  # show a progress bar on runs at least this large (on a terminal)
 
 
 def register(subparsers: Any) -> None:
-    defaults = EngineConfig()
     p = subparsers.add_parser(
         "simulate",
         help="simulate policies' plans of a trace on a modelled engine",
-        description="Plan TRACE with a policy (or all four) and simulate it: continuous batching with "
+        description="Plan TRACE with each policy and simulate it on each engine: continuous batching with "
         "chunked prefill, a radix prefix cache, preemption; step times from a profile. "
         "Prints throughput, the fraction of the practical optimum and the prefix sharing kept.",
     )
     p.add_argument("trace", metavar="TRACE", help="trace file (Parquet, from `blendsim trace make`)")
-    p.add_argument("--policy", default="all", help="fifo, dfs, balance, blend or all (default: all)")
-    p.add_argument(
-        "--engine",
-        default=defaults.engine,
-        help="overlap (NanoFlow-like) or serial (vLLM/SGLang-like) step composition (default: overlap)",
-    )
-    p.add_argument(
-        "--model",
-        default=None,
-        help=f"model name or config.json (default: the trace's model, else {DEFAULT_MODEL})",
-    )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--gpu", default=None, help="built-in profile name (default: a100-80g)")
-    src.add_argument("--profile", default=None, help="profile JSON from `blendsim profile`")
-    p.add_argument("--dp", type=int, default=1, help="data-parallel replicas (default: 1)")
-    p.add_argument("--tp", type=int, default=1, help="tensor-parallel GPUs per replica (default: 1)")
-    p.add_argument(
-        "--admission",
-        default=defaults.admission,
-        help="KV charged at admission: expected (prompt + half the estimated output) or "
-        "final (prompt + all of it) (default: expected)",
-    )
-    p.add_argument(
-        "--right-admission",
-        default=defaults.right_admission,
-        help="blend: how the memory-heavy stream checks its partition: projected_peak (the "
-        "residents' future peak KV plus the candidate's) or expected (charges) "
-        f"(default: {defaults.right_admission})",
-    )
-    p.add_argument(
-        "--no-chunk-pacing",
-        action="store_true",
-        help="blend: let prefill take the whole token budget instead of the paced GEMM target",
-    )
-    p.add_argument(
-        "--request-credit",
-        action="store_true",
-        help="blend: spend the right stream's E8 budget per request, (p + d/2) d KV token-steps "
-        "each (default: the paper's budget from the unit's mean lengths)",
-    )
-    p.add_argument(
-        "--no-pacing",
-        action="store_true",
-        help="blend: keep the paper's steady-state budgets (no critical-path pacing)",
-    )
-    p.add_argument(
-        "--token-budget",
-        type=int,
-        default=defaults.token_budget,
-        help=f"tokens per step, a multiple of 128 (default: {defaults.token_budget})",
-    )
-    p.add_argument(
-        "--max-running",
-        type=int,
-        default=defaults.max_running,
-        help=f"cap on running requests (default: {defaults.max_running})",
-    )
-    p.add_argument("--seed", type=int, default=0, help="planning seed (sampling, balance order)")
+    add_policy_option(p)
+    add_hardware_options(p, model_default=None)
+    add_dp_option(p)
+    add_seed_option(p)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument(
         "--out",
         default=None,
         metavar="DIR",
-        help="also write result JSON, per-step Parquet, Chrome trace and admission order",
+        help="also write per policy and engine: result JSON, per-step and per-chunk Parquet, "
+        "Chrome trace and admission order",
     )
+    add_engine_options(p, several_engines=True)
     p.set_defaults(func=run)
 
 
-def _policies(name: str) -> list[str]:
-    if name == "all":
-        return list(POLICY_CHOICES)
-    if name not in POLICY_CHOICES:
-        raise unknown("policy", name, [*POLICY_CHOICES, "all"])
-    return [name]
-
-
 def run(args: argparse.Namespace) -> int:
+    from blendsim.common_cli import DEFAULT_MODEL
     from blendsim.profiler.profile import resolve_profile
     from blendsim.profiler.specs import get_model
     from blendsim.sim.simulation.run import simulate_policy
     from blendsim.traces.io import read_trace
 
-    policies = _policies(args.policy)
-    if args.engine not in ENGINES:
-        raise unknown("engine", args.engine, ENGINES)
-    if args.admission not in ADMISSION_RULES:
-        raise unknown("admission rule", args.admission, ADMISSION_RULES)
-    if args.right_admission not in RIGHT_ADMISSION_RULES:
-        raise unknown("right admission rule", args.right_admission, RIGHT_ADMISSION_RULES)
-    if args.dp < 1:
-        raise UserError(f"--dp must be >= 1, got {args.dp}")
+    names = policies(args)
+    configs = engine_configs(args)
+    check_counts(args)
     trace = read_trace(args.trace)
     model = get_model(args.model or str(trace.metadata.get("model") or DEFAULT_MODEL))
     profile = resolve_profile(args.gpu, args.profile, model, args.tp)
-    config = EngineConfig(
-        engine=args.engine,
-        admission=args.admission,
-        blend_pacing=not args.no_pacing,
-        right_admission=args.right_admission,
-        blend_chunk_pacing=not args.no_chunk_pacing,
-        blend_request_credit=args.request_credit,
-        token_budget=args.token_budget,
-        max_running=args.max_running,
-    )
     progress = len(trace) >= PROGRESS_MIN_REQUESTS and sys.stderr.isatty()
-    results: list[SimResult] = []
-    for policy in policies:
-        res = simulate_policy(trace, policy, model, profile, config, args.dp, args.seed, progress=progress)
-        results.append(res)
-        if args.out:
-            res.write(args.out)
-    rows = [r.to_dict() for r in results]
-    dfs = next((r for r in rows if r["policy"] == "dfs"), None)
-    for r in rows:
-        if dfs is not None:
-            r["speedup_vs_dfs"] = r["throughput_tok_s"] / dfs["throughput_tok_s"]
-    if args.json:
-        print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
-    else:
-        print(
-            format_table(
-                rows,
-                f"{args.trace}: {len(trace)} requests, {model.name} on {profile.name}"
-                f" (tp={args.tp}, dp={args.dp}), {args.engine} engine",
+    tables = []
+    for config in configs:
+        results: list[SimResult] = []
+        for policy in names:
+            res = simulate_policy(
+                trace, policy, model, profile, config, args.dp, args.seed, progress=progress
             )
+            results.append(res)
+            if args.out:
+                res.write(args.out)
+        rows = [r.to_dict() for r in results]
+        dfs = next((r for r in rows if r["policy"] == "dfs"), None)
+        for r in rows:
+            if dfs is not None:
+                r["speedup_vs_dfs"] = r["throughput_tok_s"] / dfs["throughput_tok_s"]
+        tables.append(rows)
+    if args.json:
+        flat = [r for rows in tables for r in rows]
+        print(json.dumps(flat if len(flat) > 1 else flat[0], indent=2))
+        return 0
+    for config, rows in zip(configs, tables, strict=True):
+        title = (
+            f"{args.trace}: {len(trace)} requests, {model.name} on {profile.name}"
+            f" (tp={args.tp}, dp={args.dp}), {config.engine} engine"
         )
+        print(format_table(rows, title))
     return 0
 
 

@@ -15,8 +15,8 @@ from blendsim.sim.planning.plan import Plan
 from blendsim.sim.simulation.admission import FcfsAdmission
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.engine import Engine
-from blendsim.sim.simulation.replicas import run_replicas
 from blendsim.sim.simulation.optimum import block_saved_tokens
+from blendsim.sim.simulation.replicas import run_replicas
 from blendsim.sim.simulation.run import simulate
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace

@@ -208,7 +208,10 @@ class BlendAdmission:
             if sides.members[RIGHT]:
                 if self.projected:
                     projection = self._right_projection(engine)
-                    if projection.peak_with(engine.step_index, r.p[pos], r.d_hat[pos]) > partition_blocks * bs:
+                    if (
+                        projection.peak_with(engine.step_index, r.p[pos], r.d_hat[pos])
+                        > partition_blocks * bs
+                    ):
                         break
                 else:
                     load = sides.blocks(RIGHT, bs)

@@ -65,7 +65,9 @@ class BlockAllocator:
         cache, bs = self.cache, self.bs
         match = cache.lookup(segs, lens)
         hit, cached, new_blocks, pinned = match.hit, match.hit_tokens, match.new_blocks, match.pinned
-        hit_tokens = (cached if cached < prompt else prompt - 1) // bs * bs  # whole blocks, not the last token
+        hit_tokens = (
+            (cached if cached < prompt else prompt - 1) // bs * bs
+        )  # whole blocks, not the last token
         dup = cached // bs - hit_tokens // bs  # 1: a cached block recomputed (module docstring)
         full = prompt // bs  # the prompt's full blocks, the cache's (own blocks are the rest)
         charge = -(-(prompt + charged_out) // bs) - full + dup

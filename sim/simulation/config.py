@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from blendsim.errors import UserError, unknown
+from blendsim.options import at_least, check_fields, finite_at_least, in_range, option, positive_multiple
 
 ENGINES = ("overlap", "serial")
 ADMISSION_RULES = ("expected", "final")
@@ -23,8 +23,10 @@ PAPER_ACTIVATION_RESERVE_BYTES = 80e9 - 8.03e9 * 2 - 60e9
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """How one replica runs. Invariants: ``token_budget`` is a positive multiple of 128 (the paper
-    keeps batch sizes multiples of 128); ``0 < expected_fraction <= 1``.
+    """How one replica runs. Invariant: every field passes its option's check (the ``option(...)``
+    of each field below: its default, help and check; :mod:`blendsim.options` makes the CLI's
+    options from them). ``token_budget`` is a positive multiple of 128 (the paper keeps batch sizes
+    multiples of 128); ``0 < expected_fraction <= 1``.
 
     engine: step-time composition, ``overlap`` (NanoFlow: GEMM overlaps decode attention) or
         ``serial`` (vLLM/SGLang: operators run one after another).
@@ -71,35 +73,77 @@ class EngineConfig:
         unscanned (the paper keeps it constant; ``False``).
     """
 
-    engine: str = "overlap"
-    token_budget: int = 8192
-    max_running: int = 2048
-    block_size: int = 1
-    activation_reserve_bytes: float = PAPER_ACTIVATION_RESERVE_BYTES
-    admission: str = "expected"
-    expected_fraction: float = 0.5
-    blend_pacing: bool = True
-    blend_refresh_target: bool = False
-    right_admission: str = "projected_peak"
-    blend_chunk_pacing: bool = True
-    blend_request_credit: bool = False
-    kv_capacity_override: int | None = None
+    engine: str = option(
+        "overlap",
+        "step composition: overlap (NanoFlow-like: GEMMs overlap decode "
+        "attention) or serial (vLLM/SGLang-like)",
+        choices=ENGINES,
+    )
+    token_budget: int = option(
+        8192, "tokens per step, decodes plus prefill chunks, a multiple of 128", check=positive_multiple(128)
+    )
+    max_running: int = option(2048, "cap on requests holding KV at once", check=at_least(1))
+    block_size: int = option(
+        1,
+        "KV page size in tokens; prefix hits are whole pages (SGLang's radix "
+        "tree: 1; vLLM: 16 on GPUs, 128 on CPUs)",
+        check=at_least(1),
+    )
+    activation_reserve_bytes: float = option(
+        PAPER_ACTIVATION_RESERVE_BYTES,
+        "device memory kept for activations and buffers",
+        check=finite_at_least(0),
+        cli=False,
+    )
+    admission: str = option(
+        "expected",
+        "KV charged at admission: expected (new prompt blocks + "
+        "expected-fraction of the estimated output) or final (all of it)",
+        choices=ADMISSION_RULES,
+    )
+    expected_fraction: float = option(
+        0.5,
+        "share of the estimated output the expected rule charges, in (0, 1]",
+        check=in_range(0, 1, low_open=True),
+    )
+    blend_pacing: bool = option(
+        True,
+        "blend: pace the compute-heavy stream against the resident memory "
+        "work (off: the paper's steady-state budgets)",
+        flag="pacing",
+    )
+    blend_refresh_target: bool = option(
+        False, "blend: recompute the target density from the units still unscanned", flag="refresh-target"
+    )
+    right_admission: str = option(
+        "projected_peak",
+        "blend: how the memory-heavy stream checks its "
+        "partition: projected_peak (the residents' future peak KV) or expected "
+        "(charges)",
+        choices=RIGHT_ADMISSION_RULES,
+    )
+    blend_chunk_pacing: bool = option(
+        True,
+        "blend: cap each paced step's prefill at the paced GEMM target "
+        "(off: prefill takes the whole token budget)",
+        flag="chunk-pacing",
+    )
+    blend_request_credit: bool = option(
+        False,
+        "blend: spend the right stream's E8 budget per request, (p + d/2) d KV token-steps each",
+        flag="request-credit",
+    )
+    kv_capacity_override: int | None = option(
+        None,
+        "KV tokens per replica, in place of the capacity derived "
+        "from memory, weights and the activation reserve",
+        flag="kv-capacity-tokens",
+        check=at_least(1),
+        metavar="TOKENS",
+    )
 
     def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise unknown("engine", self.engine, ENGINES)
-        if self.admission not in ADMISSION_RULES:
-            raise unknown("admission rule", self.admission, ADMISSION_RULES)
-        if self.right_admission not in RIGHT_ADMISSION_RULES:
-            raise unknown("right admission rule", self.right_admission, RIGHT_ADMISSION_RULES)
-        if self.token_budget < 128 or self.token_budget % 128:
-            raise UserError(f"token budget must be a positive multiple of 128, got {self.token_budget}")
-        if self.max_running < 1:
-            raise UserError(f"max running requests must be >= 1, got {self.max_running}")
-        if self.block_size < 1:
-            raise UserError(f"KV block size must be >= 1, got {self.block_size}")
-        if not 0 < self.expected_fraction <= 1:
-            raise UserError(f"expected_fraction must be in (0, 1], got {self.expected_fraction}")
+        check_fields(self)
 
     @property
     def reserve_fraction(self) -> float:

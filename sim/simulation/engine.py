@@ -160,8 +160,15 @@ class Engine:
         stats.kv_done += kv_read
         stats.pairs_done += pairs
         stats.chunks_done += seqs
-        self.record.step(self.now, (tokens, pairs, seqs), (n_dec, kv_read), self.n_running,
-                         blocks.cache.used_blocks + blocks.private_blocks, st, self._cap)  # fmt: skip
+        self.record.step(
+            self.now,
+            (tokens, pairs, seqs),
+            (n_dec, kv_read),
+            self.n_running,
+            blocks.cache.used_blocks + blocks.private_blocks,
+            st,
+            self._cap,
+        )
         self._finish_decodes(t)
         if self.sides.has_outruns:
             for pos in self.sides.due_outruns(t, decodes.version):
@@ -227,7 +234,9 @@ class Engine:
             # computed: only the part already done is redone work
             self.stats.recomputed_tokens -= remaining
             self.sides.leave(pos)
-            self.blocks.discard(pos, r.segment_ids(pos), self.blocks.own_blocks(r.p[pos], r.gen[pos]), self.now)
+            self.blocks.discard(
+                pos, r.segment_ids(pos), self.blocks.own_blocks(r.p[pos], r.gen[pos]), self.now
+            )
         else:
             pos, steps, kv = self.decodes.pop_newest(t, r.p)
             self.sides.decode_ended(pos, kv)

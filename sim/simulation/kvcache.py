@@ -34,7 +34,6 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-
 # a node is one list [blocks, parent, ref, children, last_use] (one dict lookup per segment)
 _BLOCKS, _PARENT, _REF, _CHILDREN, _LAST = range(5)
 
@@ -101,7 +100,9 @@ class RadixCache:
         return Match(hit, hit_tokens, prompt // bs - hit_tokens // bs, pinned, found)
 
     # ------------------------------------------------------------------ changes
-    def acquire(self, segs: Sequence[int], lens: Sequence[int], now: float, match: Match | None = None) -> None:
+    def acquire(
+        self, segs: Sequence[int], lens: Sequence[int], now: float, match: Match | None = None
+    ) -> None:
         """Reference every segment of the path, inserting the missing ones. ``match`` is the path's
         :meth:`lookup` if nothing changed since (it saves the walk). The caller makes room for the
         new blocks, before (:meth:`evict`) or right after: once acquired, the path is pinned."""

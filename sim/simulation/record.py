@@ -24,8 +24,20 @@ import numpy as np
 from blendsim.profiler.cost import StepTime
 
 # recorded per step, in this order; kv_used is in blocks until columns() scales it to tokens
-_RECORDED = ("time", "prefill_tokens", "decode_tokens", "running", "kv_used_tokens", "compute_s",
-             "memory_s", "step_s", "prefill_cap", "prefill_seqs", "prefill_attn_pairs", "decode_kv_tokens")  # fmt: skip
+_RECORDED = (
+    "time",
+    "prefill_tokens",
+    "decode_tokens",
+    "running",
+    "kv_used_tokens",
+    "compute_s",
+    "memory_s",
+    "step_s",
+    "prefill_cap",
+    "prefill_seqs",
+    "prefill_attn_pairs",
+    "decode_kv_tokens",
+)
 _FLOAT = {"time", "compute_s", "memory_s", "step_s", "prefill_attn_pairs"}
 STEP_COLUMNS = ("replica", "step", *_RECORDED)
 CHUNK_COLUMNS = ("replica", "step", "position", "tokens", "context")
@@ -54,8 +66,22 @@ class StepRecorder:
         """One step that ended at ``now``: ``prefill`` (tokens, pairs, chunks) and ``decodes``
         (count, KV read) as priced by ``st``."""
         tokens, pairs, seqs = prefill
-        self._steps.extend((now, tokens, decodes[0], running, kv_used_blocks, st.compute_s, st.memory_s,
-                            st.total_s, -1 if cap is None else cap, seqs, pairs, decodes[1]))  # fmt: skip
+        self._steps.extend(
+            (
+                now,
+                tokens,
+                decodes[0],
+                running,
+                kv_used_blocks,
+                st.compute_s,
+                st.memory_s,
+                st.total_s,
+                -1 if cap is None else cap,
+                seqs,
+                pairs,
+                decodes[1],
+            )
+        )
 
     def admission(self, pos: int, side: int, step: int, time: float, cached_tokens: int) -> None:
         self._admitted.extend((pos, side, step, cached_tokens))

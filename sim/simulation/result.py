@@ -42,15 +42,15 @@ CHROME_MAX_SLICES = 200_000  # per-step slices beyond this are merged so Perfett
 @dataclass
 class SimResult:
     """One policy's run. ``steps`` maps SERIES_COLUMNS to equal-length arrays (all replicas, the
-    step record of :mod:`blendsim.sim.simulation.record`), ``chunks`` its prefill chunks (replica,
-    step, position, tokens, context); ``admission`` holds the first admissions, replica by replica, each replica's in its admission
-    order (what the executor replays): ``position``, ``side`` (0 fcfs, 1 left, 2 right),
-    ``replica``, ``step`` (the replica's step, numbered from 1 as in ``steps``, that could first
-    schedule it: it was admitted after ``step - 1`` steps had run; non-decreasing within a
-    replica), ``time`` (the simulated time then: that step's start) and ``cached_tokens`` (prompt
-    tokens its prefix-cache hit skipped: whole blocks, never the last prompt token). The series'
-    ``prefill_cap`` is the policy's cap on that step's prefill tokens (blend's chunk pacing), -1
-    where the step could fill its token budget."""
+    step record of :mod:`blendsim.sim.simulation.record`), ``chunks`` its prefill chunks (replica, step,
+    position, tokens, context); ``admission`` holds the first admissions, replica by replica, each
+    replica's in its admission order (what the executor replays): ``position``, ``side`` (0 fcfs, 1 left,
+    2 right), ``replica``, ``step`` (the replica's step, numbered from 1 as in ``steps``, that could
+    first schedule it: it was admitted after ``step - 1`` steps had run; non-decreasing within a
+    replica), ``time`` (the simulated time then: that step's start) and ``cached_tokens`` (prompt tokens
+    its prefix-cache hit skipped: whole blocks, never the last prompt token). The series' ``prefill_cap``
+    is the policy's cap on that step's prefill tokens (blend's chunk pacing), -1 where the step could
+    fill its token budget."""
 
     policy: str
     engine: str

@@ -83,12 +83,27 @@ def simulate(
     total = int(trace.prompt_len.sum() + trace.output_len.sum())
     best = optimal_totals(trace)
     series = records["steps"]
-    work = BatchShape(int(series["prefill_tokens"].sum()), stats.pairs_done, int(series["decode_tokens"].sum()),
-                      stats.kv_done, stats.chunks_done)  # fmt: skip
+    work = BatchShape(
+        int(series["prefill_tokens"].sum()),
+        stats.pairs_done,
+        int(series["decode_tokens"].sum()),
+        stats.kv_done,
+        stats.chunks_done,
+    )
     longest = int(trace.output_len.max()) if len(trace) else 0
     kv_tokens = capacity * config.block_size
-    breakdown = time_breakdown(series, work, best, profile.steps, config.engine, config.token_budget, kv_tokens,
-                               longest, dp, makespan)  # fmt: skip
+    breakdown = time_breakdown(
+        series,
+        work,
+        best,
+        profile.steps,
+        config.engine,
+        config.token_budget,
+        kv_tokens,
+        longest,
+        dp,
+        makespan,
+    )
     bound = sum(block_saved_tokens(trace, e.record.admitted_positions, config.block_size) for e in engines)
     return SimResult(
         policy=plan.policy,

@@ -19,9 +19,9 @@ A left request that outruns its estimated output is re-accounted to the right pa
 §5) at the step its token count passes the estimate: :meth:`watch_outrun` queues it,
 :meth:`due_outruns` lists those due and :meth:`move` moves one.
 
-Invariants: ``load[s]`` is the sum of ``side_charge`` over the running requests of side ``s``; ``decoding[s]`` and
-``kv[s]`` are the count and KV of its members that decode; ``right_ends`` / ``right_finals`` hold
-one entry per right member, its latest estimate.
+Invariants: ``load[s]`` is the sum of ``side_charge`` over the running requests of side ``s``;
+``decoding[s]`` and ``kv[s]`` are the count and KV of its members that decode; ``right_ends`` /
+``right_finals`` hold one entry per right member, its latest estimate.
 """
 
 from __future__ import annotations

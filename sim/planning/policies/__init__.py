@@ -1,7 +1,8 @@
-"""Admission policies: one module per policy, each with ``build(ctx, **options) -> Plan``.
+"""Ordering policies: one module per policy, each with ``build(ctx, **options) -> Plan``; the registry.
 
-To add a policy, write ``sim/policies/<name>.py`` with a ``build`` function (see ``base.py``) and
-add ``<name>`` to :data:`POLICIES`.
+To add a policy, write ``sim/planning/policies/<name>.py`` with a ``build`` function (see
+``base.py``) and add ``<name>`` to :data:`POLICIES`. Every verb that takes ``--policy`` reads this
+registry: ``all`` means every policy here unless a verb documents a narrower default.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from blendsim.errors import unknown
+from blendsim.options import parse_choice_list
 
 POLICIES: tuple[str, ...] = ("fifo", "dfs", "balance", "blend")
+POLICY_HELP = "fifo (arrival order), dfs (prefix-tree order), balance (random), blend (BlendServe)"
 
 PolicyBuilder = Callable[..., Any]
 
@@ -24,3 +27,8 @@ def get_policy(name: str) -> PolicyBuilder:
     module = importlib.import_module(f"{__name__}.{name}")
     builder: PolicyBuilder = module.build
     return builder
+
+
+def parse_policies(value: str) -> tuple[str, ...]:
+    """A comma list of policy names, or ``all`` (every registered policy, in registry order)."""
+    return parse_choice_list(value, POLICIES, "policy")

@@ -1,0 +1,106 @@
+"""The options several verbs share, each declared once: the engine (from ``EngineConfig``'s fields),
+the policies, the model and its hardware profile, data parallelism and the seed.
+
+A verb adds the groups it needs and reads them back with the matching function; a verb whose
+engine differs from the simulator's defaults (the vLLM backend: serial steps, 128-token KV blocks)
+passes its overrides once, as ``defaults``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from blendsim.options import add_options, at_least, config_from_args, parse_choice_list
+from blendsim.sim.planning.policies import POLICIES, POLICY_HELP, parse_policies
+from blendsim.sim.simulation.config import ENGINES, EngineConfig
+
+DEFAULT_MODEL = "llama-3-8b"
+DEFAULT_GPU = "a100-80g"
+
+
+def add_engine_options(
+    parser: argparse.ArgumentParser,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    exclude: Iterable[str] = (),
+    several_engines: bool = False,
+) -> None:
+    """The engine's options in a group of their own; ``several_engines``: ``--engine`` takes a
+    comma list (or ``both``), one run per engine."""
+    group = parser.add_argument_group("engine (EngineConfig)")
+    add_options(
+        group, EngineConfig, defaults=defaults, exclude=exclude, lists=("engine",) if several_engines else ()
+    )
+
+
+def engine_configs(args: argparse.Namespace, **fixed: Any) -> list[EngineConfig]:
+    """One EngineConfig per engine named by ``--engine`` (one unless the verb takes several)."""
+    engines = parse_choice_list(args.engine, ENGINES, "engine", all_words=("both", "all"))
+    return [config_from_args(EngineConfig, args, **fixed, engine=e) for e in engines]
+
+
+def engine_config(args: argparse.Namespace, **fixed: Any) -> EngineConfig:
+    return config_from_args(EngineConfig, args, **fixed)
+
+
+def add_policy_option(parser: argparse.ArgumentParser, default: str = "all", narrower: str = "") -> None:
+    parser.add_argument(
+        "--policy",
+        default=default,
+        metavar="P[,P...]",
+        help=f"policies, a comma list or all: {POLICY_HELP} (default: {default}{narrower})",
+    )
+
+
+def policies(args: argparse.Namespace) -> tuple[str, ...]:
+    return parse_policies(args.policy)
+
+
+def add_hardware_options(
+    parser: argparse.ArgumentParser, *, model_default: str | None = DEFAULT_MODEL
+) -> None:
+    """``--model``, ``--gpu`` or ``--profile``, and ``--tp``."""
+    shown = model_default or "the trace's model, else " + DEFAULT_MODEL
+    parser.add_argument(
+        "--model", default=model_default, help=f"built-in model name or config.json (default: {shown})"
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--gpu", default=None, help=f"built-in profile name (default: {DEFAULT_GPU})")
+    source.add_argument(
+        "--profile", default=None, metavar="FILE", help="profile JSON from `blendsim profile`"
+    )
+    parser.add_argument("--tp", type=int, default=1, help="tensor-parallel GPUs per replica (default: 1)")
+
+
+def add_dp_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dp", type=int, default=1, help="data-parallel replicas (default: 1)")
+
+
+def add_seed_option(parser: argparse.ArgumentParser, what: str = "planning: sampling, random order") -> None:
+    parser.add_argument("--seed", type=int, default=0, help=f"seed of the {what} (default: 0)")
+
+
+def check_counts(args: argparse.Namespace) -> None:
+    """``--dp`` and ``--tp`` (where the verb has them) are positive."""
+    for name in ("dp", "tp"):
+        value = getattr(args, name, None)
+        if value is not None and (problem := at_least(1)(value)):
+            from blendsim.errors import UserError
+
+            raise UserError(f"--{name} {problem}")
+
+
+__all__ = [
+    "POLICIES",
+    "add_dp_option",
+    "add_engine_options",
+    "add_hardware_options",
+    "add_policy_option",
+    "add_seed_option",
+    "check_counts",
+    "engine_config",
+    "engine_configs",
+    "policies",
+]
