@@ -48,6 +48,8 @@ def engine_config(args: argparse.Namespace, **fixed: Any) -> EngineConfig:
 def add_policy_option(parser: argparse.ArgumentParser, default: str = "all", narrower: str = "") -> None:
     parser.add_argument(
         "--policy",
+        "--policies",
+        dest="policy",
         default=default,
         metavar="P[,P...]",
         help=f"policies, a comma list or all: {POLICY_HELP} (default: {default}{narrower})",

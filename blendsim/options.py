@@ -173,6 +173,16 @@ def config_from_args(cls: Callable[..., T], args: argparse.Namespace, **fixed: A
         raise UserError(f"{flag_of(fields[exc.field])} {exc.problem}") from None
 
 
+def non_defaults(config: Any, skip: Iterable[str] = ()) -> tuple[tuple[str, Any], ...]:
+    """``(field, value)`` of every field of ``config`` off its default, in field order."""
+    out = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name not in skip and value != f.default:
+            out.append((f.name, value))
+    return tuple(out)
+
+
 def parse_choice_list(
     value: str, valid: Sequence[str], what: str, all_words: Sequence[str] = ("all",)
 ) -> tuple[str, ...]:
@@ -181,11 +191,12 @@ def parse_choice_list(
     names = [v.strip() for v in str(value).split(",")]
     if len(names) == 1 and names[0] in all_words:
         return tuple(valid)
+    listed = ", ".join(valid) + (f" or {all_words[0]}" if all_words else "")
     if not all(names):
-        raise UserError(f"empty {what} name in {value!r}; valid: {', '.join(valid)} or {all_words[0]}")
+        raise UserError(f"empty {what} name in {value!r}; valid: {listed}")
     bad = [n for n in names if n not in valid]
     if bad:
-        raise UserError(f"unknown {what} {bad[0]!r}; valid: {', '.join(valid)} or {all_words[0]}")
+        raise UserError(f"unknown {what} {bad[0]!r}; valid: {listed}")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise UserError(f"{what} {repeated[0]!r} is given twice in {value!r}")

@@ -50,7 +50,6 @@ def trace_summary(trace: Trace, model: ModelSpec, hw: Any) -> dict[str, Any]:
 def run_cell(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
     """Build the cell's trace and simulate every (engine, policy). Never raises UserError: a cell the
     mixer cannot build (or the simulator cannot run as asked) comes back ``infeasible`` with the reason."""
-    from blendsim.sim.simulation.config import EngineConfig
     from blendsim.sim.simulation.run import simulate_policy
     from blendsim.traces.mixer import make_trace
 
@@ -74,7 +73,7 @@ def run_cell(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
         options = dict(spec.sim_options)
         for engine in spec.engines:
             for policy in spec.policies:
-                config = EngineConfig(engine=engine)
+                config = spec.engine_config(engine)
                 result = simulate_policy(trace, policy, model, profile, config, spec.dp, spec.seed, **options)
                 record["results"].append(result.to_dict())
     except UserError as exc:

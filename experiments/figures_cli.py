@@ -19,7 +19,7 @@ from typing import Any
 from blendsim.errors import UserError, atomic_output
 from blendsim.experiments.common import SCALES
 from blendsim.experiments.figure_base import FIGURES, FigureOutput, prepare_dir
-from blendsim.experiments.grid import parse_names
+from blendsim.options import parse_choice_list
 
 
 def register(subparsers: Any) -> None:
@@ -98,7 +98,7 @@ def write_summary(results: list[FigureOutput | str], out: Path, scale: str, wall
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    names = list(parse_names(args.only, "figure script", FIGURES))
+    names = list(parse_choice_list(args.only, FIGURES, "figure script"))
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
     out = prepare_dir(Path(args.out))

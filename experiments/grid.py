@@ -15,15 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from blendsim import __version__
-from blendsim.errors import UserError, unknown
+from blendsim.errors import UserError
+from blendsim.sim.simulation.config import EngineConfig
 
-ENGINES = ("overlap", "serial")
 DEFAULT_MIX = ("burstgpt", "mmlu", "openvid")
 DEFAULT_DENSITIES = "0.8:1.4:0.05"
 MAX_GRID_VALUES = 1000  # per axis; a typo like 0.8:1.4:0.00001 should fail fast, not run for days
@@ -56,27 +55,6 @@ def parse_values(spec: str, what: str) -> tuple[float, ...]:
     if any(not math.isfinite(v) for v in values):
         raise UserError(f"bad {what} spec {spec!r}: values must be finite numbers")
     return tuple(sorted({round(v, 6) for v in values}))
-
-
-def parse_names(spec: str | Sequence[str], what: str, valid: Sequence[str]) -> tuple[str, ...]:
-    """A comma list of names, each one of ``valid``; ``all`` means every valid name."""
-    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
-    if items == ["all"]:
-        return tuple(valid)
-    if not items:
-        raise UserError(f"empty {what} list; valid: {', '.join(valid)}")
-    for name in items:
-        if name not in valid:
-            raise unknown(what, name, valid)
-    return tuple(dict.fromkeys(items))
-
-
-def parse_engines(spec: str) -> tuple[str, ...]:
-    if spec == "both":
-        return ENGINES
-    if spec not in ENGINES:
-        raise unknown("engine", spec, [*ENGINES, "both"])
-    return (spec,)
 
 
 def file_digest(path: str) -> str:
@@ -114,7 +92,8 @@ class SweepSpec:
     tp: int = 1
     dp: int = 1
     seed: int = 0
-    sim_options: tuple[tuple[str, Any], ...] = field(default=())  # extra simulate_policy options
+    sim_options: tuple[tuple[str, Any], ...] = field(default=())  # planner options of simulate_policy
+    engine_options: tuple[tuple[str, Any], ...] = field(default=())  # EngineConfig fields off their defaults
 
     def __post_init__(self) -> None:
         if not self.densities or not self.sharings:
@@ -125,11 +104,19 @@ class SweepSpec:
         bad_s = [s for s in self.sharings if not 0 <= s < 1]
         if bad_s:
             raise UserError(f"sharing ratio {bad_s[0]} is outside [0, 1)")
-        for name, value, low in (("requests", self.requests, 1), ("dp", self.dp, 1), ("tp", self.tp, 1)):
-            if value < low:
-                raise UserError(f"--{name} must be >= {low}, got {value}")
+        for name, value in (
+            ("requests", self.requests),
+            ("data-parallel replicas", self.dp),
+            ("tp", self.tp),
+        ):
+            if value < 1:
+                raise UserError(f"{name} must be >= 1, got {value}")
         if not self.mix:
-            raise UserError("empty --mix; give source names like burstgpt,mmlu,openvid")
+            raise UserError("the source mix is empty; give source names like burstgpt,mmlu,openvid")
+
+    def engine_config(self, engine: str) -> EngineConfig:
+        """The EngineConfig a cell simulates ``engine`` with."""
+        return EngineConfig(engine=engine, **dict(self.engine_options))
 
     @property
     def cells(self) -> list[Cell]:
@@ -140,6 +127,7 @@ class SweepSpec:
         """Everything that decides a cell's result (not the grid axes, not how it is run)."""
         ident = {k: v for k, v in asdict(self).items() if k not in ("densities", "sharings", "profile")}
         ident["sim_options"] = [list(kv) for kv in self.sim_options]
+        ident["engine_options"] = [list(kv) for kv in self.engine_options]
         ident["mix"], ident["policies"], ident["engines"] = (
             list(self.mix),
             list(self.policies),
@@ -163,7 +151,9 @@ class SweepSpec:
             f"{_count(len(self.densities), 'density', 'densities')} x "
             f"{_count(len(self.sharings), 'sharing ratio', 'sharing ratios')} = "
             f"{_count(len(self.cells), 'cell', 'cells')}; "
-            f"policies {','.join(self.policies)}; engine {','.join(self.engines)}; "
+            f"policies {','.join(self.policies)}; engine {','.join(self.engines)}"
+            + "".join(f" {k}={v}" for k, v in self.engine_options)
+            + "; "
             f"mix {','.join(self.mix)}; {self.requests} requests per trace; model {self.model} on {hw}"
             + (f"; dp {self.dp}" if self.dp > 1 else "")
             + f"; seed {self.seed}"

@@ -8,17 +8,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from blendsim.common_cli import (
+    add_dp_option,
+    add_engine_options,
+    add_hardware_options,
+    add_policy_option,
+    add_seed_option,
+    check_counts,
+    engine_configs,
+    policies,
+)
 from blendsim.errors import UserError
 from blendsim.experiments.cells import resolve
-from blendsim.experiments.grid import (
-    DEFAULT_DENSITIES,
-    DEFAULT_MIX,
-    SweepSpec,
-    file_digest,
-    parse_engines,
-    parse_names,
-    parse_values,
-)
+from blendsim.experiments.grid import DEFAULT_DENSITIES, DEFAULT_MIX, SweepSpec, file_digest, parse_values
 from blendsim.experiments.results import (
     COLUMNS,
     ensure_writable_dir,
@@ -31,6 +33,7 @@ from blendsim.experiments.results import (
 from blendsim.experiments.runners import check_reachable, default_jobs, import_ray
 from blendsim.experiments.sweep import SweepOutcome, run_sweep
 from blendsim.experiments.sweep_figure import plot_sweep
+from blendsim.options import non_defaults, parse_choice_list
 
 # The paper's appendix trace size (blendserve.md §6.2: 40,000 requests; the mixer's preset size too).
 # The default sweep (13 densities x 4 policies, overlap engine, 2 processes) took 106-140 s on the
@@ -62,28 +65,16 @@ def register(subparsers: Any) -> None:
         help=f"compute densities, A:B:STEP (inclusive) or a list (default {DEFAULT_DENSITIES})",
     )
     p.add_argument("--mix", default=",".join(DEFAULT_MIX), help="trace sources to mix (default %(default)s)")
-    p.add_argument("--policies", default="all", help="comma list of fifo,dfs,balance,blend (default all)")
-    p.add_argument(
-        "--engine",
-        default="overlap",
-        choices=("overlap", "serial", "both"),
-        help="overlapping (NanoFlow-like) or serial (vLLM-like) engine (default overlap)",
-    )
+    add_policy_option(p)
     p.add_argument(
         "--requests",
         type=int,
         default=None,
         help=f"requests per trace (default {DEFAULT_REQUESTS}, sized for a 3-minute default sweep)",
     )
-    p.add_argument(
-        "--model", default="llama-3-8b", help="built-in model name or config.json (default %(default)s)"
-    )
-    hw = p.add_mutually_exclusive_group()
-    hw.add_argument("--gpu", default=None, help="built-in GPU profile (default a100-80g)")
-    hw.add_argument("--profile", default=None, help="a profile JSON written by `blendsim profile`")
-    p.add_argument("--tp", type=int, default=1, help="tensor parallelism per replica (default 1)")
-    p.add_argument("--dp", type=int, default=1, help="data-parallel replicas (default 1)")
-    p.add_argument("--seed", type=int, default=0)
+    add_hardware_options(p)
+    add_dp_option(p)
+    add_seed_option(p, "traces and the planning")
     p.add_argument("--out", default="blendsim-sweep", help="output directory (default %(default)s)")
     run = p.add_mutually_exclusive_group()
     run.add_argument(
@@ -97,24 +88,26 @@ def register(subparsers: Any) -> None:
         "needs pip install 'blendsim[ray]'",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_engine_options(p, several_engines=True)
     p.set_defaults(func=cmd_sweep)
 
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
-    from blendsim.sim.planning.policies import POLICIES
-
+    check_counts(args)
+    configs = engine_configs(args)
     if args.sharing_ratios is not None:
         sharings = parse_values(args.sharing_ratios, "sharing ratio")
     else:
         sharings = (round(DEFAULT_SHARING if args.sharing_ratio is None else args.sharing_ratio, 6),)
     gpu = None if args.profile else (args.gpu or "a100-80g")
     return SweepSpec(
-        mix=parse_names(args.mix, "trace source", _sources()),
+        mix=parse_choice_list(args.mix, _sources(), "trace source", all_words=()),
         densities=parse_values(args.densities, "density"),
         sharings=sharings,
-        policies=parse_names(args.policies, "policy", POLICIES),
-        engines=parse_engines(args.engine),
-        requests=args.requests or DEFAULT_REQUESTS,
+        policies=policies(args),
+        engines=tuple(c.engine for c in configs),
+        engine_options=non_defaults(configs[0], skip=("engine",)),
+        requests=DEFAULT_REQUESTS if args.requests is None else args.requests,
         model=args.model,
         gpu=gpu,
         profile=args.profile,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from blendsim.errors import UserError
-from blendsim.experiments.grid import Cell, SweepSpec, parse_engines, parse_names, parse_values
+from blendsim.experiments.grid import Cell, SweepSpec, parse_values
+from blendsim.options import parse_choice_list
 
 
 def test_range_is_inclusive_and_free_of_float_noise() -> None:
@@ -35,13 +36,20 @@ def test_bad_specs_are_one_clear_user_error(spec: str) -> None:
 
 
 def test_names_and_engines() -> None:
-    assert parse_names("all", "policy", ("fifo", "blend")) == ("fifo", "blend")
-    assert parse_names("blend,dfs,blend", "policy", ("dfs", "blend")) == ("blend", "dfs")
+    assert parse_choice_list("all", ("fifo", "blend"), "policy") == ("fifo", "blend")
+    assert parse_choice_list("blend,dfs", ("dfs", "blend"), "policy") == ("blend", "dfs")
+    with pytest.raises(UserError, match="given twice"):
+        parse_choice_list("blend,dfs,blend", ("dfs", "blend"), "policy")
     with pytest.raises(UserError, match="unknown policy 'lifo'"):
-        parse_names("lifo", "policy", ("dfs", "blend"))
-    assert parse_engines("both") == ("overlap", "serial")
+        parse_choice_list("lifo", ("dfs", "blend"), "policy")
+    with pytest.raises(UserError, match="empty policy name"):
+        parse_choice_list("dfs,", ("dfs", "blend"), "policy")
+    assert parse_choice_list("both", ("overlap", "serial"), "engine", all_words=("both", "all")) == (
+        "overlap",
+        "serial",
+    )
     with pytest.raises(UserError, match="unknown engine"):
-        parse_engines("pipelined")
+        parse_choice_list("pipelined", ("overlap", "serial"), "engine")
 
 
 def test_spec_validation() -> None:
@@ -49,7 +57,7 @@ def test_spec_validation() -> None:
         SweepSpec(densities=(1.0,), sharings=(1.2,))
     with pytest.raises(UserError, match="not positive"):
         SweepSpec(densities=(0.0,), sharings=(0.3,))
-    with pytest.raises(UserError, match="--requests"):
+    with pytest.raises(UserError, match="requests must be >= 1"):
         SweepSpec(densities=(1.0,), sharings=(0.3,), requests=0)
 
 
