@@ -11,16 +11,26 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
+from blendsim.common_cli import (
+    add_dp_option,
+    add_engine_options,
+    add_policy_option,
+    add_seed_option,
+    check_counts,
+    engine_config,
+    policies,
+)
 from blendsim.errors import UserError
+from blendsim.executor.vllm_engine import VLLM_ENGINE
 
-POLICY_CHOICES = ("fifo", "dfs", "balance", "blend", "all")
-ALL_POLICIES = ("fifo", "dfs", "blend")
+# execute: a plain `--policy all` means the three policies the CPU validation runs
+EXECUTE_POLICIES = "fifo,dfs,blend"
 
 
-def _add_engine_args(p: argparse.ArgumentParser) -> None:
+def _add_vllm_args(p: argparse.ArgumentParser) -> None:
+    """The real engine's options (beside the EngineConfig options, which both sides share)."""
     g = p.add_argument_group("vLLM engine")
     g.add_argument("--model-dir", help="Hugging Face model directory (default: the prepared SmolLM2-135M)")
     g.add_argument(
@@ -31,10 +41,7 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     g.add_argument("--tp", type=int, default=1, help="tensor parallelism (vLLM on GPUs)")
-    g.add_argument("--kv-cache-gib", type=float, default=2.0)
-    g.add_argument("--token-budget", type=int, default=2048, help="max_num_batched_tokens")
-    g.add_argument("--max-running", type=int, default=256, help="max_num_seqs")
-    g.add_argument("--block-size", type=int, default=128, help="KV block (vLLM-CPU: 128)")
+    g.add_argument("--kv-cache-gib", type=float, default=2.0, help="KV cache size in GiB (default: 2.0)")
     g.add_argument("--waiting-limit", type=int, default=64, help="requests handed to vLLM not yet scheduled")
     g.add_argument(
         "--threads",
@@ -43,6 +50,8 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
         help="engine threads (OMP_NUM_THREADS; 1 avoids OpenMP spin-wait stalls on a shared 2-core machine)",
     )
     g.add_argument("--vllm-python", help="interpreter of an environment with vLLM (default: this one)")
+    # the simulated engine is the vLLM engine: its defaults, not the simulator's (declared once)
+    add_engine_options(p, defaults=VLLM_ENGINE, exclude=("kv_capacity_override",))
 
 
 def _run_config(args: argparse.Namespace) -> Any:
@@ -54,18 +63,15 @@ def _run_config(args: argparse.Namespace) -> Any:
         from blendsim.executor.dummy_model import dummy_model_dir
 
         model_dir = dummy_model_dir(args.model_dir or args.model)
-    return VllmRunConfig(
-        model_dir=str(model_dir),
-        kv_cache_gib=args.kv_cache_gib,
-        max_num_batched_tokens=args.token_budget,
-        max_num_seqs=args.max_running,
-        block_size=args.block_size,
-        waiting_limit=args.waiting_limit,
-        threads=args.threads,
-        dummy_weights=args.dummy_weights,
-        device=args.device,
-        tp=args.tp,
-    )
+    rest = {
+        "kv_cache_gib": args.kv_cache_gib,
+        "waiting_limit": args.waiting_limit,
+        "threads": args.threads,
+        "dummy_weights": args.dummy_weights,
+        "device": args.device,
+        "tp": args.tp,
+    }
+    return VllmRunConfig.of(engine_config(args), str(model_dir), **rest)
 
 
 def register(sub: Any) -> None:
@@ -77,29 +83,17 @@ def register(sub: Any) -> None:
     )
     p.add_argument("trace", help="trace file (Parquet, from `blendsim trace make`)")
     p.add_argument("--backend", choices=("vllm", "torch"), required=True)
-    p.add_argument("--policy", choices=POLICY_CHOICES, default="all", help="'all' = fifo, dfs, blend")
-    p.add_argument(
-        "--engine",
-        choices=("serial", "overlap"),
-        default="serial",
-        help="simulated composition (vLLM runs serial); torch on CUDA can replay overlap",
-    )
+    add_policy_option(p, default=EXECUTE_POLICIES)
     p.add_argument(
         "--profile", help="profile JSON for the simulation (e.g. from `blendsim profile --device cpu`)"
     )
     p.add_argument("--gpu", help="built-in GPU profile instead of --profile")
     p.add_argument("--model", default="smollm2-135m", help="model name or config.json for the simulation")
     p.add_argument("--max-steps", type=int, help="stop each replay after N steps")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--dp",
-        type=int,
-        default=1,
-        help="data parallelism: simulate N replicas; vLLM runs one engine per replica at once "
-        "(GPU k for replica k on CUDA), torch replays the replicas one after the other",
-    )
+    add_seed_option(p)
+    add_dp_option(p)
     p.add_argument("--out", required=True, help="output directory")
-    _add_engine_args(p)
+    _add_vllm_args(p)
     p.set_defaults(func=cmd_execute)
 
     ex = sub.add_parser("executor", help="set up the real-engine backends")
@@ -123,7 +117,7 @@ def register(sub: Any) -> None:
     c.add_argument("--quick", action="store_true", help="a smaller grid")
     c.add_argument("-o", "--output", required=True, help="calibrated profile JSON to write")
     c.add_argument("--max-steps", type=int, help="stop the calibration run after N steps")
-    _add_engine_args(c)
+    _add_vllm_args(c)
     c.set_defaults(func=cmd_calibrate)
     ex.set_defaults(func=lambda _a: (ex.print_help(), 2)[1])
 
@@ -158,12 +152,42 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_execute(args: argparse.Namespace) -> int:
-    from blendsim.executor.execute import execute
+    from blendsim.executor.execute import ExecuteRequest, check_backend, execute
+    from blendsim.outputs import output_dir
+    from blendsim.profiler.profile import resolve_profile
+    from blendsim.profiler.specs import get_model
+    from blendsim.traces.io import read_trace
 
-    policies = ALL_POLICIES if args.policy == "all" else (args.policy,)
-    comparison = execute(
-        args.trace, args.backend, policies, args, _run_config(args) if args.backend == "vllm" else None
+    check_counts(args)
+    if args.max_steps is not None and args.max_steps < 1:
+        raise UserError(f"--max-steps must be >= 1, got {args.max_steps}")
+    req = ExecuteRequest(
+        trace_path=args.trace,
+        policies=policies(args),
+        model=args.model,
+        engine=engine_config(args),
+        kv_cache_gib=args.kv_cache_gib,
+        backend=args.backend,
+        device=args.device,
+        vllm=_run_config(args) if args.backend == "vllm" else None,
+        vllm_python=args.vllm_python,
+        max_steps=args.max_steps,
+        threads=args.threads if args.backend == "torch" else None,
+        dp=args.dp,
+        tp=args.tp,
+        seed=args.seed,
     )
+    trace = read_trace(args.trace)
+    trace.validate()
+    check_backend(req, trace)
+    if args.device == "cpu" and not args.profile and not args.gpu:
+        raise UserError(
+            "simulating a CPU run needs a CPU profile: pass --profile FILE (make one with "
+            f"`blendsim profile --device cpu --model {args.model} -o cpu.json`)"
+        )
+    profile = resolve_profile(args.gpu, args.profile, get_model(args.model))
+    out = output_dir(args.out, "--out")
+    comparison = execute(req, trace, profile, out)
     print(comparison.to_markdown())
-    print(f"wrote {Path(args.out) / 'comparison.json'}", file=sys.stderr)
+    print(f"wrote {out / 'comparison.json'}", file=sys.stderr)
     return 0

@@ -31,7 +31,9 @@ import numpy as np
 from blendsim.errors import UserError, atomic_output
 
 if TYPE_CHECKING:
+    from blendsim.executor.records import MeasuredRun
     from blendsim.executor.torch_backend import ReplayResult
+    from blendsim.sim.simulation.result import SimResult
 
 FORMAT = "blendsim-comparison/1"
 TARGET_POLICY = "blend"
@@ -107,27 +109,27 @@ def entry_from_replay(replay: ReplayResult) -> ComparisonEntry:
     )
 
 
-def entry_from_results(simulated: dict[str, Any], measured: dict[str, Any], backend: str) -> ComparisonEntry:
-    """An end-to-end run (e.g. vLLM) against the simulation of the whole trace: both result dicts in
-    the simulator's schema (``SimResult.to_dict`` / ``ExecResult.to_dict``)."""
-    if simulated.get("policy") != measured.get("policy"):
-        raise UserError(
-            f"comparing policy {measured.get('policy')!r} with a simulation of {simulated.get('policy')!r}"
-        )
-    complete = bool(measured.get("completed", measured.get("complete", True)))
+def entry_from_results(sim: SimResult, measured: MeasuredRun) -> ComparisonEntry:
+    """An end-to-end run (e.g. vLLM) against the simulation of the whole trace it ran."""
+    if sim.policy != measured.policy:
+        raise UserError(f"comparing policy {measured.policy!r} with a simulation of {sim.policy!r}")
     extra: dict[str, Any] = {
-        k: measured[k] for k in ("steps", "sharing", "preemptions", "device", "engine") if k in measured
+        "steps": measured.steps,
+        "sharing": measured.sharing,
+        "preemptions": measured.preemptions,
+        "device": measured.device,
+        "engine": measured.engine,
+        "simulated_sharing": sim.sharing,
+        "simulated_steps": sim.steps_run,
     }
-    extra["simulated_sharing"] = simulated.get("sharing")
-    extra["simulated_steps"] = simulated.get("steps")
     return ComparisonEntry(
-        str(measured["policy"]),
-        backend,
-        float(measured["throughput_tok_s"]),
-        float(simulated["throughput_tok_s"]),
-        float(measured["makespan_s"]),
-        float(simulated["makespan_s"]),
-        complete,
+        measured.policy,
+        measured.backend,
+        measured.throughput_tok_s,
+        sim.throughput_tok_s,
+        measured.makespan_s,
+        sim.makespan_s,
+        measured.completed,
         extra,
     )
 

@@ -24,30 +24,34 @@ from typing import Any
 import numpy as np
 
 from blendsim.executor.pacing import Pacing
+from blendsim.executor.records import MeasuredRun
 from blendsim.executor.vllm_engine import VllmRunConfig
+from blendsim.sim.simulation.result import SimResult
 from blendsim.traces.trace import Trace
 
 
 def replay_on_vllm(
     trace: Trace,
     trace_path: str | Path,
-    sim: Any,
+    sim: SimResult,
     config: VllmRunConfig,
-    policy: str,
     out_dir: Path,
     *,
     max_steps: int | None = None,
     python: str | None = None,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> MeasuredRun:
     """Replay ``sim``'s plan on vLLM (``trace`` is the file at ``trace_path``); the measured result."""
     from blendsim.executor.isolate import run_isolated
 
+    policy = sim.policy
     if len(np.unique(sim.admission["replica"])) > 1:
-        return run_data_parallel(
-            trace, sim, config, policy, out_dir, max_steps=max_steps, python=python, seed=seed
+        return MeasuredRun.from_dict(
+            run_data_parallel(
+                trace, sim, config, policy, out_dir, max_steps=max_steps, python=python, seed=seed
+            )
         )
-    return run_isolated(
+    result = run_isolated(
         trace_path,
         np.asarray(sim.admission["position"], dtype=np.int64),
         config,
@@ -58,9 +62,10 @@ def replay_on_vllm(
         seed=seed,
         pacing=Pacing.from_sim(sim),
     )
+    return MeasuredRun.from_dict(result)
 
 
-def replica_shares(trace: Trace, sim: Any) -> list[tuple[Trace, Pacing]]:
+def replica_shares(trace: Trace, sim: SimResult) -> list[tuple[Trace, Pacing]]:
     """Per replica: its sub-trace in its admission order (replayed as ``arange``) and its pacing."""
     adm = sim.admission
     shares = []
@@ -72,7 +77,7 @@ def replica_shares(trace: Trace, sim: Any) -> list[tuple[Trace, Pacing]]:
 
 def run_data_parallel(
     trace: Trace,
-    sim: Any,
+    sim: SimResult,
     config: VllmRunConfig,
     policy: str,
     out_dir: Path,

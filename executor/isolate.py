@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from blendsim.child import module_command
 from blendsim.errors import EXIT_USER_ERROR, UserError
 from blendsim.executor.pacing import Pacing
 from blendsim.executor.vllm_engine import VllmRunConfig
@@ -57,7 +58,7 @@ def run_isolated(
     spec_path = out / f"{policy}_spec.json"
     spec_path.write_text(json.dumps(spec, indent=2) + "\n")
     log_path = out / f"{policy}_vllm.log"
-    cmd = [python or sys.executable, "-m", "blendsim.executor.isolate", str(spec_path)]
+    cmd = module_command(python, "blendsim.executor.isolate", str(spec_path))
     interrupted = False
     with open(log_path, "w") as log:
         proc = subprocess.Popen(

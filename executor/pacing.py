@@ -19,11 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from blendsim.errors import UserError
+
+if TYPE_CHECKING:
+    from blendsim.sim.simulation.result import SimResult
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class Pacing:
     prefill_caps: np.ndarray | None = None
 
     @classmethod
-    def from_sim(cls, sim: Any, replica: int | None = None) -> Pacing:
+    def from_sim(cls, sim: SimResult, replica: int | None = None) -> Pacing:
         """The timing of ``replica`` of a ``SimResult`` (None: its only replica; nothing if it has
         several)."""
         return cls(sim.release_steps(replica), sim.prefill_caps(replica))

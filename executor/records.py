@@ -10,6 +10,7 @@ its time; ``prefill_cap`` is the cap the replay applied), followed by each step'
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from blendsim.errors import UserError, atomic_output
+from blendsim.errors import atomic_output
 from blendsim.sim.simulation.result import write_parquet
 
 STEP_COLUMNS = (
@@ -101,6 +102,46 @@ def steps_to_columns(records: list[StepRecord], replica: int = 0) -> dict[str, n
     return out
 
 
+@dataclass(frozen=True)
+class MeasuredRun:
+    """What a real engine measured for one policy's run, as its result file holds it
+    (``ExecResult.to_dict``, or the merge of a data-parallel run's replicas): the typed fields the
+    comparison reads and everything else in ``extra``."""
+
+    policy: str
+    backend: str
+    engine: str
+    device: str
+    total_tokens: int
+    makespan_s: float
+    steps: int
+    preemptions: int
+    sharing: float
+    completed: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def throughput_tok_s(self) -> float:
+        return self.total_tokens / self.makespan_s if self.makespan_s > 0 else 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MeasuredRun:
+        typed = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        return cls(
+            policy=str(d["policy"]),
+            backend=str(d.get("backend", "vllm")),
+            engine=str(d.get("engine", "")),
+            device=str(d.get("device", "")),
+            total_tokens=int(d["total_tokens"]),
+            makespan_s=float(d["makespan_s"]),
+            steps=int(d["steps"]),
+            preemptions=int(d.get("preemptions", 0)),
+            sharing=float(d.get("sharing", 0.0)),
+            completed=bool(d.get("completed", True)),
+            extra={k: v for k, v in d.items() if k not in typed},
+        )
+
+
 @dataclass
 class ExecResult:
     """A measured run of one policy's admission order. ``completed`` is True when every request
@@ -171,8 +212,6 @@ class ExecResult:
     def write(self, out_dir: str | Path) -> list[Path]:
         """Write ``<policy>_<backend>.json`` and ``<policy>_<backend>_steps.parquet`` into ``out_dir``."""
         d = Path(out_dir)
-        if d.exists() and not d.is_dir():
-            raise UserError(f"--out {str(d)!r} exists and is not a directory")
         d.mkdir(parents=True, exist_ok=True)
         stem = d / f"{self.policy}_{self.backend}"
         paths = [Path(f"{stem}.json"), Path(f"{stem}_steps.parquet")]

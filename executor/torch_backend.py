@@ -1,10 +1,12 @@
-"""``--backend torch``: plan, simulate with step capture, replay the steps on torch, measure.
+"""``--backend torch``: replay a simulation's steps on torch kernels and measure each one.
 
-Which steps: every simulated step of every replica, or, with ``max_steps``, the first ``max_steps``
-of each replica (``select="first"``) or ``max_steps`` spread evenly over the run (``select="even"``,
-which covers prefill-heavy and decode-heavy phases alike). Replicas (``dp``) replay one after
-another on the one device; each replica's steps are its own, from the simulator's data-parallel
-split, and the measured makespan is the largest replica's sum, as if they had run side by side.
+The steps come from the simulation's own record (``SimResult.steps``: each step's exact
+``BatchShape``, :mod:`blendsim.sim.simulation.record`), and each is predicted by the profile the
+simulation ran on, operator by operator. Which steps: every simulated step of every replica, or, with
+``max_steps``, the first ``max_steps`` of each replica (``select="first"``) or ``max_steps`` spread
+evenly over the run (``select="even"``, which covers prefill-heavy and decode-heavy phases alike).
+Replicas (``dp``) replay one after another on the one device; the measured makespan is the largest
+replica's sum, as if they had run side by side.
 
 Throughput on both sides uses one numerator: for a complete replay, all the trace's tokens (as
 ``simulate`` counts them); for a partial one, the GEMM tokens (prefill + decode) of the replayed
@@ -18,21 +20,18 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from blendsim.errors import UserError
-from blendsim.executor.step_capture import CapturedSteps, simulate_captured
+from blendsim.executor.recorded_steps import SELECTIONS, predicted, select_rows, step_shape
 from blendsim.profiler.forward_pass import OPERATORS, StepReplayer
 from blendsim.profiler.profile import Profile
 from blendsim.profiler.specs import ModelSpec
-from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.result import SimResult
-from blendsim.traces.trace import Trace
-
-SELECTIONS = ("first", "even")
 
 
 @dataclass(frozen=True)
@@ -49,37 +48,26 @@ class ReplayOptions:
 
     def __post_init__(self) -> None:
         if self.max_steps is not None and self.max_steps < 1:
-            raise UserError(f"--max-steps must be >= 1, got {self.max_steps}")
+            raise UserError(f"steps to replay must be >= 1, got {self.max_steps}")
         if self.select not in SELECTIONS:
             raise UserError(f"unknown step selection {self.select!r}; valid: {', '.join(SELECTIONS)}")
-
-
-def select_rows(captured: CapturedSteps, max_steps: int | None, select: str) -> np.ndarray:
-    """Rows of ``captured`` to replay, replica by replica, in step order."""
-    out = []
-    for r in captured.replicas:
-        rows = captured.rows_of(r)
-        if max_steps is not None and len(rows) > max_steps:
-            if select == "first":
-                rows = rows[:max_steps]
-            else:
-                rows = rows[np.unique(np.linspace(0, len(rows) - 1, max_steps).round().astype(np.int64))]
-        out.append(rows)
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"torch threads must be >= 1, got {self.threads}")
 
 
 @dataclass
 class ReplayResult:
-    """A replay: the simulation it replays, the captured shapes, and per replayed row the measured
-    times (``measured`` maps ``step_s``, ``wall_s``, ``cpu_s`` and ``<op>_s`` to arrays aligned with
-    ``rows``). Rows not reached (interrupt) are absent from ``rows``."""
+    """A replay: the simulation it replays, the rows of its step record replayed, the prediction of
+    each (``pred``: :data:`~blendsim.executor.recorded_steps.PREDICTED` columns) and its measured
+    times (``measured`` maps ``step_s``, ``wall_s``, ``cpu_s`` and ``<op>_s``), all aligned with
+    ``rows``. Rows not reached (interrupt) are absent from ``rows``."""
 
     policy: str
     engine: str
     device: str
     sim: SimResult
-    captured: CapturedSteps
     rows: np.ndarray
+    pred: dict[str, np.ndarray]
     measured: dict[str, np.ndarray]
     clock: str
     wall_s: float
@@ -88,18 +76,18 @@ class ReplayResult:
 
     @property
     def complete(self) -> bool:
-        return len(self.rows) == len(self.captured) and not self.interrupted
+        return len(self.rows) == len(self.sim.steps["step"]) and not self.interrupted
 
     def _makespan(self, times: np.ndarray) -> float:
-        rep = self.captured.columns["replica"][self.rows]
+        rep = self.sim.steps["replica"][self.rows]
         return float(max((times[rep == r].sum() for r in np.unique(rep)), default=0.0))
 
     @property
     def tokens(self) -> int:
         if self.complete:
             return self.sim.total_tokens
-        c = self.captured.columns
-        return int(c["prefill_tokens"][self.rows].sum() + c["decode_seqs"][self.rows].sum())
+        s = self.sim.steps
+        return int(s["prefill_tokens"][self.rows].sum() + s["decode_tokens"][self.rows].sum())
 
     @property
     def measured_makespan_s(self) -> float:
@@ -107,11 +95,11 @@ class ReplayResult:
 
     @property
     def simulated_makespan_s(self) -> float:
-        return self._makespan(self.captured.columns["pred_step_s"][self.rows])
+        return self._makespan(self.predicted)
 
     @property
     def predicted(self) -> np.ndarray:
-        return self.captured.columns["pred_step_s"][self.rows]
+        return self.pred["pred_step_s"]
 
     def operator_errors(self) -> dict[str, dict[str, float]]:
         """Per operator: MAPE over the steps that run it and the signed bias sum(pred)/sum(meas) - 1.
@@ -119,7 +107,7 @@ class ReplayResult:
         is its sampling fit); ``other`` is the step time outside the four operators (Python, loop)."""
         from blendsim.profiler.fit import mape
 
-        c = {k: v[self.rows] for k, v in self.captured.columns.items()}
+        c = self.pred
         pred = {
             "gemm": c["pred_gemm_s"],
             "decode_attn": c["pred_decode_attn_s"],
@@ -168,7 +156,7 @@ class ReplayResult:
             "clock": self.clock,
             "complete": self.complete,
             "interrupted": self.interrupted,
-            "simulated_steps": len(self.captured),
+            "simulated_steps": len(self.sim.steps["step"]),
             "simulated_makespan_s": self.simulated_makespan_s,
             "simulated_tok_s": self.tokens / self.simulated_makespan_s if self.simulated_makespan_s else 0.0,
             "step_mape": mape(self.measured["step_s"], self.predicted) if len(self.rows) else None,
@@ -178,40 +166,30 @@ class ReplayResult:
         }
 
     def step_columns(self) -> dict[str, np.ndarray]:
-        """Per replayed step: the simulator's series columns (``step_s`` measured), the exact shape,
-        the predictions (``pred_*``) and the measured split (``meas_*``)."""
-        c = {k: v[self.rows] for k, v in self.captured.columns.items()}
-        series = {k: np.asarray(v)[self.rows] for k, v in self.sim.steps.items()}
-        out: dict[str, np.ndarray] = {
-            "replica": c["replica"],
-            "step": c["step"],
-            "prefill_tokens": c["prefill_tokens"],
-            "decode_tokens": c["decode_seqs"],
-            "running": series["running"],
-            "kv_used_tokens": series["kv_used_tokens"],
-            "step_s": self.measured["step_s"],
-            "prefill_seqs": c["prefill_seqs"],
-            "prefill_attn_pairs": c["prefill_attn_pairs"],
-            "decode_kv_tokens": c["decode_kv_tokens"],
+        """Per replayed step: the simulator's record of it (``step_s`` measured, ``sim_step_s``
+        simulated), the predictions (``pred_*``) and the measured split (``meas_*``)."""
+        out = {
+            k: np.asarray(v)[self.rows]
+            for k, v in self.sim.steps.items()
+            if k not in ("compute_s", "memory_s")
         }
-        out.update({k: v for k, v in c.items() if k.startswith("pred_")})
+        out["sim_step_s"] = out.pop("step_s")
+        out["step_s"] = self.measured["step_s"]
+        out.update(self.pred)
         out.update({f"meas_{k}": v for k, v in self.measured.items()})
         return out
 
-    def write(self, out_dir: str) -> list[str]:
-        from pathlib import Path
-
+    def write(self, out_dir: str | Path) -> list[Path]:
+        """``<policy>_torch.json`` and ``_steps.parquet`` in the folder ``out_dir`` (made if missing)."""
         from blendsim.executor.compare import write_json
         from blendsim.sim.simulation.result import write_parquet
 
         d = Path(out_dir)
-        if d.exists() and not d.is_dir():
-            raise UserError(f"--out {out_dir!r} exists and is not a directory")
         d.mkdir(parents=True, exist_ok=True)
-        base = f"{out_dir}/{self.policy}_torch"
-        write_json(f"{base}.json", self.to_dict())
-        write_parquet(f"{base}_steps.parquet", self.step_columns())
-        return [f"{base}.json", f"{base}_steps.parquet"]
+        paths = [d / f"{self.policy}_torch.json", d / f"{self.policy}_torch_steps.parquet"]
+        write_json(paths[0], self.to_dict())
+        write_parquet(paths[1], self.step_columns())
+        return paths
 
 
 def prepare_device(device: str, threads: int | None, profile: Profile) -> str:
@@ -222,43 +200,31 @@ def prepare_device(device: str, threads: int | None, profile: Profile) -> str:
     dev = check_device(device)
     if dev.type == "cpu":
         n = threads if threads is not None else int(profile.provenance.software.get("threads", "1") or 1)
-        if n < 1:
-            raise UserError(f"--threads must be >= 1, got {n}")
-        torch.set_num_threads(n)
+        torch.set_num_threads(max(n, 1))
         from blendsim.profiler.measure import cpu_name
 
-        return f"{cpu_name()}, {n} thread(s)"
+        return f"{cpu_name()}, {torch.get_num_threads()} thread(s)"
     return torch.cuda.get_device_name(dev)
 
 
-def replay_policy(
-    trace: Trace,
-    policy: str,
+def replay_steps(
+    sim: SimResult,
     model: ModelSpec,
     profile: Profile,
-    config: EngineConfig,
     options: ReplayOptions | None = None,
     *,
-    dp: int = 1,
     progress: bool = False,
 ) -> ReplayResult:
-    """Plan ``trace`` with ``policy``, simulate it under ``profile`` and ``config`` capturing every
-    step, then replay the selected steps on torch (module docstring)."""
-    from blendsim.sim.planning.planner import make_plan
-
+    """Replay the selected steps of ``sim`` (simulated on the bound ``profile``) on torch and time
+    each one (module docstring)."""
     opts = options or ReplayOptions()
     device = prepare_device(opts.device, opts.threads, profile)
-    bound = profile if profile.bound_model is not None else profile.bind(model)
-    started = time.perf_counter()
-    plan = make_plan(trace, policy, model, bound.hardware, seed=opts.seed)
-    plan_s = time.perf_counter() - started
-    sim, captured = simulate_captured(trace, plan, model, bound, config, dp)
-    sim.plan_s = plan_s
-    rows = select_rows(captured, opts.max_steps, opts.select)
-    shapes = [captured.shape(int(r)) for r in rows]
+    rows = select_rows(sim.steps, opts.max_steps, opts.select)
+    shapes = [step_shape(sim.steps, int(r)) for r in rows]
+    pred = predicted(sim, rows, profile)
     replayer = StepReplayer(model, shapes, opts.device, seed=opts.seed, clock=opts.clock)
     for shape in shapes[: opts.warmup]:
-        replayer.run(shape, config.engine)
+        replayer.run(shape, sim.engine)
     names = ("step_s", "wall_s", "cpu_s", *(f"{op}_s" for op in OPERATORS))
     measured: dict[str, list[float]] = {k: [] for k in names}
     interrupted = False
@@ -266,7 +232,7 @@ def replay_policy(
     t0 = time.perf_counter()
     try:
         for shape in shapes:
-            t = replayer.run(shape, config.engine)
+            t = replayer.run(shape, sim.engine)
             for k, v in (
                 ("step_s", t.step_s),
                 ("wall_s", t.wall_s),
@@ -282,13 +248,14 @@ def replay_policy(
         bar.close()
     done = len(measured["step_s"])
     clock = "cuda-events" if replayer.cuda else ("thread-cpu" if replayer.use_cpu_clock else "wall")
+    dp = len(np.unique(sim.steps["replica"])) if len(rows) else 1
     return ReplayResult(
-        policy,
-        config.engine,
+        sim.policy,
+        sim.engine,
         device,
         sim,
-        captured,
         rows[:done],
+        {k: v[:done] for k, v in pred.items()},
         {k: np.asarray(v, dtype=np.float64) for k, v in measured.items()},
         clock,
         time.perf_counter() - t0,
@@ -299,7 +266,7 @@ def replay_policy(
             "dp": dp,
             "warmup": opts.warmup,
             "threads": torch.get_num_threads(),
-            "profile": bound.name,
+            "profile": profile.name,
             "seed": opts.seed,
         },
     )

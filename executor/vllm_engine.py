@@ -25,8 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from blendsim.errors import UserError
+from blendsim.profiler.specs import ModelSpec
+from blendsim.sim.simulation.config import EngineConfig
 
 VLLM_VERSION = "0.32.0"  # pinned: the step/scheduler internals read here are those of this version
+# The engine the executor drives, in the simulator's terms (EngineConfig fields; the defaults of the
+# executor's verbs): vLLM composes a step's operators serially, its CPU attention backend's KV block
+# is 128 tokens, and max_num_batched_tokens / max_num_seqs of the CPU validation.
+VLLM_ENGINE = {"engine": "serial", "block_size": 128, "token_budget": 2048, "max_running": 256}
 INSTALL_HINT = "install it with `blendsim executor setup --device cpu` (see docs/executor.md)"
 DEVICES = ("cpu", "cuda")
 GiB = 1 << 30
@@ -78,6 +84,25 @@ class VllmRunConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def of(cls, engine: EngineConfig, model_dir: str, **rest: Any) -> VllmRunConfig:
+        """The vLLM engine that runs as ``engine`` describes: its token budget, running cap and KV
+        block; ``rest`` are the other fields."""
+        return cls(
+            model_dir,
+            max_num_batched_tokens=engine.token_budget,
+            max_num_seqs=engine.max_running,
+            block_size=engine.block_size,
+            **rest,
+        )
+
+
+def kv_capacity_config(model: ModelSpec, engine: EngineConfig, kv_cache_gib: float) -> EngineConfig:
+    """``engine`` with the KV capacity of a ``kv_cache_gib`` cache of ``model``, in whole blocks:
+    the simulator's configuration of the vLLM engine it is compared with."""
+    tokens = int(kv_cache_gib * GiB) // model.kv_bytes_per_token
+    return engine.with_(kv_capacity_override=tokens - tokens % engine.block_size)
 
 
 def configure_environment(threads: int) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from blendsim.errors import EXIT_USER_ERROR, UserError
 from blendsim.experiments.common import SCALES, FigureConfig
-from blendsim.experiments.results import ensure_writable_dir
+from blendsim.outputs import output_dir
 
 # the figure and table scripts, in the order `blendsim figures` runs them
 FIGURES = (
@@ -45,10 +45,6 @@ class FigureOutput:
 Runner = Callable[[Path, FigureConfig, "Path | None"], FigureOutput]
 
 
-def prepare_dir(out: Path) -> Path:
-    return ensure_writable_dir(out)
-
-
 def figure_main(name: str, run: Runner, argv: Sequence[str] | None = None) -> int:
     """``python -m blendsim.experiments.<name>``: one script on its own."""
     parser = argparse.ArgumentParser(
@@ -72,9 +68,8 @@ def figure_main(name: str, run: Runner, argv: Sequence[str] | None = None) -> in
     cfg = SCALES[args.scale or "full"]
     if args.jobs:
         cfg = cfg.with_(jobs=args.jobs)
-    out = Path(args.out)
     try:
-        prepare_dir(out)
+        out = output_dir(args.out, "--out")
         start = time.perf_counter()
         result = run(out, cfg, out / ".cache")
     except UserError as exc:

@@ -18,8 +18,9 @@ from typing import Any
 
 from blendsim.errors import UserError, atomic_output
 from blendsim.experiments.common import SCALES
-from blendsim.experiments.figure_base import FIGURES, FigureOutput, prepare_dir
+from blendsim.experiments.figure_base import FIGURES, FigureOutput
 from blendsim.options import parse_choice_list
+from blendsim.outputs import output_dir
 
 
 def register(subparsers: Any) -> None:
@@ -101,7 +102,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     names = list(parse_choice_list(args.only, FIGURES, "figure script"))
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
-    out = prepare_dir(Path(args.out))
+    out = output_dir(args.out, "--out")
     scale = args.scale or "full"
     start = time.perf_counter()
     results = run_figures(names, out, scale, args.jobs)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from blendsim.errors import UserError, atomic_output
+from blendsim.errors import atomic_output
 from blendsim.experiments.grid import SweepSpec
 
 RESULT_KEYS = (
@@ -75,18 +74,6 @@ def record_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 def sweep_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [row for rec in records for row in record_rows(rec)]
-
-
-def ensure_writable_dir(out: Path) -> Path:
-    """Create ``out`` and prove it is writable, or raise one clear UserError."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-probe-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write to output directory {str(out)!r}: {exc.strerror or exc}") from None
-    return out
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path, columns: Sequence[str] | None = None) -> Path:

@@ -25,7 +25,6 @@ from tqdm import tqdm
 from blendsim.errors import UserError, atomic_output
 from blendsim.experiments.cells import CellStore, run_cell
 from blendsim.experiments.grid import Cell, SweepSpec
-from blendsim.experiments.results import ensure_writable_dir
 from blendsim.experiments.runners import default_jobs, run_local, run_ray
 
 Log = Callable[[str], None]
@@ -41,8 +40,8 @@ class SweepOutcome:
 
 
 def prepare_out(out: Path, spec: SweepSpec) -> CellStore:
-    """Create ``out``, check it is writable and that it holds no sweep with a different identity."""
-    ensure_writable_dir(out)
+    """Check that ``out`` (an existing, writable folder) holds no sweep with a different identity."""
+    out.mkdir(parents=True, exist_ok=True)
     meta = out / "sweep.json"
     ident = spec.identity()
     if meta.exists():

@@ -23,7 +23,6 @@ from blendsim.experiments.cells import resolve
 from blendsim.experiments.grid import DEFAULT_DENSITIES, DEFAULT_MIX, SweepSpec, file_digest, parse_values
 from blendsim.experiments.results import (
     COLUMNS,
-    ensure_writable_dir,
     format_table,
     summary,
     sweep_rows,
@@ -34,6 +33,7 @@ from blendsim.experiments.runners import check_reachable, default_jobs, import_r
 from blendsim.experiments.sweep import SweepOutcome, run_sweep
 from blendsim.experiments.sweep_figure import plot_sweep
 from blendsim.options import non_defaults, parse_choice_list
+from blendsim.outputs import output_dir
 
 # The paper's appendix trace size (blendserve.md §6.2: 40,000 requests; the mixer's preset size too).
 # The default sweep (13 densities x 4 policies, overlap engine, 2 processes) took 106-140 s on the
@@ -153,7 +153,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
     # every input check before any work: unknown model / GPU, bad profile, unwritable --out, Ray
     resolve(spec.model, spec.gpu, spec.profile, spec.tp)
-    out = ensure_writable_dir(Path(args.out))
+    out = output_dir(args.out, "--out")
     if args.ray:
         import_ray()
         check_reachable(args.ray)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -16,7 +17,9 @@ from blendsim.executor.compare import (
     signed_error,
     speedups,
 )
+from blendsim.executor.records import MeasuredRun
 from blendsim.profiler.fit import mape
+from blendsim.sim.simulation.result import SimResult
 
 ENTRY_KEYS = {
     "policy",
@@ -96,12 +99,19 @@ def test_comparison_files_have_the_schema(tmp_path: Path) -> None:
 
 
 def test_entry_from_results_checks_the_policy() -> None:
-    sim = {"policy": "fifo", "throughput_tok_s": 200.0, "makespan_s": 5.0, "sharing": 0.2, "steps": 9}
-    meas = {"policy": "fifo", "throughput_tok_s": 250.0, "makespan_s": 4.0, "completed": True, "steps": 11}
-    e = entry_from_results(sim, meas, "vllm")
-    assert (e.error, e.complete, e.extra["simulated_steps"]) == (pytest.approx(-0.2), True, 9)
+    sim = SimResult("fifo", "serial", 10, 1000, 5.0, 9, 0, 0.2, 0.2, 1.0, 0.0, 0.0)
+    meas = MeasuredRun.from_dict(
+        {"policy": "fifo", "total_tokens": 1000, "makespan_s": 4.0, "completed": True, "steps": 11}
+    )
+    e = entry_from_results(sim, meas)
+    assert (e.error, e.complete, e.extra["simulated_steps"], e.backend) == (
+        pytest.approx(-0.2),
+        True,
+        9,
+        "vllm",
+    )
     with pytest.raises(UserError, match="policy"):
-        entry_from_results({**sim, "policy": "dfs"}, meas, "vllm")
+        entry_from_results(dataclasses.replace(sim, policy="dfs"), meas)
 
 
 def test_markdown_shows_the_kernel_profiles_prediction_of_vllm(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Step capture and torch step replay on a tiny 2-layer model (CPU, seconds)."""
+"""The simulator's step record and its torch step replay on a tiny 2-layer model (CPU, seconds)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from blendsim.errors import UserError
-from blendsim.executor.step_capture import CapturingProfile, simulate_captured
-from blendsim.executor.torch_backend import ReplayOptions, replay_policy, select_rows
+from blendsim.executor.recorded_steps import select_rows, step_shape
+from blendsim.executor.torch_backend import ReplayOptions, ReplayResult, replay_steps
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.forward_pass import StepReplayer, StepTiming, decode_batch, prefill_chunks
 from blendsim.profiler.profile import builtin_profile
@@ -50,6 +50,21 @@ def tiny() -> ModelSpec:
     return model_from_config(d / "config.json")
 
 
+def replay_policy(
+    trace: Trace,
+    policy: str,
+    model: ModelSpec,
+    profile: object,
+    config: EngineConfig,
+    opts: ReplayOptions,
+    dp: int = 1,
+) -> ReplayResult:
+    """Plan, simulate and replay one policy (the pipeline's steps, without a comparison)."""
+    bound = profile.bind(model)  # type: ignore[attr-defined]
+    sim = simulate(trace, make_plan(trace, policy, model, bound.hardware), model, bound, config, dp)
+    return replay_steps(sim, model, bound, opts)
+
+
 def small_trace(n: int = 24) -> Trace:
     rng = np.random.default_rng(1)
     reqs = [
@@ -84,36 +99,33 @@ def test_decode_batch_keeps_the_total_kv() -> None:
     assert decode_batch(3, 1) == (3, 1)
 
 
-def test_capture_is_transparent_and_exact(tiny: ModelSpec) -> None:
+def test_the_step_record_rebuilds_every_step(tiny: ModelSpec) -> None:
+    """Each recorded step's shape is what the simulator priced (its time comes out again, exactly), its
+    chunks add up to its prefill tokens and attention pairs, and the totals are the trace's work."""
     trace, profile = small_trace(), builtin_profile("a100-80g").bind(tiny)
     for policy, dp in (("fifo", 1), ("dfs", 2), ("blend", 1)):
-        plan = make_plan(trace, policy, tiny, profile.hardware)
-        plain = simulate(trace, plan, tiny, profile, CONFIG, dp)
-        res, cap = simulate_captured(trace, plan, tiny, profile, CONFIG, dp)
-        assert res.makespan_s == plain.makespan_s and res.steps_run == plain.steps_run
-        assert len(cap) == len(res.steps["step"])
-        c = cap.columns
-        assert np.array_equal(c["replica"], res.steps["replica"]) and np.array_equal(
-            c["step"], res.steps["step"]
+        res = simulate(trace, make_plan(trace, policy, tiny, profile.hardware), tiny, profile, CONFIG, dp)
+        s, c = res.steps, res.chunks
+        for row in range(len(s["step"])):
+            assert profile.step_time(step_shape(s, row), "serial").total_s == s["step_s"][row]
+        key = c["replica"].astype(np.int64) * 10**6 + c["step"]
+        step_key = s["replica"].astype(np.int64) * 10**6 + s["step"]
+        idx = np.searchsorted(step_key, key)
+        assert np.array_equal(step_key[idx], key)  # every chunk belongs to a recorded step
+        tokens = np.bincount(idx, weights=c["tokens"], minlength=len(step_key))
+        pairs = np.bincount(
+            idx,
+            weights=c["tokens"] * c["context"] + c["tokens"] * (c["tokens"] + 1) / 2,
+            minlength=len(step_key),
         )
-        assert np.array_equal(c["prefill_tokens"], res.steps["prefill_tokens"])
-        assert np.array_equal(c["decode_seqs"], res.steps["decode_tokens"])
-        assert np.array_equal(c["pred_step_s"], res.steps["step_s"])
-        assert cap.replicas == list(range(dp))
+        assert np.array_equal(tokens, s["prefill_tokens"])
+        assert np.allclose(pairs, s["prefill_attn_pairs"], rtol=1e-12)
+        assert np.array_equal(np.bincount(idx, minlength=len(step_key)), s["prefill_seqs"])
         # GEMM tokens of all steps = prompt tokens not served by the cache + decodes (d - 1 each)
-        computed = int(c["prefill_tokens"].sum() + c["decode_seqs"].sum())
+        computed = int(s["prefill_tokens"].sum() + s["decode_tokens"].sum())
         saved = int(res.sharing * res.total_tokens)
         assert computed == trace.prompt_len.sum() - saved + (trace.output_len - 1).sum()
-        for row in range(len(cap)):  # the logged shape reproduces the prediction
-            assert profile.step_time(cap.shape(row), "serial").total_s == c["pred_step_s"][row]
-
-
-def test_capturing_profile_survives_rebinding(tiny: ModelSpec) -> None:
-    cp = CapturingProfile.wrap(builtin_profile("a100-80g"))
-    bound = cp.bind(tiny)
-    assert isinstance(bound, CapturingProfile) and bound.log is cp.log
-    bound.step_time(BatchShape(8, 36.0, 2, 100, 1), "serial")
-    assert len(cp.log) == 1
+        assert sorted(np.unique(s["replica"]).tolist()) == list(range(dp))
 
 
 def test_every_replayed_step_is_timed(tiny: ModelSpec, tmp_path: Path) -> None:
@@ -121,7 +133,7 @@ def test_every_replayed_step_is_timed(tiny: ModelSpec, tmp_path: Path) -> None:
     res = replay_policy(
         small_trace(), "fifo", tiny, builtin_profile("a100-80g"), CONFIG, ReplayOptions(warmup=1, threads=1)
     )
-    assert res.complete and len(res.rows) == len(res.captured) > 10
+    assert res.complete and len(res.rows) == len(res.sim.steps["step"]) > 10
     m = res.measured
     assert np.all(m["step_s"] > 0) and np.all(np.isfinite(m["step_s"]))
     ops = m["gemm_s"] + m["decode_attn_s"] + m["prefill_attn_s"] + m["head_s"]
@@ -132,7 +144,7 @@ def test_every_replayed_step_is_timed(tiny: ModelSpec, tmp_path: Path) -> None:
     assert d["makespan_s"] == pytest.approx(m["step_s"].sum())
     assert d["simulated_makespan_s"] == pytest.approx(res.sim.makespan_s)
     assert d["step_mape"] == pytest.approx(np.mean(np.abs(res.predicted - m["step_s"]) / m["step_s"]))
-    paths = res.write(str(tmp_path / "out"))
+    paths = res.write(tmp_path / "out")
     assert json.loads(Path(paths[0]).read_text())["steps"] == len(res.rows)
     import pyarrow.parquet as pq
 
@@ -144,18 +156,16 @@ def test_every_replayed_step_is_timed(tiny: ModelSpec, tmp_path: Path) -> None:
 
 def test_max_steps_and_selection(tiny: ModelSpec) -> None:
     trace, profile = small_trace(), builtin_profile("a100-80g").bind(tiny)
-    _, cap = simulate_captured(
-        trace, make_plan(trace, "fifo", tiny, profile.hardware), tiny, profile, CONFIG, 2
-    )
-    first = select_rows(cap, 3, "first")
-    even = select_rows(cap, 3, "even")
+    sim = simulate(trace, make_plan(trace, "fifo", tiny, profile.hardware), tiny, profile, CONFIG, 2)
+    first = select_rows(sim.steps, 3, "first")
+    even = select_rows(sim.steps, 3, "even")
     for rows in (first, even):
-        assert len(rows) == 6 and [int(np.sum(cap.columns["replica"][rows] == r)) for r in (0, 1)] == [3, 3]
-    assert cap.columns["step"][even].max() > 3
+        assert len(rows) == 6 and [int(np.sum(sim.steps["replica"][rows] == r)) for r in (0, 1)] == [3, 3]
+    assert sim.steps["step"][even].max() > 3
     res = replay_policy(trace, "fifo", tiny, profile, CONFIG, ReplayOptions(max_steps=4, warmup=0), dp=2)
     assert len(res.rows) == 8 and not res.complete
-    c = res.captured.columns
-    assert res.tokens == int(c["prefill_tokens"][res.rows].sum() + c["decode_seqs"][res.rows].sum())
+    c = res.sim.steps
+    assert res.tokens == int(c["prefill_tokens"][res.rows].sum() + c["decode_tokens"][res.rows].sum())
 
 
 def test_interrupted_replay_keeps_what_it_measured(tiny: ModelSpec, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -71,7 +71,6 @@ class RightProjection:
         suffix.reverse()
         self.suffix = suffix
         self.s = list(map(add, suffix, map(mul, range(m, 0, -1), ends)))
-        self._s_max: list[int] | None = None  # _s_max[j] = max(s[j:]), built on first use
         self._s_plus_e: list[int] | None = None
 
     def peak(self, now: int) -> float:
@@ -79,9 +78,7 @@ class RightProjection:
         peak = self.suffix[0] + self.m * now
         j0 = bisect_right(self.ends, now)
         if j0 < self.m:
-            if self._s_max is None:
-                self._s_max = list(accumulate(reversed(self.s), max))[::-1]
-            later = self._s_max[j0]
+            later = max(self.s[j0:])
             if later > peak:
                 peak = later
         return float(peak)
