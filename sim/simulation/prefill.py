@@ -12,7 +12,6 @@ Invariants: ``pending`` is the sum of ``remaining`` over the queue; every entry 
 
 from __future__ import annotations
 
-from array import array
 from collections import deque
 from typing import NamedTuple
 
@@ -40,9 +39,9 @@ class PrefillQueue:
         self._queue.append([pos, tokens, context])
         self.pending += tokens
 
-    def take(self, room: int, step: int, chunk_log: array[int] | None) -> Chunks:
-        """Run chunks from the front within ``room`` tokens; each chunk run appends ``step, pos,
-        tokens, context`` to ``chunk_log`` (when given)."""
+    def take(self, room: int, step: int, chunk_log: list[tuple[int, int, int, int]] | None) -> Chunks:
+        """Run chunks from the front within ``room`` tokens; each chunk run appends ``(step, pos,
+        tokens, context)`` to ``chunk_log`` (when given)."""
         queue = self._queue
         tokens = seqs = 0
         pairs = 0.0
@@ -53,7 +52,7 @@ class PrefillQueue:
             context = item[2]
             pairs += q * context + q * (q + 1) / 2
             if chunk_log is not None:
-                chunk_log.extend((step, item[0], q, context))
+                chunk_log.append((step, item[0], q, context))
             tokens += q
             seqs += 1
             room -= q

@@ -10,14 +10,13 @@ is what the step model priced; its chunks give the same tokens and pairs request
 first admission (:data:`ADMISSION_COLUMNS`): the request, its side, the step that could first
 schedule it, that step's start time and the prompt tokens its cache hit skipped.
 
-Steps are kept in one flat ``array('d')`` (one ``extend`` per step; every integer recorded is below
-2**53, so it is exact), chunks and admissions in ``array('q')``; :meth:`columns` turns them into
-numpy columns once, at the end of the run.
+Rows are appended as tuples to plain lists (the cheapest record a step can make) and packed into
+numpy blocks every :data:`FLUSH_ROWS` steps, so memory stays that of the numbers; steps are float64
+(every integer recorded is below 2**53, so it is exact), chunks and admissions int64. :meth:`columns`
+joins the blocks into columns once, at the end of the run.
 """
 
 from __future__ import annotations
-
-from array import array
 
 import numpy as np
 
@@ -44,14 +43,39 @@ CHUNK_COLUMNS = ("replica", "step", "position", "tokens", "context")
 ADMISSION_COLUMNS = ("position", "side", "replica", "step", "time", "cached_tokens")
 
 
+FLUSH_ROWS = 4096  # steps between packings of the row lists into numpy blocks
+
+
+class _Rows:
+    """Tuples of one width, appended to ``rows`` and packed into ``dtype`` blocks by :meth:`pack`."""
+
+    def __init__(self, width: int, dtype: type) -> None:
+        self.rows: list[tuple[float, ...]] = []
+        self._blocks: list[np.ndarray] = []
+        self._width, self._dtype = width, dtype
+
+    def pack(self) -> None:
+        if self.rows:
+            self._blocks.append(np.array(self.rows, dtype=self._dtype).reshape(-1, self._width))
+            self.rows = []
+
+    def array(self) -> np.ndarray:
+        self.pack()
+        if not self._blocks:
+            return np.zeros((0, self._width), dtype=self._dtype)
+        return np.concatenate(self._blocks)
+
+
 class StepRecorder:
-    """The record of one replica (module docstring)."""
+    """The record of one replica (module docstring). ``chunk_log`` takes ``(step, position, tokens,
+    context)`` per chunk (:meth:`PrefillQueue.take`)."""
 
     def __init__(self) -> None:
-        self._steps = array("d")
-        self.chunk_log = array("q")  # step, position, tokens, context per chunk (PrefillQueue.take)
-        self._admitted = array("q")  # position, side, step, cached tokens per first admission
-        self._admitted_time = array("d")
+        self._steps = _Rows(len(_RECORDED), np.float64)
+        self._chunks = _Rows(4, np.int64)
+        self.chunk_log = self._chunks.rows
+        self._admitted = _Rows(4, np.int64)  # position, side, step, cached tokens per first admission
+        self._admitted_time: list[float] = []
 
     def step(
         self,
@@ -66,7 +90,8 @@ class StepRecorder:
         """One step that ended at ``now``: ``prefill`` (tokens, pairs, chunks) and ``decodes``
         (count, KV read) as priced by ``st``."""
         tokens, pairs, seqs = prefill
-        self._steps.extend(
+        rows = self._steps.rows
+        rows.append(
             (
                 now,
                 tokens,
@@ -82,19 +107,24 @@ class StepRecorder:
                 decodes[1],
             )
         )
+        if len(rows) >= FLUSH_ROWS:
+            self._steps.pack()
+            self._chunks.pack()
+            self.chunk_log = self._chunks.rows
+            self._admitted.pack()
 
     def admission(self, pos: int, side: int, step: int, time: float, cached_tokens: int) -> None:
-        self._admitted.extend((pos, side, step, cached_tokens))
+        self._admitted.rows.append((pos, side, step, cached_tokens))
         self._admitted_time.append(time)
 
     @property
     def admitted_positions(self) -> np.ndarray:
         """First-admitted positions, in admission order."""
-        return np.frombuffer(self._admitted, dtype=np.int64).reshape(-1, 4)[:, 0].copy()
+        return self._admitted.array()[:, 0].copy()
 
     def columns(self, replica: int, block_size: int) -> dict[str, dict[str, np.ndarray]]:
         """``{"steps": ..., "chunks": ..., "admission": ...}``, each a mapping of its columns."""
-        flat = np.frombuffer(self._steps, dtype=np.float64).reshape(-1, len(_RECORDED))
+        flat = self._steps.array()
         n = len(flat)
         steps: dict[str, np.ndarray] = {
             "replica": np.full(n, replica, dtype=np.int32),
@@ -104,16 +134,16 @@ class StepRecorder:
             col = flat[:, j]
             steps[name] = col.copy() if name in _FLOAT else col.astype(np.int64)
         steps["kv_used_tokens"] *= block_size
-        chunk = np.frombuffer(self.chunk_log, dtype=np.int64).reshape(-1, 4)
+        chunk = self._chunks.array()
         chunks = {"replica": np.full(len(chunk), replica, dtype=np.int32)}
         chunks.update({k: chunk[:, j].copy() for j, k in enumerate(CHUNK_COLUMNS[1:])})
-        adm = np.frombuffer(self._admitted, dtype=np.int64).reshape(-1, 4)
+        adm = self._admitted.array()
         admission = {
             "position": adm[:, 0].copy(),
             "side": adm[:, 1].astype(np.int8),
             "replica": np.full(len(adm), replica, dtype=np.int32),
             "step": adm[:, 2].copy(),
-            "time": np.frombuffer(self._admitted_time, dtype=np.float64).copy(),
+            "time": np.asarray(self._admitted_time, dtype=np.float64),
             "cached_tokens": adm[:, 3].copy(),
         }
         return {"steps": steps, "chunks": chunks, "admission": admission}
