@@ -28,7 +28,8 @@ Say = Callable[[str], None]
 
 
 class Backend(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def replay(self, sim: SimResult, profile: Profile, out: Path) -> ComparisonEntry: ...
 

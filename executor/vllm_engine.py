@@ -32,7 +32,12 @@ VLLM_VERSION = "0.32.0"  # pinned: the step/scheduler internals read here are th
 # The engine the executor drives, in the simulator's terms (EngineConfig fields; the defaults of the
 # executor's verbs): vLLM composes a step's operators serially, its CPU attention backend's KV block
 # is 128 tokens, and max_num_batched_tokens / max_num_seqs of the CPU validation.
-VLLM_ENGINE = {"engine": "serial", "block_size": 128, "token_budget": 2048, "max_running": 256}
+VLLM_ENGINE: dict[str, Any] = {
+    "engine": "serial",
+    "block_size": 128,
+    "token_budget": 2048,
+    "max_running": 256,
+}
 INSTALL_HINT = "install it with `blendsim executor setup --device cpu` (see docs/executor.md)"
 DEVICES = ("cpu", "cuda")
 GiB = 1 << 30
@@ -174,7 +179,8 @@ def read_model_config(model_dir: str | Path) -> dict[str, Any]:
     for key in ("vocab_size", "max_position_embeddings", "num_hidden_layers"):
         if not isinstance(cfg.get(key), int):
             raise UserError(f"model directory {str(path)!r}: config.json lacks integer {key!r}")
-    return cfg
+    result: dict[str, Any] = cfg
+    return result
 
 
 def build_engine(config: VllmRunConfig, max_model_len: int) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
     runs = [Run(recipe, p, "overlap", cfg.gpu, seed=cfg.seed, keep_steps=True) for p in POLICIES]
     results = run_all(runs, cfg, None, "fig10")
     fig, axes = new_figure(len(POLICIES), 1, width=9.0, height=2.6, sharex=True, sharey=True)
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
     lines = []
     for ax, res in zip(axes[:, 0], results, strict=True):
         b = binned(res["series"], ("compute_s", "memory_s", "step_s"), BINS)

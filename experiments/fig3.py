@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
     results = run_all(runs, cfg, None, "fig3")
     fig, axes = new_figure(1, 1, width=9.0, height=4.2)
     ax = axes[0, 0]
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
     lines = []
     for res in results:
         b = binned(res["series"], ("compute_s", "memory_s"), BINS, by="time")

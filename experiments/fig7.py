@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from blendsim.experiments.common import (
     ALL_POLICIES,
@@ -52,7 +53,7 @@ COLUMNS = (
 )
 
 
-def plot(rows: Sequence[dict], path: Path, title: str, engines: Sequence[str] = ENGINES) -> Path:
+def plot(rows: Sequence[dict[str, Any]], path: Path, title: str, engines: Sequence[str] = ENGINES) -> Path:
     fig, axes = new_figure(1, len(engines), width=6.4, height=4.4)
     for ax, engine in zip(axes[0], engines, strict=True):
         mine = [r for r in rows if r["engine"] == engine]

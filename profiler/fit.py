@@ -116,7 +116,8 @@ def fit_gemm(points: list[tuple[int, float]], model: ModelSpec, hw: HardwareSpec
 
     def residuals(x: np.ndarray) -> np.ndarray:
         sm = StepModel(_base(gemm_eff_max=x[0], gemm_n_half=x[1], weight_bw_eff=x[2]), model, hw)
-        return np.array([sm.gemm_time(k) for k in n]) / t - 1.0
+        result: np.ndarray = np.array([sm.gemm_time(k) for k in n]) / t - 1.0
+        return result
 
     unit = StepModel(_base(), model, hw)
     e0 = float(np.max([unit.gemm_time(k) / s for k, s in zip(n, t, strict=True)]))
@@ -131,7 +132,8 @@ def fit_linear(x: Sequence[float], t: Sequence[float]) -> tuple[float, float]:
     slope0 = float(np.median(ta / np.maximum(xa, 1e-30)))
 
     def residuals(v: np.ndarray) -> np.ndarray:
-        return (v[0] + v[1] * xa) / ta - 1.0
+        result: np.ndarray = (v[0] + v[1] * xa) / ta - 1.0
+        return result
 
     scale = [float(np.min(ta)), slope0]
     res = least_squares(
@@ -171,7 +173,10 @@ def fit_decode(
             model,
             hw,
         )
-        return np.array([sm.decode_attn_time(k, q) for k, q in zip(b * kv, p, strict=True)]) / t - 1.0
+        result: np.ndarray = (
+            np.array([sm.decode_attn_time(k, q) for k, q in zip(b * kv, p, strict=True)]) / t - 1.0
+        )
+        return result
 
     top = float(np.max(t))
     starts = [(lat0, slope0, float(np.median(t)), h) for h in (16.0, 128.0, 1024.0, 8192.0)]

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
 
 from blendsim.errors import UserError
 from blendsim.profiler.specs import GPUS, MODELS
@@ -41,7 +42,7 @@ def _positive_int(text: str) -> int:
     return value  # positivity is checked by make_trace (a UserError, exit 2)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Any) -> None:
     trace = subparsers.add_parser(
         "trace",
         help="generate workload traces and show their statistics",
@@ -105,7 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.set_defaults(func=run_stats)
 
 
-def _progress(quiet: bool):
+def _progress(quiet: bool) -> Any:
     start = time.perf_counter()
 
     def say(msg: str) -> None:

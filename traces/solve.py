@@ -60,10 +60,11 @@ def _system(
 
 
 def _bounded_lstsq(a: np.ndarray, b: np.ndarray, upper: float) -> np.ndarray:
-    x = np.linalg.lstsq(a, b, rcond=None)[0]
+    x: np.ndarray = np.linalg.lstsq(a, b, rcond=None)[0]
     if x.min() >= 1.0 and x.max() <= upper:
         return x
-    return lsq_linear(a, b, bounds=(1.0, max(upper, 1.0 + 1e-9))).x
+    bounded: np.ndarray = lsq_linear(a, b, bounds=(1.0, max(upper, 1.0 + 1e-9))).x
+    return bounded
 
 
 def _newton(
@@ -111,7 +112,8 @@ def _round(n: np.ndarray, total: int, fixed: np.ndarray) -> np.ndarray:
     out = np.maximum(1, np.rint(n)).astype(np.int64)
     free = np.flatnonzero(~fixed)
     out[free[np.argmax(out[free])]] += total - out.sum()
-    return out
+    result: np.ndarray = out
+    return result
 
 
 Solution = tuple[np.ndarray, np.ndarray, float, float, float]  # counts, offsets, density, sharing, error

@@ -76,10 +76,11 @@ class SourceStream:
         w = max(50, n // 10)
         lo, hi = max(0, n - w), min(n + w, self.cap)
         self.ensure(hi)
-        return (
+        out: np.ndarray = (
             np.array([self.tokens[hi], self.saved[hi], self.mem[hi]])
             - np.array([self.tokens[lo], self.saved[lo], self.mem[lo]])
         ) / max(1, hi - lo)
+        return out
 
 
 def achieved(

@@ -109,7 +109,8 @@ def one_side_per_parent(
     _, first = np.unique(tree.parent[cand], return_index=True)
     top_side = np.zeros(tree.num_nodes, dtype=bool)
     top_side[tree.parent[cand[first]]] = side[first]
-    return cand[side == top_side[tree.parent[cand]]]
+    result: np.ndarray = cand[side == top_side[tree.parent[cand]]]
+    return result
 
 
 def split(tree: PrefixTree, config: TransformConfig) -> SplitReport:

@@ -177,11 +177,13 @@ class PrefixTree:
 
     def distinct_tokens(self) -> np.ndarray:
         """Prompt tokens the node's request set computes, its own path counted once."""
-        return self.prefix_len + self.inner
+        result: np.ndarray = self.prefix_len + self.inner
+        return result
 
     def comp(self) -> np.ndarray:
         """Σcomp after sharing (E3 summed, shared tokens once), at datasheet peaks."""
-        return self.token_comp * (self.sum_d + self.distinct_tokens())
+        result: np.ndarray = self.token_comp * (self.sum_d + self.distinct_tokens())
+        return result
 
     def density(self) -> np.ndarray:
         """E6 per node, a ratio of sums; +inf for a node with no memory time."""
@@ -193,7 +195,8 @@ class PrefixTree:
     def leaf_density(self) -> np.ndarray:
         """Density of each request alone (no sharing), by request position."""
         p = self.prefix_len[self.leaf_offset :]
-        return self.token_comp * (p + self.leaf_d) / self.leaf_mem
+        result: np.ndarray = self.token_comp * (p + self.leaf_d) / self.leaf_mem
+        return result
 
     def saved_tokens(self) -> int:
         """Prompt tokens served from an unbounded cache under this tree (split-offs recompute)."""
@@ -205,7 +208,8 @@ class PrefixTree:
         insertion order. Ties in density keep insertion order (a stable, deterministic sort)."""
         nodes = np.arange(1, self.num_nodes)
         key = -self.density()[nodes] if by_density else np.zeros(len(nodes))
-        return nodes[np.lexsort((self.first_seen[nodes], key, self.parent[nodes]))]
+        result: np.ndarray = nodes[np.lexsort((self.first_seen[nodes], key, self.parent[nodes]))]
+        return result
 
     def leaf_start(self, siblings: np.ndarray) -> np.ndarray:
         """Position of each node's first leaf in the DFS leaf sequence for sibling order ``siblings``.

@@ -85,7 +85,7 @@ class RadixCache:
         """Prefix match of a prompt path without changing anything (:class:`Match`)."""
         hit_tokens = pinned = 0
         nodes = self._nodes
-        found = []
+        found: list[list[Any]] = []
         for seg in segs:
             node = nodes.get(seg)
             if node is None:

@@ -13,7 +13,7 @@ Invariants: ``pending`` is the sum of ``remaining`` over the queue; every entry 
 from __future__ import annotations
 
 from collections import deque
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Chunks(NamedTuple):
@@ -39,7 +39,7 @@ class PrefillQueue:
         self._queue.append([pos, tokens, context])
         self.pending += tokens
 
-    def take(self, room: int, step: int, chunk_log: list[tuple[int, int, int, int]] | None) -> Chunks:
+    def take(self, room: int, step: int, chunk_log: list[tuple[Any, ...]] | None) -> Chunks:
         """Run chunks from the front within ``room`` tokens; each chunk run appends ``(step, pos,
         tokens, context)`` to ``chunk_log`` (when given)."""
         queue = self._queue

@@ -18,6 +18,8 @@ joins the blocks into columns once, at the end of the run.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from blendsim.profiler.cost import StepTime
@@ -50,7 +52,7 @@ class _Rows:
     """Tuples of one width, appended to ``rows`` and packed into ``dtype`` blocks by :meth:`pack`."""
 
     def __init__(self, width: int, dtype: type) -> None:
-        self.rows: list[tuple[float, ...]] = []
+        self.rows: list[tuple[Any, ...]] = []
         self._blocks: list[np.ndarray] = []
         self._width, self._dtype = width, dtype
 

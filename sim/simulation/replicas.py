@@ -12,7 +12,7 @@ the run ends when the last replica finishes (the makespan). How shares are made:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 import numpy as np
 import simpy
@@ -137,7 +137,9 @@ def sub_plan(plan: Plan, idx: np.ndarray) -> Plan:
     )
 
 
-def _replica(env: simpy.Environment, engine: Engine, policy: Admission, tick: Callable[[int], None]):
+def _replica(
+    env: simpy.Environment, engine: Engine, policy: Admission, tick: Callable[[int], None]
+) -> Generator[simpy.Event, None, None]:
     last = 0
     while True:
         policy.admit(engine)

@@ -118,7 +118,8 @@ def bounded_lognormal(z: np.ndarray, mean: float, sigma: float, lo: float, hi: f
 
 def to_tokens(x: np.ndarray, lo: int = 1) -> np.ndarray:
     """Round to whole tokens, at least ``lo``."""
-    return np.maximum(np.rint(x), lo).astype(np.int64)
+    out: np.ndarray = np.maximum(np.rint(x), lo).astype(np.int64)
+    return out
 
 
 def single_turn_block(system_len: int, body_lens: np.ndarray, output_len: np.ndarray) -> SourceBlock:
