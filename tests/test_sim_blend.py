@@ -143,6 +143,8 @@ def test_cli_user_errors(tmp_path, capsys, trace1) -> None:
     assert main(["simulate", str(path), "--policy", "lifo"]) == 2
     assert "lifo" in capsys.readouterr().err
     assert main(["simulate", str(path), "--engine", "warp"]) == 2
+    assert "unknown engine 'warp'" in capsys.readouterr().err
     assert main(["simulate", str(path), "--right-admission", "psychic"]) == 2
-    assert "right admission" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--right-admission" in err and "'psychic'" in err and "projected_peak" in err
     assert main(["simulate", str(tmp_path / "missing.parquet")]) == 2
