@@ -52,8 +52,9 @@ from __future__ import annotations
 import ctypes
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -179,6 +180,7 @@ class StepReplayer:
         self.q = self.bench.randn(max(max_tokens * m.num_heads * m.head_dim, 1))
         self.lm_head = self.bench.randn(m.vocab_size, m.hidden_size)
         self.weights = self.bench.weights
+        self._overlap: Any = None  # the CPU's overlapped replay, made on first use
         if self.cuda:
             self.streams = (torch.cuda.Stream(self.device), torch.cuda.Stream(self.device))
 
@@ -193,9 +195,16 @@ class StepReplayer:
 
     def _attention_work(self, shape: BatchShape) -> tuple[Callable[[], None], Callable[[], None]]:
         """(decode attention, prefill attention) of one layer, each on fresh KV from the ring."""
-        m = self.model
         b, kv_len = decode_batch(shape.decode_seqs, shape.decode_kv_tokens)
         chunks = prefill_chunks(shape.prefill_tokens, shape.prefill_attn_pairs, shape.prefill_seqs)
+        return self.attention_for(b, kv_len, chunks)
+
+    def attention_for(
+        self, b: int, kv_len: int, chunks: Sequence[tuple[int, int]]
+    ) -> tuple[Callable[[], None], Callable[[], None]]:
+        """(decode attention of ``b`` sequences of ``kv_len`` KV tokens, prefill attention of
+        ``chunks``) of one layer, each on fresh KV from the ring."""
+        m = self.model
         group = m.num_heads // m.num_kv_heads
 
         def decode() -> None:
@@ -215,7 +224,7 @@ class StepReplayer:
 
         return decode, prefill
 
-    def _head(self, seqs: int, clock: Callable[[], float] | None = None) -> float:
+    def head_time(self, seqs: int, clock: Callable[[], float] | None = None) -> float:
         """LM head then sampling over ``seqs`` sequences; returns the LM head's share on ``clock``."""
         if not seqs:
             return 0.0
@@ -228,10 +237,23 @@ class StepReplayer:
     # ---- one step ----
 
     def run(self, shape: BatchShape, engine: str = "serial") -> StepTiming:
-        """Replay ``shape`` once and time it (module docstring)."""
+        """Replay ``shape`` once and time it (module docstring); ``engine="overlap"`` runs it as two
+        nano-batches whose GEMMs and attention run at once (:mod:`blendsim.profiler.overlap_step`)."""
         if self.cuda:
             return self._run_cuda(shape, engine)
+        if engine == "overlap":
+            if self._overlap is None:
+                from blendsim.profiler.overlap_replay import CpuOverlap
+
+                self._overlap = CpuOverlap(self)
+            return self._overlap.run(shape)
         return self._run_cpu(shape)
+
+    def close(self) -> None:
+        """Stop the overlapped replay's worker thread (and give the calling thread its cores back)."""
+        if self._overlap is not None:
+            self._overlap.close()
+            self._overlap = None
 
     def _run_cpu(self, shape: BatchShape) -> StepTiming:
         m = self.model
@@ -254,7 +276,7 @@ class StepReplayer:
             ops["decode_attn"] += t2 - t1
             ops["prefill_attn"] += t3 - t2
         t0 = clock()
-        ops["lm_head"] = self._head(shape.decode_seqs + shape.prefill_seqs, clock)
+        ops["lm_head"] = self.head_time(shape.decode_seqs + shape.prefill_seqs, clock)
         ops["head"] = clock() - t0
         ops["sampling"] = ops["head"] - ops["lm_head"]
         wall, cpu = time.perf_counter() - w0, time.thread_time() - c0

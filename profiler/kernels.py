@@ -72,7 +72,17 @@ def make_layer_weights(
 
 def layer_gemms(x: torch.Tensor, w: LayerWeights, model: ModelSpec) -> torch.Tensor:
     """The four GEMMs of one layer on activations ``x`` (tokens, hidden); attention itself excluded."""
-    qkv = F.linear(x, w.qkv)
+    return output_and_mlp(x, qkv_projection(x, w), w, model)
+
+
+def qkv_projection(x: torch.Tensor, w: LayerWeights) -> torch.Tensor:
+    """The layer's fused QKV GEMM: what its attention waits for."""
+    return F.linear(x, w.qkv)
+
+
+def output_and_mlp(x: torch.Tensor, qkv: torch.Tensor, w: LayerWeights, model: ModelSpec) -> torch.Tensor:
+    """The layer's O projection and gated MLP after its attention (whose output is stood in for by
+    the query part of ``qkv``: the replay times kernels, not values)."""
     attn_out = qkv[:, : model.num_heads * model.head_dim]
     h = x + F.linear(attn_out, w.o)
     gate, up = F.linear(h, w.gate_up).chunk(2, dim=-1)

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 
 from blendsim.errors import unknown
 from blendsim.profiler.cost import BatchShape, StepTime
+from blendsim.profiler.interference import INTERFERENCE_KINDS, co_run_time, nano_batch_sizes
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
 
 ENGINES = ("serial", "overlap")
@@ -76,10 +77,18 @@ class StepParams:
     decode_prefill_half: float = 0.0  # P of half that extra; > 0 when decode_prefill_s > 0 (0 / 0 at P = 0)
     gemm_table_tokens: tuple[float, ...] = ()  # tokens per step of the measured GEMM efficiencies
     gemm_table_eff: tuple[float, ...] = ()  # layer-GEMM efficiency (fraction of peak) at those tokens
+    # the overlapping engine (blendsim.profiler.interference): "constant" (kappa) or "shared"
+    interference: str = "constant"
+    overlap_bandwidth_share: float = 1.0  # bandwidth both sides reach together / one side's alone, >= 1
+    overlap_compute_share: float = 0.0  # slowdown of a side's compute-bound work beside the other, [0, 1]
+    nano_batches: int = 2  # nano-batches a step's batch splits into
+    overlap_sync_s: float = 0.0  # hand-offs between the two sides, per overlapped step
 
-    def __post_init__(self) -> None:  # JSON gives lists: keep tuples (hashable, immutable)
+    def __post_init__(self) -> None:  # JSON gives lists and floats: keep tuples (hashable) and an int
         object.__setattr__(self, "gemm_table_tokens", tuple(float(v) for v in self.gemm_table_tokens))
         object.__setattr__(self, "gemm_table_eff", tuple(float(v) for v in self.gemm_table_eff))
+        if isinstance(self.nano_batches, float) and self.nano_batches.is_integer():
+            object.__setattr__(self, "nano_batches", int(self.nano_batches))
 
     def validate(self) -> list[str]:
         """Problems with the values, as readable strings (empty when valid)."""
@@ -107,6 +116,16 @@ class StepParams:
             v = getattr(self, name)
             if not v >= 0.0:
                 bad.append(f"{name}={v} is negative")
+        if self.interference not in INTERFERENCE_KINDS:
+            bad.append(f"interference={self.interference!r} not one of {', '.join(INTERFERENCE_KINDS)}")
+        if not 1.0 <= self.overlap_bandwidth_share <= 4.0:
+            bad.append(f"overlap_bandwidth_share={self.overlap_bandwidth_share} not in [1, 4]")
+        if not 0.0 <= self.overlap_compute_share <= 1.0:
+            bad.append(f"overlap_compute_share={self.overlap_compute_share} not in [0, 1]")
+        if not (isinstance(self.nano_batches, int) and 2 <= self.nano_batches <= 8):
+            bad.append(f"nano_batches={self.nano_batches} is not an integer in [2, 8]")
+        if not self.overlap_sync_s >= 0.0:
+            bad.append(f"overlap_sync_s={self.overlap_sync_s} is negative")
         if self.decode_prefill_s > 0 and not self.decode_prefill_half > 0:
             bad.append(f"decode_prefill_half={self.decode_prefill_half} must be > 0 if decode_prefill_s > 0")
         toks, effs = self.gemm_table_tokens, self.gemm_table_eff
@@ -187,6 +206,11 @@ class StepModel:
         "_tab_t",
         "_tab_slope",
         "_tab_tail",
+        "_shared",
+        "_bw_share",
+        "_compute_share",
+        "_nano",
+        "_sync",
     )
 
     def __init__(self, params: StepParams, model: ModelSpec, hardware: HardwareSpec) -> None:
@@ -227,6 +251,9 @@ class StepModel:
             )
         ]
         self._tab_tail = self._tab_t[-1] / self._tab_n[-1] if self._tab_n else 0.0
+        self._shared = params.interference == "shared"
+        self._bw_share, self._compute_share = params.overlap_bandwidth_share, params.overlap_compute_share
+        self._nano, self._sync = params.nano_batches, params.overlap_sync_s
         # best s/token: the bound optimal_time uses (every point of a table lies above n x best)
         self._c_layer_best = min(
             (t / n for n, t in zip(self._tab_n, self._tab_t, strict=True)), default=self._c_layer
@@ -332,7 +359,35 @@ class StepModel:
             shape.decode_kv_tokens,
             shape.prefill_seqs,
         )
+        if engine == "overlap" and self._shared:
+            return StepTime(c, m, o, self.overlapped(shape) + o)
         return StepTime(c, m, o, compose(c, m, self._kappa, engine) + o)
+
+    def overlapped(self, shape: BatchShape) -> float:
+        """The ``shared`` interference model's step, overhead aside: the layer GEMMs of the step's
+        nano-batches beside its attention (:mod:`blendsim.profiler.interference`), then the LM head.
+        A batch too small to split runs serially."""
+        n = shape.prefill_tokens + shape.decode_seqs
+        parts = nano_batch_sizes(n, self._nano) if n > 0 else []
+        g = 0.0
+        for tokens in parts:
+            g += self.gemm_time(tokens)
+        a_pre = self.prefill_attn_time(shape.prefill_attn_pairs, shape.prefill_tokens, shape.prefill_seqs)
+        a = a_pre + self.decode_attn_time(shape.decode_kv_tokens, shape.prefill_tokens)
+        head = self.lm_head_time(shape.decode_seqs + shape.prefill_seqs)
+        if len(parts) < 2 or a <= 0.0:
+            return g + a + head
+        weights = len(parts) * self._w_layer  # each nano-batch streams the layer weights
+        u_g = weights / g if weights < g else 1.0
+        u_a = self._kv * shape.decode_kv_tokens / a
+        return co_run_time(g, a, u_g, u_a, self._bw_share, self._compute_share) + head + self._sync
+
+    @property
+    def totals_kappa(self) -> float:
+        """The interference coefficient of a workload's totals (the practical optimum, the step
+        bound): ``kappa`` (``constant``), or ``overlap_compute_share`` (``shared``: at the totals
+        the GEMMs are compute-bound and the bandwidth is not oversubscribed)."""
+        return self._compute_share if self._shared else self._kappa
 
     def optimal_time(self, total: BatchShape, engine: str = "overlap") -> float:
         """Practical optimum T_o of a workload's totals (hits at the best sharing already removed).
@@ -343,13 +398,12 @@ class StepModel:
         """
         n = total.prefill_tokens + total.decode_seqs
         s = total.decode_seqs + total.prefill_seqs
-        c = (
-            self._c_layer_best * n
-            + self._c_lm_best * s
-            + self._attn * total.prefill_attn_pairs
-            + self._attn_tok * total.prefill_tokens
-        )
+        pairs, diag = self._attn * total.prefill_attn_pairs, self._attn_tok * total.prefill_tokens
         m = self._kv * total.decode_kv_tokens
+        if engine == "overlap" and self._shared:  # GEMMs beside all attention, then the LM head
+            g, a = self._c_layer_best * n, pairs + diag + m
+            return compose(g, a, self._compute_share, engine) + self._c_lm_best * s + self._ar * n
+        c = self._c_layer_best * n + self._c_lm_best * s + pairs + diag
         return compose(c, m, self._kappa, engine) + self._ar * n
 
 

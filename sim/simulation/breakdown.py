@@ -100,12 +100,12 @@ def time_breakdown(
     KV reads and prefill chunks), ``optimal`` the workload's totals at the best sharing. Seconds
     are summed over replicas; busy fractions are over ``dp x makespan``."""
     line = StepLine.of(sm)
-    kappa = sm.params.kappa if engine == "overlap" else 1.0
     c = np.asarray(series.get("compute_s", np.zeros(0)))
     m = np.asarray(series.get("memory_s", np.zeros(0)))
     step = np.asarray(series.get("step_s", np.zeros(0)))
+    overhead = np.asarray(series.get("overhead_s", np.zeros(0)))
     lead = np.maximum(c, m)
-    interference = kappa * np.minimum(c, m)
+    interference = step - lead - overhead
     steps = len(step)
     comp, mem = float(c.sum()), float(m.sum())
     work_c = line.work_compute(work)
@@ -119,7 +119,7 @@ def time_breakdown(
     )
     seqs = optimal.decode_seqs + optimal.prefill_seqs
     step_bound = (
-        compose(opt_c / dp + s_min * line.fixed, opt_m / dp, sm.params.kappa, engine)
+        _bound_work(line, optimal, opt_c, opt_m, s_min, dp, sm, engine)
         + s_min * line.step_overhead
         + (line.seq_overhead * seqs + line.token_overhead * gemm_tokens) / dp
     )
@@ -133,7 +133,7 @@ def time_breakdown(
         "compute_led_s": float(lead[c >= m].sum()),
         "memory_led_s": float(lead[c < m].sum()),
         "interference_s": float(interference.sum()),
-        "overhead_s": float((step - lead - interference).sum()),
+        "overhead_s": float(overhead.sum()),
         "work_compute_s": work_c,
         "optimal_compute_s": opt_c,
         "optimal_memory_s": opt_m,
@@ -149,3 +149,24 @@ def time_breakdown(
     }
     out["fixed_cost_s"] = out["gemm_fixed_s"] + out["weight_bound_s"] + out["overhead_s"]
     return out
+
+
+def _bound_work(
+    line: StepLine,
+    optimal: BatchShape,
+    opt_c: float,
+    opt_m: float,
+    s_min: int,
+    dp: int,
+    sm: StepModel,
+    engine: str,
+) -> float:
+    """The step bound's work on one replica: the optimum's totals over ``dp`` with the fixed GEMM
+    cost of ``s_min`` steps on the GEMM side, composed as the profile's interference model composes
+    totals (module docstring)."""
+    if engine == "overlap" and sm.params.interference == "shared":
+        gemm = line.per_token * (optimal.prefill_tokens + optimal.decode_seqs) / dp + s_min * line.fixed
+        attn = (line.per_pair * optimal.prefill_attn_pairs + opt_m) / dp
+        head = line.per_seq * (optimal.decode_seqs + optimal.prefill_seqs) / dp
+        return compose(gemm, attn, sm.totals_kappa, engine) + head
+    return compose(opt_c / dp + s_min * line.fixed, opt_m / dp, sm.params.kappa, engine)

@@ -38,8 +38,9 @@ _RECORDED = (
     "prefill_seqs",
     "prefill_attn_pairs",
     "decode_kv_tokens",
+    "overhead_s",
 )
-_FLOAT = {"time", "compute_s", "memory_s", "step_s", "prefill_attn_pairs"}
+_FLOAT = {"time", "compute_s", "memory_s", "step_s", "prefill_attn_pairs", "overhead_s"}
 STEP_COLUMNS = ("replica", "step", *_RECORDED)
 CHUNK_COLUMNS = ("replica", "step", "position", "tokens", "context")
 ADMISSION_COLUMNS = ("position", "side", "replica", "step", "time", "cached_tokens")
@@ -107,6 +108,7 @@ class StepRecorder:
                 seqs,
                 pairs,
                 decodes[1],
+                st.overhead_s,
             )
         )
         if len(rows) >= FLUSH_ROWS:
