@@ -54,7 +54,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +70,9 @@ from blendsim.profiler.kernels import (
     sample_tokens,
 )
 from blendsim.profiler.specs import ModelSpec
+
+if TYPE_CHECKING:
+    from blendsim.profiler.overlap_replay import CpuOverlap
 
 OPERATORS = ("gemm", "decode_attn", "prefill_attn", "head")  # the step's split (head = LM head + sampling)
 CLOCKS = ("auto", "wall", "cpu")
@@ -180,7 +183,7 @@ class StepReplayer:
         self.q = self.bench.randn(max(max_tokens * m.num_heads * m.head_dim, 1))
         self.lm_head = self.bench.randn(m.vocab_size, m.hidden_size)
         self.weights = self.bench.weights
-        self._overlap: Any = None  # the CPU's overlapped replay, made on first use
+        self._overlap: CpuOverlap | None = None  # the CPU's overlapped replay, made on first use
         if self.cuda:
             self.streams = (torch.cuda.Stream(self.device), torch.cuda.Stream(self.device))
 
@@ -193,7 +196,7 @@ class StepReplayer:
 
     # ---- the work of one layer, split by operator ----
 
-    def _attention_work(self, shape: BatchShape) -> tuple[Callable[[], None], Callable[[], None]]:
+    def attention_work(self, shape: BatchShape) -> tuple[Callable[[], None], Callable[[], None]]:
         """(decode attention, prefill attention) of one layer, each on fresh KV from the ring."""
         b, kv_len = decode_batch(shape.decode_seqs, shape.decode_kv_tokens)
         chunks = prefill_chunks(shape.prefill_tokens, shape.prefill_attn_pairs, shape.prefill_seqs)
@@ -240,7 +243,9 @@ class StepReplayer:
         """Replay ``shape`` once and time it (module docstring); ``engine="overlap"`` runs it as two
         nano-batches whose GEMMs and attention run at once (:mod:`blendsim.profiler.overlap_step`)."""
         if self.cuda:
-            return self._run_cuda(shape, engine)
+            from blendsim.profiler.cuda_step import run_cuda
+
+            return run_cuda(self, shape, engine)
         if engine == "overlap":
             if self._overlap is None:
                 from blendsim.profiler.overlap_replay import CpuOverlap
@@ -259,7 +264,7 @@ class StepReplayer:
         m = self.model
         n = shape.prefill_tokens + shape.decode_seqs
         x = self.x[:n]
-        decode, prefill = self._attention_work(shape)
+        decode, prefill = self.attention_work(shape)
         clock = time.thread_time if self.use_cpu_clock else time.perf_counter
         ops = dict.fromkeys(OPERATORS, 0.0)
         w0, c0 = time.perf_counter(), time.thread_time()
@@ -281,64 +286,3 @@ class StepReplayer:
         ops["sampling"] = ops["head"] - ops["lm_head"]
         wall, cpu = time.perf_counter() - w0, time.thread_time() - c0
         return StepTiming(cpu if self.use_cpu_clock else wall, wall, cpu, ops)
-
-    def _run_cuda(self, shape: BatchShape, engine: str) -> StepTiming:
-        m = self.model
-        n = shape.prefill_tokens + shape.decode_seqs
-        x = self.x[:n]
-        decode, prefill = self._attention_work(shape)
-        main = torch.cuda.current_stream(self.device)
-
-        def event() -> torch.cuda.Event:
-            e = torch.cuda.Event(enable_timing=True)
-            e.record()
-            return e
-
-        w0 = time.perf_counter()
-        start = event()
-        marks: list[tuple[torch.cuda.Event, ...]] = []
-        if engine == "overlap":
-            s_gemm, s_attn = self.streams
-            s_gemm.wait_stream(main)
-            s_attn.wait_stream(main)
-            for layer in range(m.num_layers):
-                with torch.cuda.stream(s_gemm):
-                    if n:
-                        layer_gemms(x, self.weights[layer % len(self.weights)], m)
-                with torch.cuda.stream(s_attn):
-                    decode()
-                    prefill()
-            main.wait_stream(s_gemm)
-            main.wait_stream(s_attn)
-        else:
-            for layer in range(m.num_layers):
-                a = event()
-                if n:
-                    layer_gemms(x, self.weights[layer % len(self.weights)], m)
-                b = event()
-                decode()
-                c = event()
-                prefill()
-                marks.append((a, b, c, event()))
-        h = event()
-        seqs = shape.decode_seqs + shape.prefill_seqs
-        logits = F.linear(self.x[:seqs], self.lm_head) if seqs else None
-        mid = event()
-        if logits is not None:
-            sample_tokens(logits.float())
-        end = event()
-        end.synchronize()
-        wall = time.perf_counter() - w0
-        total = start.elapsed_time(end) / 1e3
-        if marks:
-            ops = {
-                "gemm": sum(a.elapsed_time(b) for a, b, _, _ in marks) / 1e3,
-                "decode_attn": sum(b.elapsed_time(c) for _, b, c, _ in marks) / 1e3,
-                "prefill_attn": sum(c.elapsed_time(d) for _, _, c, d in marks) / 1e3,
-            }
-        else:
-            ops = {"gemm": math.nan, "decode_attn": math.nan, "prefill_attn": math.nan}
-        ops["head"] = h.elapsed_time(end) / 1e3
-        ops["lm_head"] = h.elapsed_time(mid) / 1e3
-        ops["sampling"] = mid.elapsed_time(end) / 1e3
-        return StepTiming(total, wall, math.nan, ops)

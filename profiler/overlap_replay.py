@@ -27,7 +27,6 @@ from blendsim.profiler.overlap_step import (
     two_cores,
 )
 
-
 SWITCH_S = 1e-4  # the interpreter's thread switch interval while a replay runs (module docstring)
 
 

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
+from typing import Any
 
 from blendsim.errors import unknown
 from blendsim.profiler.cost import BatchShape, StepTime
@@ -87,8 +88,9 @@ class StepParams:
     def __post_init__(self) -> None:  # JSON gives lists and floats: keep tuples (hashable) and an int
         object.__setattr__(self, "gemm_table_tokens", tuple(float(v) for v in self.gemm_table_tokens))
         object.__setattr__(self, "gemm_table_eff", tuple(float(v) for v in self.gemm_table_eff))
-        if isinstance(self.nano_batches, float) and self.nano_batches.is_integer():
-            object.__setattr__(self, "nano_batches", int(self.nano_batches))
+        raw: Any = self.nano_batches
+        if isinstance(raw, float) and raw.is_integer():
+            object.__setattr__(self, "nano_batches", int(raw))
 
     def validate(self) -> list[str]:
         """Problems with the values, as readable strings (empty when valid)."""
