@@ -10,7 +10,8 @@ decode    ``lat + kv_tokens x kv_bytes / (BW k) + D P / (P + P_half)``          
           with P the prefill tokens of the same step (D = 0 unless P varies over 3+ values)
 prefill   ``lat + lat_chunk k + (pairs + x tokens) 4 L heads head_dim / (F a)`` (a, x, lat, lat_chunk)
 sampling  ``t_step + t_seq x seqs``                                            (t_step, t_seq)
-overlap   ``max(g, a) + kappa min(g, a)`` against two-stream runs (CUDA only)  (kappa)
+overlap   the ``shared`` interference model against overlapped steps (two nano-batches, GEMMs beside
+          attention: :mod:`blendsim.profiler.overlap_fit`)   (bandwidth share, compute share, sync)
 
 Predictions go through :class:`StepModel` itself, so the fitted numbers mean exactly what the
 simulator uses.
@@ -18,6 +19,7 @@ simulator uses.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,10 +28,11 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares, nnls
 
+from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
 from blendsim.profiler.step_model import StepModel, StepParams, layer_gemm_flops
 
-CPU_KAPPA = 1.0  # a CPU process runs one operator after the other: no overlap
+CPU_KAPPA = 1.0  # the constant model without overlapped measurements: operators one after the other
 
 
 @dataclass
@@ -42,7 +45,7 @@ class Measurements:
     decode: list[tuple[int, int, int, float]] = field(default_factory=list)
     prefill: list[tuple[int, int, int, float]] = field(default_factory=list)  # (q_len, ctx, chunks, s)
     sampling: list[tuple[int, float]] = field(default_factory=list)  # (seqs, s)
-    concurrent: list[tuple[float, float, float]] = field(default_factory=list)  # (gemm, attn, both)
+    overlapped: list[tuple[BatchShape, float]] = field(default_factory=list)  # (step, s), two nano-batches
 
 
 @dataclass(frozen=True)
@@ -216,12 +219,6 @@ def gemm_table(
     return tuple(float(n) for n in ns), tuple(effs)
 
 
-def fit_kappa(triples: list[tuple[float, float, float]]) -> float:
-    """Median interference (both - max) / min, clipped to [0, 1]."""
-    ks = [(both - max(g, a)) / min(g, a) for g, a, both in triples if min(g, a) > 0]
-    return float(np.clip(np.median(ks), 0.0, 1.0)) if ks else CPU_KAPPA
-
-
 def fit_profile(meas: Measurements, model: ModelSpec, hw: HardwareSpec) -> FitResult:
     """Fit every operator measured; the GEMM, decode and prefill fits need at least 2 points each."""
     for name in ("gemm", "decode", "prefill"):
@@ -245,7 +242,6 @@ def fit_profile(meas: Measurements, model: ModelSpec, hw: HardwareSpec) -> FitRe
     t_step = t_seq = 0.0
     if len(meas.sampling) >= 2:
         t_step, t_seq = fit_linear([k for k, _ in meas.sampling], [s for _, s in meas.sampling])
-    kappa = fit_kappa(meas.concurrent) if meas.concurrent else CPU_KAPPA
 
     params = StepParams(
         gemm_eff_max=e_max,
@@ -253,7 +249,7 @@ def fit_profile(meas: Measurements, model: ModelSpec, hw: HardwareSpec) -> FitRe
         weight_bw_eff=w_eff,
         kv_bw_eff=1.0 / dec_slope,
         attn_eff=attn_eff,
-        kappa=kappa,
+        kappa=CPU_KAPPA,
         step_overhead_s=t_step,
         seq_overhead_s=t_seq,
         decode_attn_latency_s=dec_lat,
@@ -266,6 +262,11 @@ def fit_profile(meas: Measurements, model: ModelSpec, hw: HardwareSpec) -> FitRe
         gemm_table_tokens=table_n,
         gemm_table_eff=table_e,
     )
+    if len(meas.overlapped) >= 3:
+        from blendsim.profiler.overlap_fit import fit_interference, kappa_of
+
+        params = fit_interference(meas.overlapped, params, model, hw)
+        params = dataclasses.replace(params, kappa=kappa_of(meas.overlapped, params, model, hw))
     return FitResult(params, errors(meas, params, model, hw), points_of(meas))
 
 
@@ -289,10 +290,9 @@ def errors(meas: Measurements, params: StepParams, model: ModelSpec, hw: Hardwar
             [s for _, s in meas.sampling],
             [params.step_overhead_s + params.seq_overhead_s * k for k, _ in meas.sampling],
         )
-    if meas.concurrent:
+    if meas.overlapped:
         out["overlap"] = mape(
-            [b for *_, b in meas.concurrent],
-            [max(g, a) + params.kappa * min(g, a) for g, a, _ in meas.concurrent],
+            [t for _, t in meas.overlapped], [sm.step_time(s, "overlap").total_s for s, _ in meas.overlapped]
         )
     return out
 
@@ -304,5 +304,5 @@ def points_of(meas: Measurements) -> dict[str, int]:
         "decode_attention": len(meas.decode),
         "prefill_attention": len(meas.prefill),
         "sampling": len(meas.sampling),
-        "overlap": len(meas.concurrent),
+        "overlap": len(meas.overlapped),
     }

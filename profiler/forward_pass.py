@@ -41,10 +41,10 @@ CPU: wall time (``perf_counter``) and, with one torch thread, the thread's CPU t
 processes on a shared machine do not inflate; ``clock="auto"`` picks the one the profiler's
 ``Timer`` uses (CPU time with one thread), so measured and predicted times come from one clock.
 Per-operator times (GEMM, decode attention, prefill attention, LM head + sampling) come from the
-same clock around each call. CUDA: CUDA events; under ``engine="overlap"`` each layer's GEMMs run on
-one stream and its attention on another (independent work of two nano-batches: the upper bound of
-what overlap can achieve, as the profiler's ``time_concurrent`` measures kappa), and per-operator
-times are not separable (NaN).
+same clock around each call. ``engine="overlap"`` replays the step as two nano-batches, GEMMs beside
+attention with the real dependencies (:mod:`blendsim.profiler.overlap_step`), by wall clock on two
+pinned CPU threads (:mod:`blendsim.profiler.overlap_replay`) or on two CUDA streams ordered by events
+(:mod:`blendsim.profiler.cuda_step`, CUDA events); per-operator times are then not separable (NaN).
 """
 
 from __future__ import annotations

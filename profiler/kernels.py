@@ -228,36 +228,6 @@ class Microbench:
             for _ in range(count)
         ]
 
-    def time_concurrent(self, tokens: int, batch: int, kv_len: int) -> tuple[float, float, float]:
-        """CUDA only: (GEMM alone, decode attention alone, both on two streams) for one layer each,
-        scaled to the model. The overlap interference is kappa = (both - max) / min."""
-        if self.device.type != "cuda":
-            raise RuntimeError("concurrent timing needs a CUDA device")
-        x = self.randn(tokens, self.model.hidden_size)
-        w = self.weights[0]
-        m = self.model
-        q = self.randn(batch, m.num_kv_heads, m.num_heads // m.num_kv_heads, m.head_dim)
-        ((k, v),) = self.decode_kv(batch, kv_len)[:1]
-        s_gemm, s_attn = torch.cuda.Stream(self.device), torch.cuda.Stream(self.device)
-
-        def both() -> None:
-            main = torch.cuda.current_stream(self.device)
-            s_gemm.wait_stream(main)
-            s_attn.wait_stream(main)
-            with torch.cuda.stream(s_gemm):
-                layer_gemms(x, w, m)
-            with torch.cuda.stream(s_attn):
-                decode_attention(q, k, v)
-            main.wait_stream(s_gemm)
-            main.wait_stream(s_attn)
-
-        scale = m.num_layers
-        return (
-            self.timer(lambda: layer_gemms(x, w, m)) * scale,
-            self.timer(lambda: decode_attention(q, k, v)) * scale,
-            self.timer(both) * scale,
-        )
-
 
 def measure_peaks(
     device: str, dtype: torch.dtype = torch.bfloat16, size: int = 4096, copy_bytes: int = 512 * 2**20

@@ -2,12 +2,13 @@
 
 Grids (``QUICK`` and ``FULL``) follow the issue: GEMM time against tokens per step (1 ... 8192), decode
 attention against (batch, KV length), prefill attention against (query, context, chunks), LM head and
-sampling against sequences and, on CUDA, GEMM and decode attention on two streams for the
-interference kappa. Every point is a synthetic engine step replayed as a whole forward pass with the
-executor's step replay (:mod:`blendsim.profiler.forward_pass`), each operator timed where a real pass
-runs it (decode attention right after the layer's GEMMs, the LM head after the last layer), on the
-same clock as the replay; operators measured in isolation ran 6-80 % faster on this CPU (warm
-instruction and data caches) and made the model optimistic.
+sampling against sequences, and overlapped steps (two nano-batches, GEMMs beside attention, on two cores
+or two CUDA streams) for the interference model (:mod:`blendsim.profiler.overlap_fit`). Every point is a
+synthetic engine step replayed as a whole forward pass with the executor's step replay
+(:mod:`blendsim.profiler.forward_pass`), each operator timed where a real pass runs it (decode attention
+right after the layer's GEMMs, the LM head after the last layer), on the same clock as the replay;
+operators measured in isolation ran 6-80 % faster on this CPU (warm instruction and data caches) and made
+the model optimistic.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.fit import Measurements, causal_pairs
 from blendsim.profiler.forward_pass import StepReplayer, prefill_chunks
 from blendsim.profiler.kernels import measure_peaks
+from blendsim.profiler.overlap_fit import FULL_OVERLAP, QUICK_OVERLAP, overlap_steps
 from blendsim.profiler.specs import GPUS, HardwareSpec, ModelSpec
 
 
@@ -43,7 +45,8 @@ class Grid:
         context 0, so that decode sizes cross prefill sizes (decode attention slows beside a large
         prefill by a fixed extra, fitted as ``decode_prefill_s``);
     sampling: kept for the grid's shape (every step samples its sequences, so all steps measure it);
-    concurrent: (tokens, batch, kv_len) two-stream points, CUDA only.
+    overlap: (decode sequences, KV tokens each, prefill tokens, their context) steps replayed
+        overlapped (:data:`blendsim.profiler.overlap_fit.QUICK_OVERLAP`), where two cores or a GPU allow.
     Every operator of every step is recorded: a decode step also measures the GEMMs at ``batch``
     tokens, the LM head and sampling at ``batch`` sequences.
     """
@@ -53,7 +56,7 @@ class Grid:
     decode: tuple[tuple[int, int], ...]  # (batch, kv_len)
     prefill: tuple[tuple[int, int, int], ...]  # (q_len, ctx, chunks)
     sampling: tuple[int, ...]
-    concurrent: tuple[tuple[int, int, int], ...]  # (tokens, batch, kv_len), CUDA only
+    overlap: tuple[tuple[int, int, int, int], ...]  # (decodes, kv_len, prefill tokens, context)
     decode_prefill: tuple[tuple[int, int, int], ...] = ()  # (batch, kv_len, prefill tokens)
     rounds: int = 5  # passes over the whole grid (medians per point; spread over the profiling time)
 
@@ -75,7 +78,7 @@ QUICK = Grid(
     prefill=tuple((q, c, 1) for q in (16, 64, 256, 1024) for c in (0, 512, 2048))
     + ((256, 512, 4), (1024, 0, 2)),
     sampling=(1, 4, 16, 64),
-    concurrent=tuple((t, b, kv) for t in (256, 1024, 4096) for b, kv in ((32, 1024), (128, 2048))),
+    overlap=QUICK_OVERLAP,
     decode_prefill=((1, 512, 1024), (16, 512, 256), (64, 512, 1024), (4, 2048, 512)),
     rounds=3,
 )
@@ -112,9 +115,7 @@ FULL = Grid(
     prefill=tuple((q, c, 1) for q in (16, 64, 256, 1024, 4096) for c in (0, 512, 2048, 8192))
     + ((256, 512, 4), (1024, 0, 2), (64, 1024, 8)),
     sampling=(1, 4, 16, 64, 256),
-    concurrent=tuple(
-        (t, b, kv) for t in (128, 512, 2048, 8192) for b, kv in ((16, 1024), (64, 2048), (256, 4096))
-    ),
+    overlap=FULL_OVERLAP,
     decode_prefill=tuple(
         (b, kv, p) for b, kv in ((1, 512), (16, 2048), (128, 512)) for p in (256, 1024, 4096)
     ),
@@ -179,14 +180,18 @@ def run_grid(
     """Replay every step of ``grid`` ``grid.rounds`` times (one step after the other, round after
     round), record each operator's median time per step, and on CUDA the two-stream points."""
     steps = grid_steps(model, grid, device)
-    replayer = StepReplayer(model, steps, str(device), seed=seed)
+    overlap = overlap_steps(grid.overlap) if can_overlap(device) else []
+    if device.type == "cpu" and torch.get_num_threads() != 1:
+        overlap = []  # one torch thread per side, or the two sides fight over the cores
+    replayer = StepReplayer(model, steps + overlap, str(device), seed=seed)
     for shape in steps[:3]:  # warm-up: allocator, kernels, page faults of the ring
         replayer.run(shape)
-    order = np.random.default_rng(seed).permutation(len(steps))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(steps))
     samples: list[dict[str, list[float]]] = [{} for _ in steps]
-    concurrent = list(grid.concurrent) if device.type == "cuda" else []
+    overlapped: list[list[float]] = [[] for _ in overlap]
     bar = tqdm(
-        total=grid.rounds * len(steps) + len(concurrent),
+        total=grid.rounds * (len(steps) + len(overlap)),
         desc="profiling",
         unit="step",
         disable=not progress,
@@ -197,6 +202,10 @@ def run_grid(
             for op, t in replayer.run(steps[i]).ops.items():
                 samples[i].setdefault(op, []).append(t)
             bar.update(1)
+        for j in rng.permutation(len(overlap)):
+            overlapped[j].append(replayer.run(overlap[j], "overlap").step_s)
+            bar.update(1)
+    replayer.close()
     meas = Measurements()
     gemm: dict[int, list[float]] = {}
     for shape, ops in zip(steps, samples, strict=True):
@@ -218,11 +227,14 @@ def run_grid(
             q, c = prefill_chunks(shape.prefill_tokens, shape.prefill_attn_pairs, shape.prefill_seqs)[0]
             meas.prefill.append((q, c, shape.prefill_seqs, med["prefill_attn"]))
     meas.gemm = sorted((n, float(np.median(v))) for n, v in gemm.items())
-    for p in concurrent:
-        meas.concurrent.append(replayer.bench.time_concurrent(*p))
-        bar.update(1)
+    meas.overlapped = [(shape, float(np.median(t))) for shape, t in zip(overlap, overlapped, strict=True)]
     bar.close()
     return meas
+
+
+def can_overlap(device: torch.device) -> bool:
+    """Whether overlapped steps can run here: a GPU, or two cores for the two sides."""
+    return device.type == "cuda" or len(os.sched_getaffinity(0)) >= 2
 
 
 def check_device(device: str) -> torch.device:
