@@ -99,7 +99,7 @@ def entry_from_replay(replay: ReplayResult) -> ComparisonEntry:
     }
     return ComparisonEntry(
         replay.policy,
-        "torch",
+        "torch" if replay.engine == "serial" else f"torch-{replay.engine}",
         d["throughput_tok_s"],
         d["simulated_tok_s"],
         d["makespan_s"],

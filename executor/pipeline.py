@@ -10,6 +10,7 @@ vLLM, :class:`TorchReplay` the simulated steps on torch kernels.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,9 @@ class VllmReplay:
 @dataclass(frozen=True)
 class TorchReplay:
     """The simulation's recorded steps on torch kernels (:mod:`blendsim.executor.torch_backend`),
-    writing under ``OUT/torch/``."""
+    under the simulated composition (an overlapped simulation as two nano-batches on two cores),
+    writing under ``OUT/torch/``. ``reference_threads``: also time the same steps serially on that
+    many torch threads, measured only (so an overlap measured is overlap, not a second core)."""
 
     model: ModelSpec
     device: str = "cpu"
@@ -74,6 +77,7 @@ class TorchReplay:
     select: str = "first"
     threads: int | None = None
     seed: int = 0
+    reference_threads: int | None = None
     name: str = "torch"
 
     def replay(self, sim: SimResult, profile: Profile, out: Path) -> ComparisonEntry:
@@ -82,7 +86,15 @@ class TorchReplay:
         opts = ReplayOptions(self.device, self.max_steps, self.select, threads=self.threads, seed=self.seed)
         replay = replay_steps(sim, self.model, profile, opts)
         replay.write(out / "torch")
-        return entry_from_replay(replay)
+        entry = entry_from_replay(replay)
+        if self.reference_threads and not replay.interrupted:
+            ref_opts = dataclasses.replace(opts, threads=self.reference_threads)
+            ref = replay_steps(sim, self.model, profile, ref_opts, engine="serial")
+            entry.extra["serial_reference"] = {
+                "threads": self.reference_threads,
+                "measured_tok_s": ref.tokens / ref.measured_makespan_s if ref.measured_makespan_s else None,
+            }
+        return entry
 
 
 def compare_policies(

@@ -214,44 +214,43 @@ def replay_steps(
     options: ReplayOptions | None = None,
     *,
     progress: bool = False,
+    engine: str | None = None,
 ) -> ReplayResult:
     """Replay the selected steps of ``sim`` (simulated on the bound ``profile``) on torch and time
-    each one (module docstring)."""
+    each one (module docstring); ``engine`` replays them under another composition than simulated
+    (a reference: an overlapped simulation's steps run serially)."""
     opts = options or ReplayOptions()
+    engine = engine or sim.engine
     device = prepare_device(opts.device, opts.threads, profile)
     rows = select_rows(sim.steps, opts.max_steps, opts.select)
     shapes = [step_shape(sim.steps, int(r)) for r in rows]
     pred = predicted(sim, rows, profile)
     replayer = StepReplayer(model, shapes, opts.device, seed=opts.seed, clock=opts.clock)
-    for shape in shapes[: opts.warmup]:
-        replayer.run(shape, sim.engine)
-    names = ("step_s", "wall_s", "cpu_s", *(f"{op}_s" for op in OPERATORS))
-    measured: dict[str, list[float]] = {k: [] for k in names}
-    interrupted = False
-    bar = _bar(len(shapes), progress)
     t0 = time.perf_counter()
+    splits = [profile.steps.splits(s) for s in shapes]  # the steps the engine runs whole, run whole
     try:
-        for shape in shapes:
-            t = replayer.run(shape, sim.engine)
-            for k, v in (
-                ("step_s", t.step_s),
-                ("wall_s", t.wall_s),
-                ("cpu_s", t.cpu_s),
-                *((f"{op}_s", t.ops.get(op, math.nan)) for op in OPERATORS),
-            ):
-                measured[k].append(v)
-            if bar is not None:
-                bar.update(1)
-    except KeyboardInterrupt:
-        interrupted = True
-    if bar is not None:
-        bar.close()
+        for shape, split in zip(shapes[: opts.warmup], splits, strict=False):
+            replayer.run(shape, engine, split)
+        t0 = time.perf_counter()
+        measured, interrupted = _time_steps(replayer, shapes, engine, splits, progress)
+    finally:
+        replayer.close()
     done = len(measured["step_s"])
-    clock = "cuda-events" if replayer.cuda else ("thread-cpu" if replayer.use_cpu_clock else "wall")
+    thread_clock = replayer.use_cpu_clock and engine == "serial"  # overlap is only seen by the wall clock
+    clock = "cuda-events" if replayer.cuda else ("thread-cpu" if thread_clock else "wall")
     dp = len(np.unique(sim.steps["replica"])) if len(rows) else 1
+    info = {
+        "max_steps": opts.max_steps,
+        "select": opts.select,
+        "dp": dp,
+        "warmup": opts.warmup,
+        "threads": torch.get_num_threads(),
+        "profile": profile.name,
+        "seed": opts.seed,
+    }
     return ReplayResult(
         sim.policy,
-        sim.engine,
+        engine,
         device,
         sim,
         rows[:done],
@@ -260,16 +259,34 @@ def replay_steps(
         clock,
         time.perf_counter() - t0,
         interrupted,
-        {
-            "max_steps": opts.max_steps,
-            "select": opts.select,
-            "dp": dp,
-            "warmup": opts.warmup,
-            "threads": torch.get_num_threads(),
-            "profile": profile.name,
-            "seed": opts.seed,
-        },
+        info,
     )
+
+
+def _time_steps(
+    replayer: StepReplayer, shapes: list[Any], engine: str, splits: list[bool], progress: bool
+) -> tuple[dict[str, list[float]], bool]:
+    """Run every shape once under ``engine`` (split into nano-batches where ``splits`` says); the
+    measured times per step and whether Ctrl-C stopped it early (what was measured is kept)."""
+    names = ("step_s", "wall_s", "cpu_s", *(f"{op}_s" for op in OPERATORS))
+    measured: dict[str, list[float]] = {k: [] for k in names}
+    bar = _bar(len(shapes), progress)
+    try:
+        for shape, split in zip(shapes, splits, strict=True):
+            t = replayer.run(shape, engine, split)
+            measured["step_s"].append(t.step_s)
+            measured["wall_s"].append(t.wall_s)
+            measured["cpu_s"].append(t.cpu_s)
+            for op in OPERATORS:
+                measured[f"{op}_s"].append(t.ops.get(op, math.nan))
+            if bar is not None:
+                bar.update(1)
+    except KeyboardInterrupt:
+        return measured, True
+    finally:
+        if bar is not None:
+            bar.close()
+    return measured, False
 
 
 def _bar(total: int, enabled: bool) -> Any:

@@ -37,6 +37,7 @@ from pathlib import Path
 from blendsim.errors import UserError
 from blendsim.executor.compare import Comparison, ComparisonEntry, signed_error
 from blendsim.executor.pipeline import TorchReplay, VllmReplay, compare_policies
+from blendsim.executor.validation_trace import OVERLAP_MIX, VALIDATION_MIX
 from blendsim.executor.vllm_engine import VLLM_ENGINE, VllmRunConfig, kv_capacity_config
 from blendsim.profiler.profile import Profile, load_profile
 from blendsim.profiler.specs import ModelSpec, get_model
@@ -189,6 +190,12 @@ def run_validation(
     bad = [b for b in backends if b not in BACKENDS]
     if bad:
         raise UserError(f"unknown backend {bad[0]!r}; valid: {', '.join(BACKENDS)}")
+    overlap = setup.engine.engine == "overlap"
+    if overlap and "vllm" in backends:
+        raise UserError(
+            "the overlapping engine is validated on the torch backend only: vLLM's CPU engine runs a "
+            "step's operators one after the other"
+        )
     python = vllm_python or sys.executable
     if "vllm" in backends:
         check_vllm(python)
@@ -197,13 +204,18 @@ def run_validation(
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     model = get_model(MODEL)
-    trace = validation_trace(quick, seed)
+    trace = validation_trace(quick, seed, OVERLAP_MIX if overlap else VALIDATION_MIX)
     write_trace(trace, out / "trace.parquet")
     tokens = int(trace.prompt_len.sum() + trace.output_len.sum())
     log(f"trace: {len(trace)} requests, {tokens:,} tokens, sharing {trace.sharing():.3f}")
     kernel = (
         load_profile(profile_path) if profile_path else kernel_profile(out, model, setup.torch_threads, log)
     ).bind(model)
+    if overlap and kernel.params.interference != "shared":
+        raise UserError(
+            f"the kernel profile {kernel.name!r} has no fitted interference model (it was measured without "
+            "overlapped steps); profile this CPU with two cores and --threads 1"
+        )
     config = setup.engine_config(model)
     entries: list[ComparisonEntry] = []
     engine_profile = kernel
@@ -242,7 +254,9 @@ def run_validation(
         )
     if "torch" in backends and not any(e.extra.get("interrupted") for e in entries):
         steps = torch_max_steps or (None if quick else FULL_TORCH_STEPS)
-        torch_side = TorchReplay(model, "cpu", steps, "even", setup.torch_threads, seed)
+        # overlapped: the same steps also run serially on both cores (overlap measured, not a second core)
+        reference = 2 if overlap else None
+        torch_side = TorchReplay(model, "cpu", steps, "even", setup.torch_threads, seed, reference)
         entries += compare_policies(
             trace, policies, model, kernel, config, torch_side, out, seed=seed, say=log
         )
@@ -251,6 +265,7 @@ def run_validation(
         "model": model.name,
         "requests": len(trace),
         "quick": quick,
+        "engine": config.engine,
         "kernel_profile": kernel.name,
         "engine_profile": engine_profile.name,
         "engine_calibrated": calibrated_profile is not None,

@@ -33,6 +33,10 @@ def register(subparsers: Any) -> None:
         "calibrate the step model on vLLM-CPU, simulate fifo, dfs and blend, run them on "
         "vLLM-CPU (predicted by the calibrated profile) and replay the simulated steps on torch "
         "(predicted by the kernel profile), and write DIR/comparison.json and comparison.md. "
+        "With --engine overlap: a trace of long outputs beside long prompts, replayed on torch as "
+        "two nano-batches whose GEMMs run beside their attention on two cores (backend torch-overlap, "
+        "predicted with the interference model the kernel profile fitted), and the same steps run "
+        "serially on both cores as a measured reference. "
         "Exit 1 when a throughput error exceeds --max-error.",
     )
     p.add_argument(
@@ -91,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     if not math.isfinite(args.max_error) or args.max_error <= 0:
         raise UserError(f"--max-error must be a positive fraction, got {args.max_error}")
     backends = parse_choice_list(args.backend, BACKENDS, "backend")
+    if args.engine == "overlap" and args.backend == "all":
+        backends = ("torch",)  # the overlapping engine is validated on torch: vLLM-CPU runs serially
     names = policies(args)
     setup = ValidationSetup(engine_config(args), kv_cache_gib=args.kv_cache_gib)
     out = output_dir(args.out, "--out")

@@ -239,18 +239,22 @@ class StepReplayer:
 
     # ---- one step ----
 
-    def run(self, shape: BatchShape, engine: str = "serial") -> StepTiming:
+    def run(self, shape: BatchShape, engine: str = "serial", split: bool = True) -> StepTiming:
         """Replay ``shape`` once and time it (module docstring); ``engine="overlap"`` runs it as two
-        nano-batches whose GEMMs and attention run at once (:mod:`blendsim.profiler.overlap_step`)."""
+        nano-batches whose GEMMs and attention run at once (:mod:`blendsim.profiler.overlap_step`),
+        or, with ``split`` False (a step the engine runs whole), serially on the same wall clock."""
         if self.cuda:
             from blendsim.profiler.cuda_step import run_cuda
 
-            return run_cuda(self, shape, engine)
+            return run_cuda(self, shape, engine if split else "serial")
         if engine == "overlap":
             if self._overlap is None:
                 from blendsim.profiler.overlap_replay import CpuOverlap
 
                 self._overlap = CpuOverlap(self)
+            if not split:
+                t = self._run_cpu(shape)
+                return StepTiming(t.wall_s, t.wall_s, t.cpu_s, t.ops)
             return self._overlap.run(shape)
         return self._run_cpu(shape)
 

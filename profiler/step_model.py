@@ -33,13 +33,17 @@ overhead
     ``t_step + t_seq s`` (scheduling, sampling) plus, under tensor parallelism ``tp > 1``, two ring
     all-reduces per layer of ``n x hidden x dtype`` bytes: ``2 L 2 (tp-1)/tp n H dtype / NVLink``.
 
-Compositions: ``serial`` ``t = C + M + overhead``; ``overlap`` ``t = max(C, M) + kappa min(C, M) +
-overhead``. With ``0 <= kappa <= 1`` overlap never exceeds serial. Each operator may also carry a fixed
+Compositions: ``serial`` ``t = C + M + overhead``; ``overlap`` under the ``shared`` interference model
+(:mod:`blendsim.profiler.interference`; the GPU built-ins and measured CPU profiles) the faster of the
+step split into nano-batches, GEMMs beside attention, and the step run whole (``C + M``), plus
+overhead; under ``constant`` ``t = max(C, M) + kappa min(C, M) + overhead``. Either way overlap never
+exceeds serial. Each operator may also carry a fixed
 latency per step (kernel launches over all layers), fitted on CPU and 0 in the GPU built-ins.
 
 The practical optimum of a workload (``optimal_time``) composes the totals at ``e_max`` with no
-weight-bound regime, latencies or per-step overhead; it is a lower bound of the sum of step times
-because every step term is at least its linear part and ``max`` is subadditive.
+weight-bound regime, latencies or per-step overhead, as the engine would best run them
+(``compose_totals``); it lies below the sum of step times because every step term is at least its
+linear part and the composition is subadditive (property-tested for both interference models).
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class StepParams:
     interference: str = "constant"
     overlap_bandwidth_share: float = 1.0  # bandwidth both sides reach together / one side's alone, >= 1
     overlap_compute_share: float = 0.0  # slowdown of a side's compute-bound work beside the other, [0, 1]
+    overlap_sm_split: float = 0.0  # compute units given to attention while both run; 0: each side has its own
     nano_batches: int = 2  # nano-batches a step's batch splits into
     overlap_sync_s: float = 0.0  # hand-offs between the two sides, per overlapped step
 
@@ -124,6 +129,8 @@ class StepParams:
             bad.append(f"overlap_bandwidth_share={self.overlap_bandwidth_share} not in [1, 4]")
         if not 0.0 <= self.overlap_compute_share <= 1.0:
             bad.append(f"overlap_compute_share={self.overlap_compute_share} not in [0, 1]")
+        if not 0.0 <= self.overlap_sm_split <= 0.9:
+            bad.append(f"overlap_sm_split={self.overlap_sm_split} not in [0, 0.9]")
         if not (isinstance(self.nano_batches, int) and 2 <= self.nano_batches <= 8):
             bad.append(f"nano_batches={self.nano_batches} is not an integer in [2, 8]")
         if not self.overlap_sync_s >= 0.0:
@@ -211,6 +218,7 @@ class StepModel:
         "_shared",
         "_bw_share",
         "_compute_share",
+        "_sm_split",
         "_nano",
         "_sync",
     )
@@ -255,6 +263,7 @@ class StepModel:
         self._tab_tail = self._tab_t[-1] / self._tab_n[-1] if self._tab_n else 0.0
         self._shared = params.interference == "shared"
         self._bw_share, self._compute_share = params.overlap_bandwidth_share, params.overlap_compute_share
+        self._sm_split = params.overlap_sm_split
         self._nano, self._sync = params.nano_batches, params.overlap_sync_s
         # best s/token: the bound optimal_time uses (every point of a table lies above n x best)
         self._c_layer_best = min(
@@ -362,34 +371,60 @@ class StepModel:
             shape.prefill_seqs,
         )
         if engine == "overlap" and self._shared:
-            return StepTime(c, m, o, self.overlapped(shape) + o)
+            split = self.split_time(shape)
+            return StepTime(c, m, o, (split if split < c + m else c + m) + o)
         return StepTime(c, m, o, compose(c, m, self._kappa, engine) + o)
 
-    def overlapped(self, shape: BatchShape) -> float:
-        """The ``shared`` interference model's step, overhead aside: the layer GEMMs of the step's
-        nano-batches beside its attention (:mod:`blendsim.profiler.interference`), then the LM head.
-        A batch too small to split runs serially."""
+    def splits(self, shape: BatchShape) -> bool:
+        """Whether the overlapping engine runs ``shape`` as nano-batches: where that is faster than
+        running it whole (``shared`` only; the ``constant`` model prices every step overlapped)."""
+        if not self._shared:
+            return True
+        c, m, _ = self.step_parts(
+            shape.prefill_tokens,
+            shape.prefill_attn_pairs,
+            shape.decode_seqs,
+            shape.decode_kv_tokens,
+            shape.prefill_seqs,
+        )
+        return self.split_time(shape) < c + m
+
+    def split_time(self, shape: BatchShape) -> float:
+        """The ``shared`` interference model's step run as nano-batches, overhead aside: the layer
+        GEMMs of the nano-batches beside the step's attention (:mod:`blendsim.profiler.interference`),
+        then the LM head. A batch too small to split runs whole."""
         n = shape.prefill_tokens + shape.decode_seqs
         parts = nano_batch_sizes(n, self._nano) if n > 0 else []
         g = 0.0
         for tokens in parts:
             g += self.gemm_time(tokens)
-        a_pre = self.prefill_attn_time(shape.prefill_attn_pairs, shape.prefill_tokens, shape.prefill_seqs)
-        a = a_pre + self.decode_attn_time(shape.decode_kv_tokens, shape.prefill_tokens)
+        a_c = self.prefill_attn_time(shape.prefill_attn_pairs, shape.prefill_tokens, shape.prefill_seqs)
+        a_m = self.decode_attn_time(shape.decode_kv_tokens, shape.prefill_tokens)
         head = self.lm_head_time(shape.decode_seqs + shape.prefill_seqs)
-        if len(parts) < 2 or a <= 0.0:
-            return g + a + head
+        if len(parts) < 2 or a_c + a_m <= 0.0:
+            return g + a_c + a_m + head
         weights = len(parts) * self._w_layer  # each nano-batch streams the layer weights
         u_g = weights / g if weights < g else 1.0
-        u_a = self._kv * shape.decode_kv_tokens / a
-        return co_run_time(g, a, u_g, u_a, self._bw_share, self._compute_share) + head + self._sync
+        co = co_run_time(g, a_c, a_m, u_g, self._bw_share, self._compute_share, self._sm_split)
+        return co + head + self._sync
 
-    @property
-    def totals_kappa(self) -> float:
-        """The interference coefficient of a workload's totals (the practical optimum, the step
-        bound): ``kappa`` (``constant``), or ``overlap_compute_share`` (``shared``: at the totals
-        the GEMMs are compute-bound and the bandwidth is not oversubscribed)."""
-        return self._compute_share if self._shared else self._kappa
+    def compose_totals(
+        self, gemm: float, head: float, attn_compute: float, attn_memory: float, engine: str
+    ) -> float:
+        """A workload's totals (layer GEMMs, LM head, prefill attention, decode attention) composed as
+        the engine would best run them, for the practical optimum and the step bound: ``serial`` the
+        sum; ``constant`` ``max(C, M) + kappa min(C, M)``; ``shared`` the best of running it whole,
+        all attention beside the GEMMs, or decode attention beside them and prefill attention alone
+        (at the totals the GEMMs are compute-bound, ``u_g = 0``), then the LM head."""
+        if engine == "overlap" and self._shared:
+            share, cs, split = self._bw_share, self._compute_share, self._sm_split
+            best = min(
+                gemm + attn_compute + attn_memory,
+                co_run_time(gemm, attn_compute, attn_memory, 0.0, share, cs, split),
+                co_run_time(gemm, 0.0, attn_memory, 0.0, share, cs, split) + attn_compute,
+            )
+            return best + head
+        return compose(gemm + head + attn_compute, attn_memory, self._kappa, engine)
 
     def optimal_time(self, total: BatchShape, engine: str = "overlap") -> float:
         """Practical optimum T_o of a workload's totals (hits at the best sharing already removed).
@@ -400,13 +435,11 @@ class StepModel:
         """
         n = total.prefill_tokens + total.decode_seqs
         s = total.decode_seqs + total.prefill_seqs
-        pairs, diag = self._attn * total.prefill_attn_pairs, self._attn_tok * total.prefill_tokens
+        pairs = self._attn * total.prefill_attn_pairs + self._attn_tok * total.prefill_tokens
         m = self._kv * total.decode_kv_tokens
-        if engine == "overlap" and self._shared:  # GEMMs beside all attention, then the LM head
-            g, a = self._c_layer_best * n, pairs + diag + m
-            return compose(g, a, self._compute_share, engine) + self._c_lm_best * s + self._ar * n
-        c = self._c_layer_best * n + self._c_lm_best * s + pairs + diag
-        return compose(c, m, self._kappa, engine) + self._ar * n
+        return (
+            self.compose_totals(self._c_layer_best * n, self._c_lm_best * s, pairs, m, engine) + self._ar * n
+        )
 
 
 def compose(compute: float, memory: float, kappa: float, engine: str) -> float:

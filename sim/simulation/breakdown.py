@@ -10,7 +10,8 @@ work terms, no per-step cost at all. So a run of ``S`` steps pays, on top of the
 * ``weight_bound_s``: the extra of steps whose GEMMs are weight-bound (too few tokens) or carry a
   fitted latency (``sum of compute - work - S b``);
 * ``overhead_s``: per-step and per-sequence overhead (and tensor-parallel all-reduce);
-* ``interference_s``: ``kappa min(C, M)`` per step (overlap) or ``min(C, M)`` (serial);
+* ``interference_s``: a step's time beyond ``max(C, M)`` and its overhead: ``min(C, M)`` on the serial
+  engine, what the interference model leaves exposed on the overlapping one;
 * ``lost_work_s``: compute of prefill tokens the optimum would have served from the cache (sharing
   lost, recomputation after preemption);
 * imbalance: steps led by one resource while the other idles (the busy fractions show it).
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from blendsim.profiler.cost import BatchShape
-from blendsim.profiler.step_model import StepModel, compose
+from blendsim.profiler.step_model import StepModel
 
 _BIG = 1e6  # tokens: far above any ridge, so the step model is in its linear regime
 
@@ -119,7 +120,7 @@ def time_breakdown(
     )
     seqs = optimal.decode_seqs + optimal.prefill_seqs
     step_bound = (
-        _bound_work(line, optimal, opt_c, opt_m, s_min, dp, sm, engine)
+        _bound_work(line, optimal, opt_m, s_min, dp, sm, engine)
         + s_min * line.step_overhead
         + (line.seq_overhead * seqs + line.token_overhead * gemm_tokens) / dp
     )
@@ -154,7 +155,6 @@ def time_breakdown(
 def _bound_work(
     line: StepLine,
     optimal: BatchShape,
-    opt_c: float,
     opt_m: float,
     s_min: int,
     dp: int,
@@ -162,11 +162,9 @@ def _bound_work(
     engine: str,
 ) -> float:
     """The step bound's work on one replica: the optimum's totals over ``dp`` with the fixed GEMM
-    cost of ``s_min`` steps on the GEMM side, composed as the profile's interference model composes
-    totals (module docstring)."""
-    if engine == "overlap" and sm.params.interference == "shared":
-        gemm = line.per_token * (optimal.prefill_tokens + optimal.decode_seqs) / dp + s_min * line.fixed
-        attn = (line.per_pair * optimal.prefill_attn_pairs + opt_m) / dp
-        head = line.per_seq * (optimal.decode_seqs + optimal.prefill_seqs) / dp
-        return compose(gemm, attn, sm.totals_kappa, engine) + head
-    return compose(opt_c / dp + s_min * line.fixed, opt_m / dp, sm.params.kappa, engine)
+    cost of ``s_min`` steps on the GEMM side, composed as the engine composes totals
+    (``StepModel.compose_totals``)."""
+    gemm = line.per_token * (optimal.prefill_tokens + optimal.decode_seqs) / dp + s_min * line.fixed
+    head = line.per_seq * (optimal.decode_seqs + optimal.prefill_seqs) / dp
+    attn = line.per_pair * optimal.prefill_attn_pairs / dp
+    return sm.compose_totals(gemm, head, attn, opt_m / dp, engine)
