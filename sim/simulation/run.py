@@ -137,6 +137,8 @@ def _disaggregated(
     run = DisaggregatedRun(prefill, decode, plan.order, link, model.kv_bytes_per_token, tick)
     makespan = run.run()
     transfers = run.columns()
+    longest = int(np.argmax(trace.output_len))
+    ready = transfers["ready_s"][transfers["position"] == longest]
     layout = {
         "layout": disagg.label,
         "disagg": {
@@ -144,6 +146,8 @@ def _disaggregated(
             "decode": disagg.decode,
             **link.to_dict(),
             **transfer_summary(transfers, makespan, disagg.prefill),
+            # the critical path: when the longest output's prompt was done and its decode could begin
+            "longest_output_ready_s": float(ready[0]) if len(ready) else 0.0,
         },
         "transfers": transfers,
     }
