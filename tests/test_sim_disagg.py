@@ -87,6 +87,14 @@ def test_every_request_moves_its_whole_kv_once(tight: tuple[Trace, SimResult]) -
     assert res.extra["disagg"]["transfer_bytes"] == int(trace.prompt_len[moved].sum()) * KV
 
 
+def test_one_token_outputs_never_leave_their_prefill_replica() -> None:
+    trace = lengths_trace(30, (100, 900), (1, 2))
+    res = run(trace, DisaggConfig(2, 1))
+    assert len(res.transfers["position"]) == 0 and res.extra["disagg"]["transfers"] == 0
+    assert np.all(res.steps["role"] == PREFILL)  # the decode replica never stepped
+    assert res.extra["disagg"]["longest_output_ready_s"] == 0.0
+
+
 def test_capacity_holds_on_both_sides_with_kv_in_flight(tight: tuple[Trace, SimResult]) -> None:
     trace, res = tight
     cap = res.extra["kv_capacity_tokens"]

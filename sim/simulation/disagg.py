@@ -135,6 +135,37 @@ class DisaggregatedRun:
         self.env.run()
         return max(e.now for e in (*self.prefill, *self.decode))
 
+    def summary(self, makespan: float) -> dict[str, Any]:
+        """The run in a few numbers (the result's ``disagg``): the replicas and the link; how many
+        transfers and bytes moved, their mean time on the link and the share of the prefill
+        replicas' time their send side was busy; how long KV waited for a decode replica's room
+        (ready to accepted) and for the link (accepted to start); and when the longest output's
+        prompt was done (its decode, the critical path, could begin no sooner)."""
+        t = self.columns()
+        moving = t["end_s"] - t["start_s"]
+        room = t["accepted_s"] - t["ready_s"]
+        outputs = self.prefill[0].requests.d
+        longest = max(range(len(outputs)), key=outputs.__getitem__, default=-1)
+        ready = t["ready_s"][t["position"] == longest]
+
+        def avg(x: np.ndarray) -> float:
+            return float(x.mean()) if len(x) else 0.0
+
+        span = len(self.prefill) * makespan
+        return {
+            "prefill": len(self.prefill),
+            "decode": len(self.decode),
+            **self.link.to_dict(),
+            "transfers": len(moving),
+            "transfer_bytes": int(t["bytes"].sum()),
+            "transfer_s_mean": avg(moving),
+            "link_busy": float(moving.sum() / span) if span else 0.0,
+            "wait_for_decode_s_mean": avg(room),
+            "wait_for_decode_s_max": float(room.max()) if len(room) else 0.0,
+            "wait_for_link_s_mean": avg(t["start_s"] - t["accepted_s"]),
+            "longest_output_ready_s": float(ready[0]) if len(ready) else 0.0,
+        }
+
     def columns(self) -> dict[str, np.ndarray]:
         """The transfer record, one row per transfer in handoff order (:data:`TRANSFER_COLUMNS`)."""
         out: dict[str, np.ndarray] = {}
@@ -244,25 +275,3 @@ class DisaggregatedRun:
             return done
         self._tick(engine.stats.finished - done)
         return engine.stats.finished
-
-
-def transfer_summary(transfers: dict[str, np.ndarray], makespan: float, senders: int) -> dict[str, Any]:
-    """A transfer record in a few numbers: how many and how many bytes moved, the mean time on the
-    link, the share of the ``senders``' (prefill replicas') time their send side was busy, and how
-    long the KV waited for a decode replica's room (ready to accepted) and for the link (accepted
-    to start)."""
-    n = len(transfers.get("position", ()))
-    if not n:
-        return {"transfers": 0, "transfer_bytes": 0}
-    moving = transfers["end_s"] - transfers["start_s"]
-    room = transfers["accepted_s"] - transfers["ready_s"]
-    link = transfers["start_s"] - transfers["accepted_s"]
-    return {
-        "transfers": n,
-        "transfer_bytes": int(transfers["bytes"].sum()),
-        "transfer_s_mean": float(moving.mean()),
-        "link_busy": float(moving.sum() / (senders * makespan)) if makespan else 0.0,
-        "wait_for_decode_s_mean": float(room.mean()),
-        "wait_for_decode_s_max": float(room.max()),
-        "wait_for_link_s_mean": float(link.mean()),
-    }

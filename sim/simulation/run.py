@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -25,9 +25,9 @@ from blendsim.sim.simulation.blend_admission import BlendAdmission
 from blendsim.sim.simulation.breakdown import role_breakdown, time_breakdown
 from blendsim.sim.simulation.capacity import bound_profile, check_requests_fit, kv_capacity_blocks
 from blendsim.sim.simulation.config import EngineConfig
-from blendsim.sim.simulation.disagg import DisaggregatedRun, transfer_summary
+from blendsim.sim.simulation.disagg import DisaggregatedRun
 from blendsim.sim.simulation.engine import Engine
-from blendsim.sim.simulation.layout import DisaggConfig, KvLink, kv_link, not_disaggregable
+from blendsim.sim.simulation.layout import DisaggConfig, kv_link, not_disaggregable
 from blendsim.sim.simulation.optimum import block_saved_tokens, optimal_totals
 from blendsim.sim.simulation.replicas import carve_shares, run_replicas, split_contiguous, sub_plan
 from blendsim.sim.simulation.result import SimResult
@@ -80,27 +80,32 @@ def simulate(
     profile = bound_profile(profile, model)
     capacity = kv_capacity_blocks(model, profile, config)
     check_requests_fit(trace, capacity, config.block_size)
-    link = kv_link(profile.hardware, disagg) if disagg is not None else None
     started = time.perf_counter()
     bar = _progress_bar(len(trace), progress)
     collecting = gc.isenabled()
     gc.disable()  # the run allocates millions of small acyclic objects; a cyclic collection finds none
     try:
         tick = bar.update if bar else None
-        if disagg is not None and link is not None:
-            engines, makespan, layout = _disaggregated(
-                trace, plan, model, profile, config, capacity, disagg, link, tick
-            )
+        if disagg is None:
+            ran = _colocated(trace, plan, dp, model, profile, config, capacity, tick)
         else:
-            engines, makespan = _colocated(trace, plan, dp, model, profile, config, capacity, tick)
-            layout = {"layout": "colocated"}
+            ran = _disaggregated(trace, plan, model, profile, config, capacity, disagg, tick)
     finally:
         if collecting:
             gc.enable()
         if bar:
             bar.close()
-    sim_s = time.perf_counter() - started
-    return _result(trace, plan, profile, config, capacity, engines, makespan, layout, sim_s, plan_s)
+    return _result(trace, plan, profile, config, capacity, ran, time.perf_counter() - started, plan_s)
+
+
+class _Ran(NamedTuple):
+    """What a layout's run leaves: its replicas, the makespan, the result's layout fields and (a
+    disaggregated run's) transfer record."""
+
+    engines: list[Engine]
+    makespan: float
+    layout: dict[str, Any]
+    transfers: dict[str, np.ndarray]
 
 
 def _colocated(
@@ -112,12 +117,13 @@ def _colocated(
     config: EngineConfig,
     capacity: int,
     tick: Callable[[int], None] | None,
-) -> tuple[list[Engine], float]:
+) -> _Ran:
     pairs = [
         (Engine(trace, plan.est_output_len, profile, config, capacity), policy)
         for policy in _admissions(trace, plan, dp, model, profile, config, capacity)
     ]
-    return [e for e, _ in pairs], run_replicas(pairs, tick)
+    makespan = run_replicas(pairs, tick)
+    return _Ran([e for e, _ in pairs], makespan, {"dp": dp, "layout": "colocated"}, {})
 
 
 def _disaggregated(
@@ -128,30 +134,16 @@ def _disaggregated(
     config: EngineConfig,
     capacity: int,
     disagg: DisaggConfig,
-    link: KvLink,
     tick: Callable[[int], None] | None,
-) -> tuple[list[Engine], float, dict[str, Any]]:
+) -> _Ran:
+    link = kv_link(profile.hardware, disagg)
     est = plan.est_output_len
     prefill = [PrefillEngine(trace, est, profile, config, capacity) for _ in range(disagg.prefill)]
     decode = [DecodeEngine(trace, est, profile, config, capacity) for _ in range(disagg.decode)]
     run = DisaggregatedRun(prefill, decode, plan.order, link, model.kv_bytes_per_token, tick)
     makespan = run.run()
-    transfers = run.columns()
-    longest = int(np.argmax(trace.output_len))
-    ready = transfers["ready_s"][transfers["position"] == longest]
-    layout = {
-        "layout": disagg.label,
-        "disagg": {
-            "prefill": disagg.prefill,
-            "decode": disagg.decode,
-            **link.to_dict(),
-            **transfer_summary(transfers, makespan, disagg.prefill),
-            # the critical path: when the longest output's prompt was done and its decode could begin
-            "longest_output_ready_s": float(ready[0]) if len(ready) else 0.0,
-        },
-        "transfers": transfers,
-    }
-    return [*prefill, *decode], makespan, layout
+    layout = {"dp": 1, "layout": disagg.label, "disagg": run.summary(makespan)}
+    return _Ran([*prefill, *decode], makespan, layout, run.columns())
 
 
 def _result(
@@ -160,13 +152,12 @@ def _result(
     profile: Profile,
     config: EngineConfig,
     capacity: int,
-    engines: list[Engine],
-    makespan: float,
-    layout: dict[str, Any],
+    ran: _Ran,
     sim_s: float,
     plan_s: float | None,
 ) -> SimResult:
     """The run's numbers from its replicas' records and counters (module docstring)."""
+    engines, makespan = ran.engines, ran.makespan
     replicas = len(engines)
     _check_complete(trace, engines)
     records = _records(engines, config.block_size)
@@ -195,8 +186,7 @@ def _result(
         replicas,
         makespan,
     )
-    transfers = layout.pop("transfers", {})
-    if transfers:
+    if "disagg" in ran.layout:
         breakdown["roles"] = role_breakdown(series, [e.role for e in engines], makespan, profile.steps)
     bound = sum(block_saved_tokens(trace, e.record.admitted_positions, config.block_size) for e in engines)
     return SimResult(
@@ -215,12 +205,12 @@ def _result(
         steps=series,
         admission=records["admission"],
         chunks=records["chunks"],
-        transfers=transfers,
+        transfers=ran.transfers,
         gpus=replicas * profile.hardware.tp,
         extra={
-            "dp": replicas if layout["layout"] == "colocated" else 1,
+            "dp": ran.layout["dp"],
             "tp": profile.hardware.tp,
-            **layout,
+            **ran.layout,
             "kv_capacity_tokens": kv_tokens,
             "recomputed_tokens": stats.recomputed_tokens,
             "outruns": stats.outruns,
