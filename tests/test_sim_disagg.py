@@ -3,6 +3,7 @@ capacity on both sides with KV in flight, the transfer's cost, the 1P1D bound, a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -222,8 +223,7 @@ def test_layout_parsing_and_library_errors() -> None:
         simulate_policy(trace, "blend", LLAMA, A100, disagg=DisaggConfig())
     with pytest.raises(UserError, match="data parallelism must be 1"):
         simulate(trace, in_order(trace), LLAMA, A100, dp=2, disagg=DisaggConfig())
-    no_link = builtin_profile("a100-80g")
-    hw = no_link.hardware.__class__(**{**no_link.hardware.__dict__, "pcie_bandwidth": 0.0})
+    hw = dataclasses.replace(GPUS["a100-80g"], pcie_bandwidth=0.0)
     with pytest.raises(UserError, match="no pcie bandwidth"):
         kv_link(hw, DisaggConfig(link="pcie"))
     assert math.isinf(kv_link(hw, DisaggConfig(link="ideal")).bandwidth)

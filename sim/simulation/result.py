@@ -51,7 +51,8 @@ class SimResult:
     replica), ``time`` (the simulated time then: that step's start) and ``cached_tokens`` (prompt tokens
     its prefix-cache hit skipped: whole blocks, never the last prompt token). The series' ``prefill_cap``
     is the policy's cap on that step's prefill tokens (blend's chunk pacing), -1 where the step could
-    fill its token budget."""
+    fill its token budget. A disaggregated run adds ``transfers``, its transfer record
+    (:data:`blendsim.sim.simulation.disagg.TRANSFER_COLUMNS`); ``gpus`` counts every replica's GPUs."""
 
     policy: str
     engine: str
