@@ -1,5 +1,6 @@
 """The options several verbs share, each declared once: the engine (from ``EngineConfig``'s fields),
-the policies, the model and its hardware profile, data parallelism and the seed.
+the policies, the model and its hardware profile, data parallelism or a disaggregated layout (from
+``DisaggConfig``'s fields) and the seed.
 
 A verb adds the groups it needs and reads them back with the matching function; a verb whose
 engine differs from the simulator's defaults (the vLLM backend: serial steps, 128-token KV blocks)
@@ -9,12 +10,15 @@ passes its overrides once, as ``defaults``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from blendsim.options import add_options, at_least, config_from_args, parse_choice_list
+from blendsim.errors import UserError
+from blendsim.options import add_options, at_least, config_from_args, flag_of, non_defaults, parse_choice_list
 from blendsim.sim.planning.policies import POLICIES, POLICY_HELP, parse_policies
 from blendsim.sim.simulation.config import ENGINES, EngineConfig
+from blendsim.sim.simulation.layout import DisaggConfig, parse_layout
 
 DEFAULT_MODEL = "llama-3-8b"
 DEFAULT_GPU = "a100-80g"
@@ -80,6 +84,38 @@ def add_dp_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dp", type=int, default=1, help="data-parallel replicas (default: 1)")
 
 
+def add_disagg_options(parser: argparse.ArgumentParser) -> None:
+    """``--disagg PxD`` and its KV link's options (``DisaggConfig``), in a group of their own."""
+    group = parser.add_argument_group("disaggregated layout (DisaggConfig)")
+    group.add_argument(
+        "--disagg",
+        default=None,
+        metavar="PxD",
+        help="run on P prefill and D decode replicas whose KV moves over the KV link (e.g. 1x2, or "
+        "the paper's 1P2D); --engine still sets how each replica composes a step (default: colocated "
+        "replicas, --dp)",
+    )
+    add_options(group, DisaggConfig)
+
+
+def disagg_config(args: argparse.Namespace) -> DisaggConfig | None:
+    """The layout ``--disagg`` names (None: colocated); its link options need it, and exclude ``--dp``."""
+    text = getattr(args, "disagg", None)
+    if text is None:
+        given = non_defaults(config_from_args(DisaggConfig, args))
+        if given:
+            field = next(f for f in dataclasses.fields(DisaggConfig) if f.name == given[0][0])
+            raise UserError(f"{flag_of(field)} applies to a disaggregated layout: give --disagg PxD too")
+        return None
+    try:
+        prefill, decode = parse_layout(text)
+    except UserError as exc:
+        raise UserError(f"--disagg {exc}") from None
+    if getattr(args, "dp", 1) != 1:
+        raise UserError("--dp and --disagg exclude each other: a disaggregated layout sets its own replicas")
+    return config_from_args(DisaggConfig, args, prefill=prefill, decode=decode)
+
+
 def add_seed_option(parser: argparse.ArgumentParser, what: str = "planning: sampling, random order") -> None:
     parser.add_argument("--seed", type=int, default=0, help=f"seed of the {what} (default: 0)")
 
@@ -89,19 +125,19 @@ def check_counts(args: argparse.Namespace) -> None:
     for name in ("dp", "tp"):
         value = getattr(args, name, None)
         if value is not None and (problem := at_least(1)(value)):
-            from blendsim.errors import UserError
-
             raise UserError(f"--{name} {problem}")
 
 
 __all__ = [
     "POLICIES",
+    "add_disagg_options",
     "add_dp_option",
     "add_engine_options",
     "add_hardware_options",
     "add_policy_option",
     "add_seed_option",
     "check_counts",
+    "disagg_config",
     "engine_config",
     "engine_configs",
     "policies",

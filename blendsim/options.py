@@ -107,6 +107,14 @@ def finite_at_least(low: float) -> Check:
     return check
 
 
+def finite_above(low: float) -> Check:
+    def check(v: Any) -> str | None:
+        ok = _is_number(v) and math.isfinite(v) and v > low
+        return None if ok else f"must be finite and > {low:g}, got {v!r}"
+
+    return check
+
+
 def _is_number(v: Any) -> bool:
     return (
         isinstance(v, (int, float))

@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 
 from blendsim.errors import atomic_output
+from blendsim.sim.simulation.record import COLOCATED
 from blendsim.sim.simulation.result import write_parquet
 
 STEP_COLUMNS = (
     "replica",
+    "role",
     "step",
     "time",
     "prefill_tokens",
@@ -70,6 +72,7 @@ class StepRecord:
     def as_row(self, replica: int = 0) -> tuple[float, ...]:
         return (
             replica,
+            COLOCATED,
             self.step,
             self.time,
             self.prefill_tokens,

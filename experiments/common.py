@@ -136,7 +136,8 @@ def build_trace(recipe: TraceRecipe) -> Trace:
 
 @dataclass(frozen=True)
 class Run:
-    """One simulation. ``gpu`` is the profile it runs on (may differ from the trace's)."""
+    """One simulation. ``gpu`` is the profile it runs on (may differ from the trace's); ``disagg``
+    is a disaggregated layout's (prefill, decode) replicas over NVLink (None: ``dp`` colocated)."""
 
     trace: TraceRecipe
     policy: str
@@ -147,6 +148,7 @@ class Run:
     seed: int = 0
     options: tuple[tuple[str, Any], ...] = ()
     keep_steps: bool = False
+    disagg: tuple[int, int] | None = None
 
     def key(self) -> str:
         blob = json.dumps(
@@ -158,12 +160,16 @@ class Run:
 def simulate_run(run: Run) -> dict[str, Any]:
     """``SimResult.to_dict()`` of the run, plus ``series`` (per-step columns) when asked."""
     from blendsim.sim.simulation.config import EngineConfig
+    from blendsim.sim.simulation.layout import DisaggConfig
     from blendsim.sim.simulation.run import simulate_policy
 
     trace = build_trace(run.trace)
     model, profile = resolve(run.trace.model, run.gpu, None, run.tp)
     config = EngineConfig(engine=run.engine)
-    result = simulate_policy(trace, run.policy, model, profile, config, run.dp, run.seed, **dict(run.options))
+    disagg = DisaggConfig(*run.disagg) if run.disagg else None
+    result = simulate_policy(
+        trace, run.policy, model, profile, config, run.dp, run.seed, disagg=disagg, **dict(run.options)
+    )
     out = dict(result.to_dict())
     if run.keep_steps:
         out["series"] = step_columns(result.steps)
@@ -274,7 +280,7 @@ def mean(xs: Sequence[float]) -> float:
 
 
 def tagged(runs: Sequence[Run], results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Results with the run's coordinates added: trace, model, gpu, tp, dp, options."""
+    """Results with the run's coordinates added: trace, model, gpu, tp, dp, layout, options."""
     rows = []
     for run, res in zip(runs, results, strict=True):
         row = {k: v for k, v in res.items() if k != "series"}
@@ -284,6 +290,7 @@ def tagged(runs: Sequence[Run], results: Sequence[dict[str, Any]]) -> list[dict[
             gpu=run.gpu,
             tp=run.tp,
             dp=run.dp,
+            layout=res.get("layout", "colocated"),
             engine=res.get("engine", run.engine),
             policy=res.get("policy", run.policy),
             **{k: v for k, v in run.options},
@@ -293,7 +300,7 @@ def tagged(runs: Sequence[Run], results: Sequence[dict[str, Any]]) -> list[dict[
     return rows
 
 
-MATCH_KEYS = ("trace", "engine", "gpu", "dp", "model", "tp")
+MATCH_KEYS = ("trace", "engine", "gpu", "dp", "model", "tp", "layout")
 
 
 def add_speedups(rows: list[dict[str, Any]], extra: Sequence[str] = ()) -> list[dict[str, Any]]:

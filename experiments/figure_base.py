@@ -20,8 +20,11 @@ from blendsim.outputs import output_dir
 
 # the figure and table scripts, in the order `blendsim figures` runs them
 FIGURES = (
+    "table1",
+    "fig4",
     "fig3",
     "fig7",
+    "fig8",
     "fig9",
     "fig10",
     "fig11",

@@ -27,9 +27,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "figures",
         help="regenerate the paper's figures and tables (PNG + CSV each)",
-        description="Run every figure/table script (fig3, fig7, fig9, fig10, fig11, fig12, fig13-15, table3, "
-        "serial_vs_overlap, estimation_sensitivity, gpu_profiles) and write PNG + CSV files and "
-        "summary.md (our numbers next to the paper's) into --out.",
+        description=f"Run every figure/table script ({', '.join(FIGURES)}) and write PNG + CSV files "
+        "and summary.md (our numbers next to the paper's) into --out.",
     )
     scale = p.add_mutually_exclusive_group()
     scale.add_argument(

@@ -110,15 +110,19 @@ def bar_groups(
     *,
     ylabel: str,
     annotations: Mapping[str, Sequence[str]] | None = None,
+    labels: Mapping[str, str] | None = None,
+    colors: Mapping[str, str] | None = None,
 ) -> None:
-    """Grouped bars: one group per ``groups`` entry, one bar per series (a policy, by name)."""
+    """Grouped bars: one group per ``groups`` entry, one bar per series (a policy by name, or any
+    series named in ``labels`` and ``colors``)."""
     n = max(len(series), 1)
     width = 0.8 / n
     x = np.arange(len(groups))
     for k, (name, ys) in enumerate(series.items()):
         pos = x - 0.4 + width * (k + 0.5)
         vals = np.asarray(ys, dtype=float)
-        ax.bar(pos, np.nan_to_num(vals), width, label=label(name), color=color(name))
+        shown = (labels or {}).get(name) or label(name)
+        ax.bar(pos, np.nan_to_num(vals), width, label=shown, color=(colors or {}).get(name) or color(name))
         for j, text in enumerate((annotations or {}).get(name, [])):
             if text and np.isfinite(vals[j]):
                 ax.text(pos[j], vals[j], text, ha="center", va="bottom", fontsize=6.5, rotation=90)

@@ -8,15 +8,18 @@ import sys
 from typing import Any
 
 from blendsim.common_cli import (
+    add_disagg_options,
     add_dp_option,
     add_engine_options,
     add_hardware_options,
     add_policy_option,
     add_seed_option,
     check_counts,
+    disagg_config,
     engine_configs,
     policies,
 )
+from blendsim.sim.simulation.layout import DisaggConfig, not_disaggregable
 from blendsim.sim.simulation.result import SimResult
 
 PROGRESS_MIN_REQUESTS = 20_000  # show a progress bar on runs at least this large (on a terminal)
@@ -31,7 +34,7 @@ def register(subparsers: Any) -> None:
         "Prints throughput, the fraction of the practical optimum and the prefix sharing kept.",
     )
     p.add_argument("trace", metavar="TRACE", help="trace file (Parquet, from `blendsim trace make`)")
-    add_policy_option(p)
+    add_policy_option(p, narrower="; with --disagg every one-sided policy: fifo, dfs, balance")
     add_hardware_options(p, model_default=None)
     add_dp_option(p)
     add_seed_option(p)
@@ -44,6 +47,7 @@ def register(subparsers: Any) -> None:
         "Chrome trace and admission order",
     )
     add_engine_options(p, several_engines=True)
+    add_disagg_options(p)
     p.set_defaults(func=run)
 
 
@@ -54,9 +58,10 @@ def run(args: argparse.Namespace) -> int:
     from blendsim.sim.simulation.run import simulate_policy
     from blendsim.traces.io import read_trace
 
-    names = policies(args)
-    configs = engine_configs(args)
     check_counts(args)
+    disagg = disagg_config(args)
+    names = _policies(args, disagg)
+    configs = engine_configs(args)
     trace = read_trace(args.trace)
     model = get_model(args.model or str(trace.metadata.get("model") or DEFAULT_MODEL))
     profile = resolve_profile(args.gpu, args.profile, model, args.tp)
@@ -66,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         results: list[SimResult] = []
         for policy in names:
             res = simulate_policy(
-                trace, policy, model, profile, config, args.dp, args.seed, progress=progress
+                trace, policy, model, profile, config, args.dp, args.seed, disagg=disagg, progress=progress
             )
             results.append(res)
             if args.out:
@@ -81,13 +86,38 @@ def run(args: argparse.Namespace) -> int:
         flat = [r for rows in tables for r in rows]
         print(json.dumps(flat if len(flat) > 1 else flat[0], indent=2))
         return 0
+    replicas = f"dp={args.dp}" if disagg is None else _layout_title(tables[0][0]["disagg"], disagg)
     for config, rows in zip(configs, tables, strict=True):
         title = (
             f"{args.trace}: {len(trace)} requests, {model.name} on {profile.name}"
-            f" (tp={args.tp}, dp={args.dp}), {config.engine} engine"
+            f" (tp={args.tp}, {replicas}), {config.engine} engine"
         )
         print(format_table(rows, title))
     return 0
+
+
+def _policies(args: argparse.Namespace, disagg: DisaggConfig | None) -> tuple[str, ...]:
+    """The policies to run: ``--policy``'s; under ``--disagg``, ``all`` means the one-sided ones."""
+    from blendsim.sim.planning.policies import TWO_SIDED
+
+    names = policies(args)
+    if disagg is None:
+        return names
+    if args.policy == "all":
+        return tuple(n for n in names if n not in TWO_SIDED)
+    for name in names:
+        if name in TWO_SIDED:
+            raise not_disaggregable(name)
+    return names
+
+
+def _layout_title(link: dict[str, Any], disagg: DisaggConfig) -> str:
+    bandwidth = link["bandwidth"]
+    speed = "instant" if bandwidth == float("inf") else f"{bandwidth / 1e9:,.0f} GB/s"
+    return (
+        f"{disagg.label}: {disagg.prefill} prefill + {disagg.decode} decode replicas, "
+        f"KV over {link['link']} ({speed} each way)"
+    )
 
 
 def format_table(rows: list[dict[str, Any]], title: str) -> str:
@@ -95,6 +125,7 @@ def format_table(rows: list[dict[str, Any]], title: str) -> str:
     head = (
         "policy",
         "tok/s",
+        "tok/s/GPU",
         "makespan",
         "% optimum",
         "% bound",
@@ -114,6 +145,7 @@ def format_table(rows: list[dict[str, Any]], title: str) -> str:
             (
                 r["policy"],
                 f"{r['throughput_tok_s']:,.0f}",
+                f"{r['throughput_per_gpu_tok_s']:,.0f}",
                 _duration(r["makespan_s"]),
                 f"{r['fraction_of_optimal'] * 100:.1f}",
                 f"{r['breakdown']['fraction_of_step_bound'] * 100:.1f}" if "breakdown" in r else "-",
@@ -137,6 +169,8 @@ def format_table(rows: list[dict[str, Any]], title: str) -> str:
             f"({r['total_tokens'] / r['optimal_time_s']:,.0f} tok/s); "
             f"{r['total_tokens']:,} tokens"
         )
+        if "roles" in r.get("breakdown", {}):
+            lines.extend(_layout_lines(r))
         if "breakdown" in r:
             b = r["breakdown"]
             lines.append(
@@ -145,6 +179,26 @@ def format_table(rows: list[dict[str, Any]], title: str) -> str:
                 f"'% bound' = step bound / makespan"
             )
     return "\n".join(lines)
+
+
+def _layout_lines(r: dict[str, Any]) -> list[str]:
+    """Where a disaggregated run's time went (the first row's), side by side per role."""
+    lines = []
+    for role, b in r["breakdown"]["roles"].items():
+        lines.append(
+            f"{role} side ({r['policy']}, {b['replicas']} replica(s)): stepping {100 * b['busy']:.0f} % of "
+            f"the time; {100 * b['flop_utilization']:.1f} % of peak FLOP/s, "
+            f"{100 * b['bandwidth_utilization']:.1f} % of peak memory bandwidth"
+        )
+    t = r["disagg"]
+    if t["transfers"]:
+        lines.append(
+            f"KV link: {t['transfers']:,} transfers, {t['transfer_bytes'] / 1e9:,.1f} GB, busy "
+            f"{100 * t['link_busy']:.2f} % of each prefill replica's time; KV waited for decode room "
+            f"{t['wait_for_decode_s_mean'] * 1e3:.1f} ms on average, "
+            f"{t['wait_for_decode_s_max']:.2f} s at most"
+        )
+    return lines
 
 
 def _duration(seconds: float) -> str:

@@ -59,6 +59,56 @@ def test_fig7_covers_presets_policies_engines(tiny) -> None:
             assert f(r["blend_speedup"]) == pytest.approx(1.0)
 
 
+def test_fig8_compares_every_layout_per_gpu_with_the_colocated_engines(tiny) -> None:
+    out, results = tiny
+    table = rows(out / "fig8.csv")
+    configs = {"1P1D", "1P2D", "2P1D", "1P3D", "vLLM-DFS", "NanoFlow-DFS", "BlendServe"}
+    assert {(r["trace"], r["config"]) for r in table} == {
+        (t, c) for t in ("trace1", "trace2", "trace3", "trace4") for c in configs
+    }
+    for r in table:
+        gpus = 1 if r["layout"] == "colocated" else sum(int(x) for x in r["layout"][:-1].split("P"))
+        assert int(r["gpus"]) == gpus
+        assert f(r["throughput_per_gpu_tok_s"]) == pytest.approx(f(r["throughput_tok_s"]) / gpus)
+        if r["config"] == "vLLM-DFS":
+            assert f(r["per_gpu_vs_vllm_dfs"]) == pytest.approx(1.0)
+        if r["layout"] != "colocated":
+            assert r["policy"] == "dfs" and r["engine"] == "serial"
+            assert 0 < f(r["prefill_busy"]) <= 1 and 0 < f(r["decode_busy"]) <= 1
+            # the paper's reading, which the model reproduces at any scale
+            assert f(r["prefill_bandwidth_utilization"]) < f(r["decode_bandwidth_utilization"])
+            assert f(r["prefill_flop_utilization"]) > f(r["decode_flop_utilization"])
+    assert any("2P1D is below 1P2D" in line for line in results["fig8"].headline)
+
+
+def test_table1_labels_the_fit_residuals(tiny) -> None:
+    out, results = tiny
+    table = rows(out / "table1.csv")
+    assert {(r["op"], r["batch"]) for r in table} == {
+        (op, b) for op in ("GEMM", "Attention") for b in ("512", "768", "1024")
+    }
+    for r in table:
+        assert f(r["fit_residual"]) == pytest.approx(f(r["model_ms"]) / f(r["paper_measured_ms"]) - 1)
+        assert abs(f(r["fit_residual"])) < 0.03  # the built-in's sources: residuals < 0.4 % and < 3 %
+        assert f(r["datasheet_peak_ms"]) < f(r["paper_measured_ms"])
+    assert all("fit residuals" in line for line in results["table1"].headline)
+
+
+def test_fig4_density_falls_with_the_output(tiny) -> None:
+    out, _ = tiny
+    table = rows(out / "fig4.csv")
+    grid = [r for r in table if r["kind"] == "grid"]
+    by_p: dict[str, list[tuple[float, float]]] = {}
+    for r in grid:
+        by_p.setdefault(r["prompt_len"], []).append((f(r["output_len"]), f(r["rho"])))
+    assert len(by_p) == 61 and all(len(v) == 61 for v in by_p.values())
+    for column in by_p.values():
+        rho = [x for _, x in sorted(column)]
+        assert all(a > b for a, b in zip(rho, rho[1:], strict=False))
+    sources = {r["name"]: f(r["rho"]) for r in table if r["kind"] == "source"}
+    assert sources["mmlu"] > 1 > sources["openvid"]
+
+
 def test_fig9_sharing_never_beats_the_optimum(tiny) -> None:
     out, _ = tiny
     for r in rows(out / "fig9.csv"):

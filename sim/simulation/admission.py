@@ -26,21 +26,42 @@ class Admission(Protocol):
     def admit(self, engine: Engine) -> None: ...
 
 
-class FcfsAdmission:
-    """First come first served over ``order`` (request positions)."""
+class Stream:
+    """Request positions in admission order and how many of them were admitted (``next``): one
+    replica's own, or one that several replicas admit from (a disaggregated layout's prefill side)."""
+
+    __slots__ = ("order", "next")
 
     def __init__(self, order: np.ndarray) -> None:
         self.order = [int(x) for x in order]
         self.next = 0
 
+
+class FcfsAdmission:
+    """First come first served over ``order`` (request positions), or over a shared :class:`Stream`."""
+
+    def __init__(self, order: np.ndarray | Stream) -> None:
+        self.stream = order if isinstance(order, Stream) else Stream(order)
+
     @property
     def exhausted(self) -> bool:
-        return self.next >= len(self.order)
+        return self.stream.next >= len(self.stream.order)
 
     def admit(self, engine: Engine) -> None:
         if not engine.readmit_preempted():
             return
-        order, i, n = self.order, self.next, len(self.order)
+        stream = self.stream
+        order, i, n = stream.order, stream.next, len(stream.order)
         while i < n and engine.try_admit(order[i], 0) is not None:
             i += 1
-        self.next = i
+        stream.next = i
+
+
+class ReadmitOnly:
+    """A decode replica's admission: requests arrive by transfer; it only re-admits its own
+    preempted ones (which recompute their prompt and generated tokens there)."""
+
+    exhausted = True
+
+    def admit(self, engine: Engine) -> None:
+        engine.readmit_preempted()

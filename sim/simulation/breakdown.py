@@ -33,7 +33,16 @@ from typing import Any
 import numpy as np
 
 from blendsim.profiler.cost import BatchShape
-from blendsim.profiler.step_model import StepModel
+from blendsim.profiler.step_model import (
+    StepModel,
+    decode_kv_bytes,
+    layer_gemm_flops,
+    layer_weight_bytes,
+    lm_head_flops,
+    lm_head_weight_bytes,
+    prefill_attn_flops,
+)
+from blendsim.sim.simulation.record import ROLES
 
 _BIG = 1e6  # tokens: far above any ridge, so the step model is in its linear regime
 
@@ -168,3 +177,46 @@ def _bound_work(
     head = line.per_seq * (optimal.decode_seqs + optimal.prefill_seqs) / dp
     attn = line.per_pair * optimal.prefill_attn_pairs / dp
     return sm.compose_totals(gemm, head, attn, opt_m / dp, engine)
+
+
+def role_breakdown(
+    series: dict[str, np.ndarray], roles: list[int], makespan: float, sm: StepModel
+) -> dict[str, Any]:
+    """Per role of a disaggregated run (``roles``: each replica's role code, by replica index): its
+    replicas and steps; the share of their time (replicas x makespan) they step at all (``busy``)
+    and spend in the step model's compute and memory terms (``compute_busy``, ``memory_busy``;
+    weight-bound GEMMs count as compute); and, gpt-fast style, the FLOPs they did and the bytes
+    they read (weights once per step, decode KV) over the peaks for that time
+    (``flop_utilization``, ``bandwidth_utilization``). The paper's reading of Figure 8: the prefill
+    side leaves its memory bandwidth idle, the decode side its compute."""
+    model, hw = sm.model, sm.hardware
+    replica = np.asarray(series.get("replica", np.zeros(0, dtype=np.int32)))
+    weights = layer_weight_bytes(model) + lm_head_weight_bytes(model)
+    out: dict[str, Any] = {}
+    for code in sorted(set(roles)):
+        members = [r for r, role in enumerate(roles) if role == code]
+        mask = np.isin(replica, members)
+        span = len(members) * makespan
+
+        def total(column: str, mask: np.ndarray = mask) -> float:
+            return float(np.asarray(series[column], dtype=np.float64)[mask].sum())
+
+        prefill, decode = total("prefill_tokens"), total("decode_tokens")
+        flops = (
+            layer_gemm_flops(model, prefill + decode)
+            + lm_head_flops(model, decode + total("prefill_seqs"))
+            + prefill_attn_flops(model, total("prefill_attn_pairs"))
+        )
+        read = weights * int(mask.sum()) + decode_kv_bytes(model, total("decode_kv_tokens"))
+        out[ROLES[code]] = {
+            "replicas": len(members),
+            "steps": int(mask.sum()),
+            "busy": total("step_s") / span if span else 0.0,
+            "compute_busy": total("compute_s") / span if span else 0.0,
+            "memory_busy": total("memory_s") / span if span else 0.0,
+            "flop_utilization": flops / (hw.peak_flops * span) if span else 0.0,
+            "bandwidth_utilization": read / (hw.mem_bandwidth * span) if span else 0.0,
+            "prefill_tokens": int(prefill),
+            "decode_tokens": int(decode),
+        }
+    return out

@@ -36,7 +36,7 @@ from blendsim.sim.simulation.blocks import BlockAllocator
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.decode import DecodeSet
 from blendsim.sim.simulation.prefill import PrefillQueue
-from blendsim.sim.simulation.record import StepRecorder
+from blendsim.sim.simulation.record import COLOCATED, StepRecorder
 from blendsim.sim.simulation.requests import RequestTable
 from blendsim.sim.simulation.sides import LEFT, SideLedger
 from blendsim.sim.simulation.stats import EngineStats
@@ -48,7 +48,13 @@ class StepCost(Protocol):
 
 
 class Engine:
-    """One replica's state and its step function (see the module docstring)."""
+    """One replica's state and its step function (see the module docstring). A colocated replica;
+    the roles of a disaggregated layout (:mod:`.roles`) differ in what follows a prompt's prefill,
+    in how an admission is charged and in whether prompts share prefix KV (the class attributes)."""
+
+    role = COLOCATED  # the step record's role code
+    charges_output = True  # an admission is charged its share of the estimated output's KV
+    shares_prefixes = True  # prompts share KV through the radix prefix cache
 
     def __init__(
         self, trace: Trace, est_output: np.ndarray, cost: StepCost, config: EngineConfig, capacity_blocks: int
@@ -60,19 +66,19 @@ class Engine:
         self._composition = config.engine
         self._budget = config.token_budget
         self._max_running = config.max_running
-        self.requests = RequestTable(trace, est_output)
+        self.requests = RequestTable(trace, est_output, private_prompts=not self.shares_prefixes)
         self.blocks = BlockAllocator(capacity_blocks, config.block_size, n)
         self.prefill = PrefillQueue()
         self.decodes = DecodeSet(n, config.block_size)
         self.sides = SideLedger(n)
         self.stats = EngineStats()
-        self.record = StepRecorder()
+        self.record = StepRecorder(self.role)
         self.preempted: deque[int] = deque()  # re-admitted first, in this order
         self.step_index = 1  # the step about to run, numbered from 1
         self.now = 0.0
         self.n_running = 0  # requests holding KV: prefilling or decoding
         self._cap: int | None = None  # prefill tokens the next step may run (None: the budget)
-        self._reserve = config.reserve_fraction
+        self._reserve = config.reserve_fraction if self.charges_output else 0.0
         blocks_of = -(-np.asarray(trace.prompt_len, dtype=np.int64) // self.bs)
         charged = np.floor(self._reserve * np.asarray(self.requests.d_hat, dtype=np.float64)).astype(np.int64)
         self._footprint: list[int] = (blocks_of + -(-charged // self.bs)).tolist()
@@ -86,6 +92,11 @@ class Engine:
     @property
     def idle(self) -> bool:
         return self.n_running == 0 and not self.preempted
+
+    @property
+    def has_work(self) -> bool:
+        """A step would compute something: a prompt chunk or a decode."""
+        return self.decodes.n > 0 or len(self.prefill) > 0
 
     def footprint(self, pos: int) -> int:
         """Blocks an admission of ``pos`` would charge if nothing were cached (planning use): its
@@ -113,9 +124,7 @@ class Engine:
             return None
         r = self.requests
         p, g = r.p[pos], r.gen[pos]
-        d_hat = r.d_hat[pos]
-        target = d_hat if d_hat > g else g + 1  # max(d_hat, g + 1)
-        charged_out = g + int(self._reserve * (target - g))
+        target, charged_out = self._charged_output(pos, g)
         segs, lens = r.segments(pos)
         got = self.blocks.reserve(pos, segs, lens, p, g, charged_out, self.now)
         if got is None:
@@ -136,6 +145,14 @@ class Engine:
             self.stats.recomputed_tokens += tokens
         prefill.push(pos, tokens, hit_tokens)
         return tokens
+
+    def _charged_output(self, pos: int, g: int) -> tuple[int, int]:
+        """``(target, charged)`` for an admission of ``pos`` with ``g`` output tokens generated: the
+        output length it is expected to reach, ``max(d_hat, g + 1)``, and the output tokens whose KV
+        its admission is charged (the admission rule's share of what is left)."""
+        d_hat = self.requests.d_hat[pos]
+        target = d_hat if d_hat > g else g + 1
+        return target, g + int(self._reserve * (target - g))
 
     # ------------------------------------------------------------------ one step
     def step(self) -> float:
@@ -197,7 +214,17 @@ class Engine:
         if g >= r.d[pos]:
             self._release(pos, self.blocks.own_blocks(r.p[pos], g - 1))
             return
-        # its decode started: the estimated end is now known exactly (the prefill may have waited)
+        self._prompt_done(pos, t)
+
+    def _prompt_done(self, pos: int, t: int) -> None:
+        """``pos``'s prompt was computed by step ``t`` and it has output left: it decodes here."""
+        self._start_decode(pos, t)
+
+    def _start_decode(self, pos: int, t: int) -> None:
+        """``pos`` (its prompt's KV and ``gen - 1`` output tokens' in place) decodes from step
+        ``t + 1`` on; its estimated end is now known exactly (the prefill may have waited)."""
+        r = self.requests
+        g = r.gen[pos]
         left = r.d_hat[pos] - g
         end = r.est_end[pos] = t + left if left > 0 else t
         kv = self.decodes.start(pos, t, r.p[pos], g - 1, t + r.d[pos] - g)
@@ -210,9 +237,13 @@ class Engine:
         """A request finished: free its own KV (``private`` blocks), unreference its prompt."""
         self.requests.finish(pos)
         self.stats.finished += 1
+        self._leave(pos, private, self.now)
+
+    def _leave(self, pos: int, private: int, now: float) -> None:
+        """``pos`` stops running here at ``now``: its ``private`` blocks go, its prompt stays cached."""
         self.n_running -= 1
         self.sides.leave(pos)
-        self.blocks.free(pos, self.requests.segment_ids(pos), private, self.now)
+        self.blocks.free(pos, self.requests.segment_ids(pos), private, now)
 
     # ------------------------------------------------------------------ memory pressure
     def _make_room(self, t: int) -> None:

@@ -1,6 +1,7 @@
 """StepRecorder: each step of one replica recorded exactly enough to rebuild it, and its admissions.
 
-Per step (:data:`STEP_COLUMNS`): its end time; the prefill tokens, chunks and causal attention pairs
+Per step (:data:`STEP_COLUMNS`): the replica and its role (:data:`ROLES`: colocated, or prefill or
+decode in a disaggregated layout); its end time; the prefill tokens, chunks and causal attention pairs
 it ran; its decode count (one token each) and the KV tokens they read; the requests running and the
 KV in use when it ran; the step model's compute, memory and total time; and the prefill cap the
 policy set (-1: none). Per prefill chunk (:data:`CHUNK_COLUMNS`): the step, the request, its tokens
@@ -41,12 +42,14 @@ _RECORDED = (
     "overhead_s",
 )
 _FLOAT = {"time", "compute_s", "memory_s", "step_s", "prefill_attn_pairs", "overhead_s"}
-STEP_COLUMNS = ("replica", "step", *_RECORDED)
+STEP_COLUMNS = ("replica", "role", "step", *_RECORDED)
 CHUNK_COLUMNS = ("replica", "step", "position", "tokens", "context")
 ADMISSION_COLUMNS = ("position", "side", "replica", "step", "time", "cached_tokens")
 
 
 FLUSH_ROWS = 4096  # steps between packings of the row lists into numpy blocks
+ROLES = ("colocated", "prefill", "decode")  # a replica's role, the steps' ``role`` code
+COLOCATED, PREFILL, DECODE = 0, 1, 2
 
 
 class _Rows:
@@ -73,7 +76,8 @@ class StepRecorder:
     """The record of one replica (module docstring). ``chunk_log`` takes ``(step, position, tokens,
     context)`` per chunk (:meth:`PrefillQueue.take`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, role: int = COLOCATED) -> None:
+        self.role = role
         self._steps = _Rows(len(_RECORDED), np.float64)
         self._chunks = _Rows(4, np.int64)
         self.chunk_log = self._chunks.rows
@@ -132,6 +136,7 @@ class StepRecorder:
         n = len(flat)
         steps: dict[str, np.ndarray] = {
             "replica": np.full(n, replica, dtype=np.int32),
+            "role": np.full(n, self.role, dtype=np.int8),
             "step": np.arange(1, n + 1, dtype=np.int64),
         }
         for j, name in enumerate(_RECORDED):

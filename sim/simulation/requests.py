@@ -2,7 +2,9 @@
 
 What a request *is* never changes: its prompt length ``p``, true output length ``d``, the estimate
 ``d_hat`` the planner priced it with (at least 1) and its segment path (ids and lengths, root
-first: the radix cache's key). Where it *is* changes as it runs:
+first: the radix cache's key). With ``private_prompts`` a prompt is one segment of its own (id:
+its position), so no two requests share prefix KV (a decode replica's table: :mod:`.roles`).
+Where it *is* changes as it runs:
 
 * ``gen``: output tokens sampled so far (0 until its first prefill ends; it keeps what it had
   generated across a preemption, which is recomputed at re-admission);
@@ -25,14 +27,19 @@ from blendsim.traces.trace import Trace
 class RequestTable:
     """The requests of one trace, positions ``0 .. n-1`` (module docstring)."""
 
-    def __init__(self, trace: Trace, est_output: np.ndarray) -> None:
+    def __init__(self, trace: Trace, est_output: np.ndarray, *, private_prompts: bool = False) -> None:
         n = len(trace)
         self.p: list[int] = trace.prompt_len.tolist()
         self.d: list[int] = trace.output_len.tolist()
         self.d_hat: list[int] = np.maximum(np.asarray(est_output, dtype=np.int64), 1).tolist()
-        self._offsets: list[int] = trace.seg_offsets.tolist()
-        self._ids: list[int] = trace.seg_ids.tolist()
-        self._lens: list[int] = trace.seg_lens.tolist()
+        if private_prompts:  # one segment per prompt, its id the request's position: nothing shared
+            self._offsets: list[int] = list(range(n + 1))
+            self._ids: list[int] = list(range(n))
+            self._lens: list[int] = list(self.p)
+        else:
+            self._offsets = trace.seg_offsets.tolist()
+            self._ids = trace.seg_ids.tolist()
+            self._lens = trace.seg_lens.tolist()
         self.gen = [0] * n
         self.seq = [0] * n
         self.est_end = [0] * n

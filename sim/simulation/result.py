@@ -4,7 +4,8 @@ Throughput counts every prompt and output token, cached ones included, over the 
 paper does). ``sharing`` is the GEMM tokens saved by prefix-cache hits (first admissions; work
 redone after preemption is counted apart, in ``recomputed_tokens``) over sum(p + d);
 ``optimal_sharing`` is the same ratio with an unbounded cache in DFS order; ``fraction_of_optimal``
-is the practical optimum's time over the makespan.
+is the practical optimum's time over the makespan. ``throughput_per_gpu_tok_s`` divides the
+throughput by the GPUs of every replica, prefill and decode ones of a disaggregated layout alike.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from blendsim.errors import atomic_output
-from blendsim.sim.simulation.record import STEP_COLUMNS
+from blendsim.sim.simulation.record import COLOCATED, ROLES, STEP_COLUMNS
 
 RESULT_KEYS = (
     "policy",
@@ -50,7 +51,8 @@ class SimResult:
     replica), ``time`` (the simulated time then: that step's start) and ``cached_tokens`` (prompt tokens
     its prefix-cache hit skipped: whole blocks, never the last prompt token). The series' ``prefill_cap``
     is the policy's cap on that step's prefill tokens (blend's chunk pacing), -1 where the step could
-    fill its token budget."""
+    fill its token budget. A disaggregated run adds ``transfers``, its transfer record
+    (:data:`blendsim.sim.simulation.disagg.TRANSFER_COLUMNS`); ``gpus`` counts every replica's GPUs."""
 
     policy: str
     engine: str
@@ -68,10 +70,22 @@ class SimResult:
     admission: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     chunks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     extra: dict[str, Any] = field(default_factory=dict)
+    transfers: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    gpus: int = 1
 
     @property
     def throughput_tok_s(self) -> float:
         return self.total_tokens / self.makespan_s if self.makespan_s > 0 else 0.0
+
+    @property
+    def throughput_per_gpu_tok_s(self) -> float:
+        """Throughput over the GPUs that ran it: replicas (prefill and decode ones alike) x TP."""
+        return self.throughput_tok_s / self.gpus
+
+    @property
+    def layout(self) -> str:
+        """``colocated``, or a disaggregated layout's name (``1P2D``)."""
+        return str(self.extra.get("layout", "colocated"))
 
     @property
     def fraction_of_optimal(self) -> float:
@@ -85,6 +99,8 @@ class SimResult:
             "total_tokens": self.total_tokens,
             "makespan_s": self.makespan_s,
             "throughput_tok_s": self.throughput_tok_s,
+            "gpus": self.gpus,
+            "throughput_per_gpu_tok_s": self.throughput_per_gpu_tok_s,
             "steps": self.steps_run,
             "preemptions": self.preemptions,
             "sharing": self.sharing,
@@ -133,10 +149,12 @@ class SimResult:
     def write(self, out_dir: str | Path) -> list[Path]:
         """Write ``<policy>_<engine>.json`` (result), ``_steps.parquet``, ``_chunks.parquet``,
         ``_trace.json`` (Chrome trace) and ``_admission.parquet`` into the folder ``out_dir``
-        (created if missing); returns the paths."""
+        (created if missing), and a disaggregated run's ``_transfers.parquet``; a disaggregated
+        run's stem ends in its layout (``dfs_serial_1P2D``). Returns the paths."""
         d = Path(out_dir)
         d.mkdir(parents=True, exist_ok=True)
-        stem = d / f"{self.policy}_{self.engine}"
+        suffix = "" if self.layout == "colocated" else f"_{self.layout}"
+        stem = d / f"{self.policy}_{self.engine}{suffix}"
         paths = [
             Path(f"{stem}.json"),
             Path(f"{stem}_steps.parquet"),
@@ -151,6 +169,9 @@ class SimResult:
             tmp.write_text(json.dumps(chrome_trace(self)))
         write_parquet(paths[3], self.admission)
         write_parquet(paths[4], self.chunks)
+        if self.transfers:
+            paths.append(Path(f"{stem}_transfers.parquet"))
+            write_parquet(paths[5], self.transfers)
         return paths
 
 
@@ -180,13 +201,14 @@ def chrome_trace(result: SimResult) -> dict[str, Any]:
     if not len(s.get("step", ())):
         return {"traceEvents": events, "displayTimeUnit": "ms"}
     replicas = np.asarray(s["replica"])
+    roles = np.asarray(s["role"]) if "role" in s else np.zeros(len(replicas), dtype=np.int8)
     names = np.unique(replicas)
     per_replica = max(1, CHROME_MAX_SLICES // len(names))
     for r in names.tolist():
         idx = np.flatnonzero(replicas == r)
-        events.append(
-            {"name": "thread_name", "ph": "M", "pid": 0, "tid": r, "args": {"name": f"replica {r}"}}
-        )
+        role = int(roles[idx[0]])
+        title = f"replica {r}" if role == COLOCATED else f"replica {r} ({ROLES[role]})"
+        events.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": r, "args": {"name": title}})
         group = max(1, -(-len(idx) // per_replica))
         starts = np.arange(0, len(idx), group)
         last = np.minimum(starts + group, len(idx)) - 1

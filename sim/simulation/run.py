@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -21,17 +22,20 @@ from blendsim.profiler.specs import ModelSpec
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.simulation.admission import Admission, FcfsAdmission
 from blendsim.sim.simulation.blend_admission import BlendAdmission
-from blendsim.sim.simulation.breakdown import time_breakdown
+from blendsim.sim.simulation.breakdown import role_breakdown, time_breakdown
 from blendsim.sim.simulation.capacity import bound_profile, check_requests_fit, kv_capacity_blocks
 from blendsim.sim.simulation.config import EngineConfig
+from blendsim.sim.simulation.disagg import DisaggregatedRun
 from blendsim.sim.simulation.engine import Engine
+from blendsim.sim.simulation.layout import DisaggConfig, kv_link, not_disaggregable
 from blendsim.sim.simulation.optimum import block_saved_tokens, optimal_totals
 from blendsim.sim.simulation.replicas import carve_shares, run_replicas, split_contiguous, sub_plan
 from blendsim.sim.simulation.result import SimResult
+from blendsim.sim.simulation.roles import DecodeEngine, PrefillEngine
 from blendsim.sim.simulation.stats import EngineStats
 from blendsim.traces.trace import Trace
 
-__all__ = ["EngineConfig", "SimResult", "simulate", "simulate_policy"]
+__all__ = ["DisaggConfig", "EngineConfig", "SimResult", "simulate", "simulate_policy"]
 
 
 def _admissions(
@@ -56,34 +60,105 @@ def simulate(
     config: EngineConfig | None = None,
     dp: int = 1,
     *,
+    disagg: DisaggConfig | None = None,
     progress: bool = False,
     plan_s: float | None = None,
 ) -> SimResult:
-    """Run ``plan`` on ``dp`` replicas of the engine ``config`` describes (``dp >= 1``)."""
+    """Run ``plan`` on ``dp`` replicas of the engine ``config`` describes (``dp >= 1``), or, with
+    ``disagg``, on its prefill and decode replicas (:mod:`.disagg`; ``dp`` must then be 1)."""
     config = config or EngineConfig()
     if dp < 1:
         raise UserError(f"data-parallel replicas must be >= 1, got {dp}")
+    if disagg is not None:
+        if dp != 1:
+            raise UserError(
+                f"a disaggregated layout sets its own replicas; data parallelism must be 1, got {dp}"
+            )
+        if plan.two_sided:
+            raise not_disaggregable(plan.policy)
     plan.validate(len(trace))
     profile = bound_profile(profile, model)
     capacity = kv_capacity_blocks(model, profile, config)
     check_requests_fit(trace, capacity, config.block_size)
     started = time.perf_counter()
-    pairs = [
-        (Engine(trace, plan.est_output_len, profile, config, capacity), policy)
-        for policy in _admissions(trace, plan, dp, model, profile, config, capacity)
-    ]
     bar = _progress_bar(len(trace), progress)
     collecting = gc.isenabled()
     gc.disable()  # the run allocates millions of small acyclic objects; a cyclic collection finds none
     try:
-        makespan = run_replicas(pairs, bar.update if bar else None)
+        tick = bar.update if bar else None
+        if disagg is None:
+            ran = _colocated(trace, plan, dp, model, profile, config, capacity, tick)
+        else:
+            ran = _disaggregated(trace, plan, model, profile, config, capacity, disagg, tick)
     finally:
         if collecting:
             gc.enable()
         if bar:
             bar.close()
-    sim_s = time.perf_counter() - started
-    engines = [e for e, _ in pairs]
+    return _result(trace, plan, profile, config, capacity, ran, time.perf_counter() - started, plan_s)
+
+
+class _Ran(NamedTuple):
+    """What a layout's run leaves: its replicas, the makespan, the result's layout fields and (a
+    disaggregated run's) transfer record."""
+
+    engines: list[Engine]
+    makespan: float
+    layout: dict[str, Any]
+    transfers: dict[str, np.ndarray]
+
+
+def _colocated(
+    trace: Trace,
+    plan: Plan,
+    dp: int,
+    model: ModelSpec,
+    profile: Profile,
+    config: EngineConfig,
+    capacity: int,
+    tick: Callable[[int], None] | None,
+) -> _Ran:
+    pairs = [
+        (Engine(trace, plan.est_output_len, profile, config, capacity), policy)
+        for policy in _admissions(trace, plan, dp, model, profile, config, capacity)
+    ]
+    makespan = run_replicas(pairs, tick)
+    return _Ran([e for e, _ in pairs], makespan, {"dp": dp, "layout": "colocated"}, {})
+
+
+def _disaggregated(
+    trace: Trace,
+    plan: Plan,
+    model: ModelSpec,
+    profile: Profile,
+    config: EngineConfig,
+    capacity: int,
+    disagg: DisaggConfig,
+    tick: Callable[[int], None] | None,
+) -> _Ran:
+    link = kv_link(profile.hardware, disagg)
+    est = plan.est_output_len
+    prefill = [PrefillEngine(trace, est, profile, config, capacity) for _ in range(disagg.prefill)]
+    decode = [DecodeEngine(trace, est, profile, config, capacity) for _ in range(disagg.decode)]
+    run = DisaggregatedRun(prefill, decode, plan.order, link, model.kv_bytes_per_token, tick)
+    makespan = run.run()
+    layout = {"dp": 1, "layout": disagg.label, "disagg": run.summary(makespan)}
+    return _Ran([*prefill, *decode], makespan, layout, run.columns())
+
+
+def _result(
+    trace: Trace,
+    plan: Plan,
+    profile: Profile,
+    config: EngineConfig,
+    capacity: int,
+    ran: _Ran,
+    sim_s: float,
+    plan_s: float | None,
+) -> SimResult:
+    """The run's numbers from its replicas' records and counters (module docstring)."""
+    engines, makespan = ran.engines, ran.makespan
+    replicas = len(engines)
     _check_complete(trace, engines)
     records = _records(engines, config.block_size)
     stats = EngineStats.total([e.stats for e in engines])
@@ -108,9 +183,11 @@ def simulate(
         config.token_budget,
         kv_tokens,
         longest,
-        dp,
+        replicas,
         makespan,
     )
+    if "disagg" in ran.layout:
+        breakdown["roles"] = role_breakdown(series, [e.role for e in engines], makespan, profile.steps)
     bound = sum(block_saved_tokens(trace, e.record.admitted_positions, config.block_size) for e in engines)
     return SimResult(
         policy=plan.policy,
@@ -122,15 +199,18 @@ def simulate(
         preemptions=stats.preemptions,
         sharing=stats.saved_tokens / total if total else 0.0,
         optimal_sharing=trace.sharing(),
-        optimal_time_s=profile.optimal_time(best, config.engine) / dp,
+        optimal_time_s=profile.optimal_time(best, config.engine) / replicas,
         plan_s=float(plan.stats.get("plan_s", 0.0) if plan_s is None else plan_s),
         sim_s=sim_s,
         steps=series,
         admission=records["admission"],
         chunks=records["chunks"],
+        transfers=ran.transfers,
+        gpus=replicas * profile.hardware.tp,
         extra={
-            "dp": dp,
+            "dp": ran.layout["dp"],
             "tp": profile.hardware.tp,
+            **ran.layout,
             "kv_capacity_tokens": kv_tokens,
             "recomputed_tokens": stats.recomputed_tokens,
             "outruns": stats.outruns,
@@ -187,14 +267,19 @@ def simulate_policy(
     dp: int = 1,
     seed: int = 0,
     *,
+    disagg: DisaggConfig | None = None,
     progress: bool = False,
     **options: Any,
 ) -> SimResult:
-    """Plan ``trace`` with ``policy`` (``options`` go to the planner) and simulate it on ``config``."""
+    """Plan ``trace`` with ``policy`` (``options`` go to the planner) and simulate it on ``config``
+    (on ``disagg``'s replicas when given)."""
     from blendsim.sim.planning.planner import make_plan
+    from blendsim.sim.planning.policies import TWO_SIDED
 
+    if disagg is not None and policy in TWO_SIDED:
+        raise not_disaggregable(policy)
     profile = bound_profile(profile, model)
     started = time.perf_counter()
     plan = make_plan(trace, policy, model, profile.hardware, seed=seed, **options)
     plan_s = time.perf_counter() - started
-    return simulate(trace, plan, model, profile, config, dp, progress=progress, plan_s=plan_s)
+    return simulate(trace, plan, model, profile, config, dp, disagg=disagg, progress=progress, plan_s=plan_s)

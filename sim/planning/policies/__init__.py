@@ -16,6 +16,10 @@ from blendsim.options import parse_choice_list
 
 POLICIES: tuple[str, ...] = ("fifo", "dfs", "balance", "blend")
 POLICY_HELP = "fifo (arrival order), dfs (prefix-tree order), balance (random), blend (BlendServe)"
+# policies whose plan is two-sided: their admission draws from both ends at once to blend compute
+# and memory on one replica, so they cannot feed a disaggregated layout's shared prefill stream
+TWO_SIDED: frozenset[str] = frozenset({"blend"})
+ONE_SIDED: tuple[str, ...] = tuple(p for p in POLICIES if p not in TWO_SIDED)
 
 PolicyBuilder = Callable[..., Any]
 
