@@ -1,11 +1,12 @@
 """What an execution measured: per-step records and the run's result, in the simulator's schema.
 
-``ExecResult.to_dict`` has the keys of :data:`blendsim.sim.simulation.result.RESULT_KEYS` (``sim_s`` is the
-wall time of the measured run, ``optimal_time_s`` and ``fraction_of_optimal`` are null because they
+``ExecResult.to_dict`` has the keys of :data:`blendsim.sim.simulation.result.RESULT_KEYS` (``sim_s`` is
+the wall time of the measured run, ``optimal_time_s`` and ``fraction_of_optimal`` are null because they
 need a profile; the comparison fills them) plus ``backend``, ``device`` and the measured extras.
 ``ExecResult.steps`` maps :data:`STEP_COLUMNS` to equal-length arrays; its first columns are the
-simulator's ``SERIES_COLUMNS`` (``compute_s`` and ``memory_s`` are NaN: a real engine does not split
-its time; ``prefill_cap`` is the cap the replay applied), followed by each step's exact composition.
+simulator's ``SERIES_COLUMNS`` (``compute_s``, ``memory_s`` and ``overhead_s`` are NaN: a real engine
+does not split its time; ``prefill_cap`` is the cap the replay applied), followed by each step's exact
+composition.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ STEP_COLUMNS = (
     "prefill_seqs",
     "prefill_attn_pairs",
     "decode_kv_tokens",
+    "overhead_s",
     "cached_tokens",
     "admitted",
     "finished",
@@ -86,6 +88,7 @@ class StepRecord:
             self.prefill_seqs,
             self.prefill_attn_pairs,
             self.decode_kv_tokens,
+            float("nan"),  # overhead_s: a real engine's step is not split into model terms
             self.cached_tokens,
             self.admitted,
             self.finished,
@@ -100,7 +103,7 @@ def steps_to_columns(records: list[StepRecord], replica: int = 0) -> dict[str, n
     out = {}
     for j, name in enumerate(STEP_COLUMNS):
         col = arr[:, j]
-        floats = name in ("time", "compute_s", "memory_s", "step_s", "prefill_attn_pairs")
+        floats = name in ("time", "compute_s", "memory_s", "step_s", "prefill_attn_pairs", "overhead_s")
         out[name] = col if floats else col.astype(np.int64)
     return out
 

@@ -172,11 +172,13 @@ def test_interrupted_replay_keeps_what_it_measured(tiny: ModelSpec, monkeypatch:
     real = StepReplayer.run
     calls = {"n": 0}
 
-    def flaky(self: StepReplayer, shape: BatchShape, engine: str = "serial") -> StepTiming:
+    def flaky(
+        self: StepReplayer, shape: BatchShape, engine: str = "serial", split: bool = True
+    ) -> StepTiming:
         calls["n"] += 1
         if calls["n"] > 5:
             raise KeyboardInterrupt
-        return real(self, shape, engine)
+        return real(self, shape, engine, split)
 
     monkeypatch.setattr(StepReplayer, "run", flaky)
     res = replay_policy(
