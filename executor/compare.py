@@ -223,6 +223,7 @@ class Comparison:
                 f"{_pct(e['kernel_profile_error'])} |"
                 for e in kernel
             ]
+        lines += _serial_reference_lines(d["entries"])
         ops = [(e["policy"], e["operators"]) for e in d["entries"] if e.get("operators")]
         if ops:
             lines += [
@@ -249,6 +250,27 @@ class Comparison:
         with atomic_output(d / "comparison.md") as tmp:
             tmp.write_text(self.to_markdown())
         return [d / "comparison.json", d / "comparison.md"]
+
+
+def _serial_reference_lines(entries: list[dict[str, Any]]) -> list[str]:
+    """The overlapped replay beside the same steps run serially on both cores (measured only)."""
+    ref = [e for e in entries if e.get("serial_reference", {}).get("measured_tok_s")]
+    if not ref:
+        return []
+    lines = [
+        "",
+        "## Overlap measured: the same steps run serially on both cores",
+        "",
+        "| policy | overlapped tok/s | serial tok/s (threads) | overlapped / serial |",
+        "|---|---:|---:|---:|",
+    ]
+    for e in ref:
+        r = e["serial_reference"]
+        lines.append(
+            f"| {e['policy']} | {e['measured_tok_s']:,.1f} | {r['measured_tok_s']:,.1f} ({r['threads']}) | "
+            f"{e['measured_tok_s'] / r['measured_tok_s']:.3f}x |"
+        )
+    return lines
 
 
 def _pct(x: float | None) -> str:

@@ -19,7 +19,10 @@
    (one engine per process; :func:`blendsim.executor.isolate.run_isolated` with ``vllm_python``,
    default this interpreter), written under ``vllm/``;
 5. ``--backend torch``: each policy's simulated steps (all on the quick trace, ``FULL_TORCH_STEPS``
-   spread over the run on the full one) replayed on torch CPU
+   spread over the run on the full one) replayed on torch CPU; under ``--engine overlap`` the trace
+   is :data:`~blendsim.executor.validation_trace.OVERLAP_MIX`'s, each step runs as two nano-batches
+   on two cores (``QUICK_OVERLAP_STEPS`` of them on the quick trace) and the same steps also run
+   serially on both cores as a measured reference
    (:mod:`blendsim.executor.torch_backend`), written under ``torch/``;
 6. ``comparison.json`` and ``comparison.md`` (:mod:`blendsim.executor.compare`).
 """
@@ -50,8 +53,10 @@ BACKENDS = ("vllm", "torch")
 MODEL = "smollm2-135m"
 # Steps the torch backend replays per policy on the full trace, spread evenly over the run (prefill
 # and decode phases alike): all ~1,000-2,100 would take ~2-4 minutes each; 400 keep the whole
-# validation within 15 minutes here. The quick trace replays every step.
+# validation within 15 minutes here. The quick trace replays every step, but for the overlapping
+# engine (two nano-batches per step, ~0.1 s each, ~1,000 steps per policy) QUICK_OVERLAP_STEPS.
 FULL_TORCH_STEPS = 400
+QUICK_OVERLAP_STEPS = 200
 INSTALL_HINT = "install it with `blendsim executor setup --device cpu`"
 
 
@@ -253,7 +258,7 @@ def run_validation(
             also=kernel_prediction,
         )
     if "torch" in backends and not any(e.extra.get("interrupted") for e in entries):
-        steps = torch_max_steps or (None if quick else FULL_TORCH_STEPS)
+        steps = torch_max_steps or ((QUICK_OVERLAP_STEPS if overlap else None) if quick else FULL_TORCH_STEPS)
         # overlapped: the same steps also run serially on both cores (overlap measured, not a second core)
         reference = 2 if overlap else None
         torch_side = TorchReplay(model, "cpu", steps, "even", setup.torch_threads, seed, reference)

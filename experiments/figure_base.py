@@ -34,6 +34,7 @@ FIGURES = (
     "serial_vs_overlap",
     "estimation_sensitivity",
     "gpu_profiles",
+    "published_throughput",
 )
 
 

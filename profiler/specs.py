@@ -83,6 +83,18 @@ MODELS: dict[str, ModelSpec] = {
             source=_HF + "meta-llama/Meta-Llama-3-70B; P from its model card",
         ),
         ModelSpec(
+            "llama-2-70b",
+            80,
+            8192,
+            64,
+            8,
+            128,
+            28672,
+            32000,
+            68.98e9,
+            source=_HF + "meta-llama/Llama-2-70b-hf; P summed from that config (the model card says 70B)",
+        ),
+        ModelSpec(
             "llama-2-7b",
             32,
             4096,
