@@ -136,8 +136,10 @@ def build_trace(recipe: TraceRecipe) -> Trace:
 
 @dataclass(frozen=True)
 class Run:
-    """One simulation. ``gpu`` is the profile it runs on (may differ from the trace's); ``disagg``
-    is a disaggregated layout's (prefill, decode) replicas over NVLink (None: ``dp`` colocated)."""
+    """One simulation. ``gpu`` is the profile it runs on (may differ from the trace's), with
+    ``profile_params`` (StepParams field, value) replacing its own (a sensitivity study's
+    interference model); ``disagg`` is a disaggregated layout's (prefill, decode) replicas over
+    NVLink (None: ``dp`` colocated)."""
 
     trace: TraceRecipe
     policy: str
@@ -149,6 +151,7 @@ class Run:
     options: tuple[tuple[str, Any], ...] = ()
     keep_steps: bool = False
     disagg: tuple[int, int] | None = None
+    profile_params: tuple[tuple[str, Any], ...] = ()
 
     def key(self) -> str:
         blob = json.dumps(
@@ -165,6 +168,8 @@ def simulate_run(run: Run) -> dict[str, Any]:
 
     trace = build_trace(run.trace)
     model, profile = resolve(run.trace.model, run.gpu, None, run.tp)
+    if run.profile_params:
+        profile = replace(profile, params=replace(profile.params, **dict(run.profile_params)))
     config = EngineConfig(engine=run.engine)
     disagg = DisaggConfig(*run.disagg) if run.disagg else None
     result = simulate_policy(
@@ -294,6 +299,7 @@ def tagged(runs: Sequence[Run], results: Sequence[dict[str, Any]]) -> list[dict[
             engine=res.get("engine", run.engine),
             policy=res.get("policy", run.policy),
             **{k: v for k, v in run.options},
+            **{k: v for k, v in run.profile_params},
         )
         row["optimal_throughput_tok_s"] = optimal_throughput(res)
         rows.append(row)

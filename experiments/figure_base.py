@@ -32,6 +32,7 @@ FIGURES = (
     "fig13_15",
     "table3",
     "serial_vs_overlap",
+    "overlap_sensitivity",
     "estimation_sensitivity",
     "gpu_profiles",
     "published_throughput",
