@@ -61,7 +61,7 @@ def register(subparsers: Any) -> None:
         type=int,
         default=None,
         help="replay at most N steps per policy, spread over the run (default: all with "
-        "--quick, 400 on the full trace)",
+        "--quick, 200 with --quick --engine overlap, 400 on the full trace)",
     )
     p.add_argument("--vllm-max-steps", type=int, default=None, help="stop vLLM runs after N steps")
     p.add_argument("--vllm-python", default=None, help="Python interpreter that has vLLM (default: this one)")
