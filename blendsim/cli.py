@@ -1,8 +1,17 @@
 """The ``blendsim`` command line: one verb, one module that registers it.
 
 Each verb module exposes ``register(subparsers)``, which adds its parser and sets ``func`` to a
-function ``(args) -> int``. Verbs are registered lazily by import name so that a verb whose optional
-dependencies (torch, vLLM) are missing does not break the others.
+function ``(args) -> int``. Verbs are registered by import name, so a verb whose module does not
+import still appears: running it reports why (the module and the missing package), and the others
+work.
+
+Exit status (docs/cli.md): 0 done; 1 a bug ("internal error", with where to report it), a broken
+installation, or a verb's own failure verdict (validate's error budget, a failed sweep cell); 2 a bad
+input (one line naming the value or path, nothing left behind); 130 interrupted (Ctrl-C, at any
+moment, also while the CLI is still importing).
+
+This module imports only the standard library and :mod:`blendsim.errors` at the top, so a Ctrl-C
+that lands while the heavy modules import is already inside :func:`main`'s handler.
 """
 
 from __future__ import annotations
@@ -11,21 +20,29 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from blendsim import __version__
-from blendsim.errors import EXIT_USER_ERROR, UserError
-
-# verb modules, in the order `--help` lists them
-VERB_MODULES = (
-    "blendsim.traces.cli",  # trace make | stats
-    "blendsim.profiler.cost_cli",  # cost
-    "blendsim.profiler.profile_cli",  # profile
-    "blendsim.sim.plan_cli",  # plan
-    "blendsim.sim.simulate_cli",  # simulate
-    "blendsim.experiments.sweep_cli",  # sweep
-    "blendsim.experiments.figures_cli",  # figures
-    "blendsim.executor.cli",  # execute, executor setup | prepare-model, validate
+from blendsim.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_USER_ERROR,
+    InstallError,
+    UserError,
+    internal_error,
+    missing_package,
 )
+
+# verb modules, in the order `--help` lists them, with the verbs each registers
+VERB_MODULES: dict[str, tuple[str, ...]] = {
+    "blendsim.traces.cli": ("trace",),
+    "blendsim.profiler.cost_cli": ("cost",),
+    "blendsim.profiler.profile_cli": ("profile",),
+    "blendsim.sim.plan_cli": ("plan",),
+    "blendsim.sim.simulate_cli": ("simulate",),
+    "blendsim.experiments.sweep_cli": ("sweep",),
+    "blendsim.experiments.figures_cli": ("figures",),
+    "blendsim.executor.cli": ("execute", "executor", "validate"),
+}
 
 DESCRIPTION = """\
 Plan offline (batch) LLM inference. blendsim generates workloads, fits cost models, orders the
@@ -37,44 +54,94 @@ typical session:
   blendsim plan t1.parquet --policy blend
   blendsim simulate t1.parquet --policy all
   blendsim sweep --sharing-ratio 0.5
+
+exit status: 0 done, 2 a bad input (one line, nothing written), 1 a failure or a bug,
+130 interrupted (docs/cli.md)
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from blendsim.options import Parser
+
+    parser = Parser(
         prog="blendsim", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"blendsim {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for name in VERB_MODULES:
+    for name, verbs in VERB_MODULES.items():
         try:
             module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("blendsim"):
-                continue  # that part is not built yet
+        except KeyboardInterrupt:
             raise
+        except Exception as exc:  # the verb stays listed; running it says why it cannot run
+            for verb in verbs:
+                _register_unavailable(sub, verb, name, exc)
+            continue
         module.register(sub)
     return parser
 
 
+def _register_unavailable(sub: Any, verb: str, module: str, exc: BaseException) -> None:
+    """``verb``, whose module ``module`` failed to import with ``exc``: listed, and an error to run."""
+    problem = _import_failure(module, exc)
+    p = sub.add_parser(verb, help=f"(unavailable: {problem.short})", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def fail(_args: argparse.Namespace) -> int:
+        raise problem
+
+    p.set_defaults(func=fail)
+
+
+def _import_failure(module: str, exc: BaseException) -> InstallError:
+    """What a verb module's import failure means for the user: a package to install (exit 2), or a
+    broken installation of blendsim itself (exit 1)."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name and not exc.name.startswith("blendsim"):
+        return missing_package(exc.name, f"the verbs of {module}")
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    hint = (
+        f"module {missing!r} is missing: blendsim is not installed, or the folder you run it from shadows "
+        "the installed package (run it from another folder, or reinstall with `pip install .`)"
+        if missing
+        else f"{type(exc).__name__}: {exc}"
+    )
+    return InstallError(f"{module} does not import ({hint})", short=f"{module} does not import", code=1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USER_ERROR
+    """Run one command line; returns its exit status (module docstring). ``argv`` defaults to
+    ``sys.argv[1:]``; argparse's own exits (``--help``, a malformed option) raise SystemExit."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        return int(args.func(args) or 0)
+        from blendsim.provenance import recording_command
+
+        with recording_command(["blendsim", *args_list]):
+            parser = build_parser()
+            args = parser.parse_args(args_list)
+            if not getattr(args, "func", None):
+                parser.print_help()
+                return EXIT_USER_ERROR
+            return int(args.func(args) or 0)
+    except InstallError as exc:
+        print(f"blendsim: error: {exc}", file=sys.stderr)
+        return exc.code
     except UserError as exc:
         print(f"blendsim: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("blendsim: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # output piped into `head` and the like: stop quietly, as Unix tools do
         sys.stderr.close()
         return 0
+    except ModuleNotFoundError as exc:  # an optional part (torch, vLLM, Ray) imported as the verb runs
+        if not exc.name or exc.name.startswith("blendsim"):
+            return internal_error(exc, args_list)
+        print(f"blendsim: error: {missing_package(exc.name, 'this command')}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as exc:
+        return internal_error(exc, args_list)
 
 
 if __name__ == "__main__":

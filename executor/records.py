@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from blendsim.errors import atomic_output
+from blendsim.outputs import atomic_output
 from blendsim.sim.simulation.result import write_parquet
 
 STEP_COLUMNS = (

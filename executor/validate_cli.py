@@ -18,7 +18,7 @@ from blendsim.common_cli import (
     engine_config,
     policies,
 )
-from blendsim.errors import UserError
+from blendsim.errors import EXIT_INTERRUPTED, UserError
 from blendsim.executor.vllm_engine import VLLM_ENGINE
 from blendsim.options import parse_choice_list
 
@@ -77,8 +77,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from blendsim.executor.validate import BACKENDS, ValidationSetup, run_validation
-    from blendsim.outputs import output_dir
+    from blendsim.executor.validate import BACKENDS, ValidationSetup, run_validation, validation_identity
+    from blendsim.outputs import resumable_folder
 
     if args.device != "cpu":
         from blendsim.profiler.measure import check_device
@@ -93,24 +93,31 @@ def run(args: argparse.Namespace) -> int:
     backends = parse_choice_list(args.backend, BACKENDS, "backend")
     names = policies(args)
     setup = ValidationSetup(engine_config(args), kv_cache_gib=args.kv_cache_gib)
-    out = output_dir(args.out, "--out")
-    comparison = run_validation(
-        out,
-        quick=args.quick,
-        backends=backends,
-        policies=names,
-        setup=setup,
-        profile_path=args.profile,
-        calibrated_profile=args.calibrated_profile,
-        torch_max_steps=args.torch_max_steps,
-        vllm_max_steps=args.vllm_max_steps,
-        vllm_python=args.vllm_python,
-        model_dir=args.model_dir,
-        seed=args.seed,
-        say=lambda m: print(m, file=sys.stderr, flush=True),
+    ident = validation_identity(
+        args.quick, args.seed, setup, args.profile, args.calibrated_profile, args.model_dir
     )
+    with resumable_folder(args.out, "--out", "validate", ident) as folder:
+        out = folder.path
+        comparison = run_validation(
+            folder,
+            quick=args.quick,
+            backends=backends,
+            policies=names,
+            setup=setup,
+            profile_path=args.profile,
+            calibrated_profile=args.calibrated_profile,
+            torch_max_steps=args.torch_max_steps,
+            vllm_max_steps=args.vllm_max_steps,
+            vllm_python=args.vllm_python,
+            model_dir=args.model_dir,
+            seed=args.seed,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        )
     print(comparison.to_markdown())
     print(f"wrote {out / 'comparison.json'} and comparison.md")
+    if any(e.extra.get("interrupted") for e in comparison.entries):
+        print("blendsim: interrupted; the comparison holds what was measured until then", file=sys.stderr)
+        return EXIT_INTERRUPTED
     worst = [e for e in comparison.entries if not math.isfinite(e.error) or abs(e.error) > args.max_error]
     for e in worst:
         print(

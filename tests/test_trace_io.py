@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from blendsim.errors import UserError
-from blendsim.traces.io import COLUMNS, read_trace, write_trace
+from blendsim.traces.io import COLUMNS, FORMAT_VERSION, read_trace, write_trace
 from blendsim.traces.mixer import make_trace
 
 
@@ -40,7 +40,12 @@ def test_round_trip_and_schema(small_trace, tmp_path) -> None:
     ):
         assert np.array_equal(getattr(back, field), getattr(small_trace, field)), field
     assert back.sources == small_trace.sources
-    assert back.metadata == json.loads(json.dumps(small_trace.metadata))
+    written = {k: v for k, v in back.metadata.items() if k not in ("format_version", "provenance")}
+    assert written == json.loads(json.dumps(small_trace.metadata))
+    assert back.metadata["format_version"] == FORMAT_VERSION
+    keys = {"blendsim_version", "git_commit", "command", "seed", "profile"}
+    assert set(back.metadata["provenance"]) == keys
+    assert back.metadata["provenance"]["seed"] == 3
     df = pq.read_table(path).to_pandas()
     assert (df["segment_lens"].map(sum) == df["prompt_len"]).all()
 

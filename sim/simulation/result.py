@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from blendsim.errors import atomic_output
+from blendsim.outputs import atomic_output
 from blendsim.sim.simulation.record import STEP_COLUMNS
 
 RESULT_KEYS = (
