@@ -10,17 +10,15 @@ installation, or a verb's own failure verdict (validate's error budget, a failed
 input (one line naming the value or path, nothing left behind); 130 interrupted (Ctrl-C, at any
 moment, also while the CLI is still importing).
 
-This module imports only the standard library and :mod:`blendsim.errors` at the top, so a Ctrl-C
-that lands while the heavy modules import is already inside :func:`main`'s handler.
+At the top this module imports only ``sys`` and :mod:`blendsim.errors` (itself importing nothing at
+the top), so everything else, the verbs' modules included, imports inside :func:`main`'s handler:
+a Ctrl-C from the first line of ``main`` on is an interrupt.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blendsim import __version__
 from blendsim.errors import (
@@ -31,6 +29,10 @@ from blendsim.errors import (
     internal_error,
     missing_package,
 )
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
 
 # verb modules, in the order `--help` lists them, with the verbs each registers
 VERB_MODULES: dict[str, tuple[str, ...]] = {
@@ -61,6 +63,9 @@ exit status: 0 done, 2 a bad input (one line, nothing written), 1 a failure or a
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+    import importlib
+
     from blendsim.options import Parser
 
     parser = Parser(
@@ -83,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_unavailable(sub: Any, verb: str, module: str, exc: BaseException) -> None:
     """``verb``, whose module ``module`` failed to import with ``exc``: listed, and an error to run."""
+    import argparse
+
     problem = _import_failure(module, exc)
     p = sub.add_parser(verb, help=f"(unavailable: {problem.short})", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -108,6 +115,30 @@ def _import_failure(module: str, exc: BaseException) -> InstallError:
     return InstallError(f"{module} does not import ({hint})", short=f"{module} does not import", code=1)
 
 
+def _build_parser_interruptibly() -> argparse.ArgumentParser:
+    """:func:`build_parser`, where a Ctrl-C is an interrupt even when it lands inside a module's
+    import and that module turns it into another error (numpy's C initialisation does)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return build_parser()
+    pressed: list[bool] = []
+
+    def on_ctrl_c(_signum: int, _frame: object) -> None:
+        pressed.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        parser = build_parser()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command line; returns its exit status (module docstring). ``argv`` defaults to
     ``sys.argv[1:]``; argparse's own exits (``--help``, a malformed option) raise SystemExit."""
@@ -116,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from blendsim.provenance import recording_command
 
         with recording_command(["blendsim", *args_list]):
-            parser = build_parser()
+            parser = _build_parser_interruptibly()
             args = parser.parse_args(args_list)
             if not getattr(args, "func", None):
                 parser.print_help()

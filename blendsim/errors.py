@@ -11,13 +11,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
-import time
-import traceback
-from collections.abc import Sequence
-from typing import Any
+# nothing heavy at the top: blendsim.cli imports this module before its Ctrl-C handler is in place
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 EXIT_FAILURE = 1
 EXIT_USER_ERROR = 2
@@ -63,12 +61,19 @@ def require(package: str, what: str) -> None:
     """An InstallError (:func:`missing_package`) unless ``package`` can be imported."""
     import importlib.util
 
-    if importlib.util.find_spec(package) is None:
+    try:
+        found = importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # a package blocked or half-installed (its __spec__ is None)
+        found = False
+    if not found:
         raise missing_package(package, what)
 
 
 def internal_error(exc: BaseException, argv: Sequence[str]) -> int:
     """Report a bug: one line on stderr, the traceback saved to a file; returns exit status 1."""
+    import sys
+    import traceback
+
     from blendsim import __version__
 
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -87,7 +92,11 @@ def internal_error(exc: BaseException, argv: Sequence[str]) -> int:
 
 
 def _save_traceback(command: Sequence[str], text: str) -> str | None:
+    import os
     import shlex
+    import sys
+    import tempfile
+    import time
 
     name = f"blendsim-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
     path = os.path.join(tempfile.gettempdir(), name)

@@ -177,7 +177,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 # ---------------------------------------------------------------------- folders
-def _folder_path(path: str | os.PathLike[str], flag: str) -> Path:
+def folder_path(path: str | os.PathLike[str], flag: str) -> Path:
     """``path`` as an output folder name: not empty, not a file, no file among its parents."""
     text = os.fspath(path)
     if not text.strip():
@@ -245,9 +245,9 @@ class OutputFolder:
 def output_folder(path: str | os.PathLike[str], flag: str, verb: str) -> Iterator[OutputFolder]:
     """The folder of a verb that runs once (module docstring): outputs staged in a hidden sibling
     and renamed to ``path`` when the block succeeds (an earlier run of ``verb`` there is replaced);
-    on any error or Ctrl-C nothing changes at ``path``. Checked on entry: see :func:`_folder_path`,
+    on any error or Ctrl-C nothing changes at ``path``. Checked on entry: see :func:`folder_path`,
     and an existing non-empty folder must be ``verb``'s own earlier output."""
-    d = _folder_path(path, flag)
+    d = folder_path(path, flag)
     _check_reusable(d, flag, verb)
     made = _create(d.parent, flag, os.fspath(path))
     try:
@@ -356,7 +356,7 @@ def resumable_folder(
     folder starts a fresh run; one whose manifest is ``verb``'s with the same ``identity`` resumes
     (its parts are kept); anything else is a UserError naming what differs. On exit the manifest says
     whether the run completed; a failed fresh run with no finished part removes what it created."""
-    d = _folder_path(path, flag)
+    d = folder_path(path, flag)
     manifest = _check_reusable(d, flag, verb)
     ident = jsonable(dict(identity))
     parts: dict[str, Any] = {}

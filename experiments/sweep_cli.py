@@ -30,7 +30,6 @@ from blendsim.experiments.results import (
 )
 from blendsim.experiments.runners import check_reachable, default_jobs, import_ray
 from blendsim.experiments.sweep import SweepOutcome, run_sweep
-from blendsim.experiments.sweep_figure import plot_sweep
 from blendsim.limits import check_run_size
 from blendsim.options import non_defaults, parse_choice_list
 from blendsim.outputs import ResumableFolder, resumable_folder, write_json
@@ -147,6 +146,8 @@ def finish(outcome: SweepOutcome, out: Path) -> tuple[list[dict[str, Any]], list
         ),
     ]
     if any(r["status"] == "ok" for r in outcome.records):
+        from blendsim.experiments.sweep_figure import plot_sweep  # matplotlib: only when plotting
+
         paths.append(plot_sweep(spec, rows, out / "sweep.png"))
     return rows, paths
 

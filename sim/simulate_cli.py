@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     names = policies(args)
     configs = engine_configs(args)
     check_counts(args)
-    out = output_folder(args.out, "--out", "simulate") if args.out else contextlib.nullcontext()
+    out = output_folder(args.out, "--out", "simulate") if args.out is not None else contextlib.nullcontext()
     with out as folder:
         return _simulate(args, names, configs, folder)
 
