@@ -34,6 +34,15 @@ CASES: dict[str, list[tuple[list[str], str]]] = {
         (["plan", T, "--policy", "fifo", "--order-out", T], "is also an input"),
         (["simulate", T, "--policy", "fifo", "--out", "{afile}"], "exists and is not a folder"),
         (["simulate", T, "--policy", "fifo", "--out", ""], "needs a folder name"),
+        (
+            ["profile", "--device", "cpu", "--model", "smollm2-135m", "-o", "{foreign}"],
+            "exists and is a folder",
+        ),
+        (
+            ["executor", "calibrate", "--profile", "{string_param}", "-o", "{string_param}"],
+            "is also an input",
+        ),
+        (["executor", "prepare-model", "--out", "{foreign}"], "no blendsim model folder"),
     ],
     "2 half-written folders": [
         (["simulate", "{empty}", "--out", "o"], "holds no requests"),
