@@ -90,7 +90,7 @@ def _register_unavailable(sub: Any, verb: str, module: str, exc: BaseException) 
     """``verb``, whose module ``module`` failed to import with ``exc``: listed, and an error to run."""
     import argparse
 
-    problem = _import_failure(module, exc)
+    problem = _import_failure(verb, module, exc)
     p = sub.add_parser(verb, help=f"(unavailable: {problem.short})", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
 
@@ -100,11 +100,11 @@ def _register_unavailable(sub: Any, verb: str, module: str, exc: BaseException) 
     p.set_defaults(func=fail)
 
 
-def _import_failure(module: str, exc: BaseException) -> InstallError:
-    """What a verb module's import failure means for the user: a package to install (exit 2), or a
-    broken installation of blendsim itself (exit 1)."""
+def _import_failure(verb: str, module: str, exc: BaseException) -> InstallError:
+    """What the import failure of ``verb``'s module means for the user: a package to install (exit
+    2), or a broken installation of blendsim itself (exit 1)."""
     if isinstance(exc, ModuleNotFoundError) and exc.name and not exc.name.startswith("blendsim"):
-        return missing_package(exc.name, f"the verbs of {module}")
+        return missing_package(exc.name, f"`blendsim {verb}`")
     missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
     hint = (
         f"module {missing!r} is missing: blendsim is not installed, or the folder you run it from shadows "

@@ -350,12 +350,17 @@ class ResumableFolder:
 
 @contextlib.contextmanager
 def resumable_folder(
-    path: str | os.PathLike[str], flag: str, verb: str, identity: Mapping[str, Any]
+    path: str | os.PathLike[str] | ResumableFolder, flag: str, verb: str, identity: Mapping[str, Any]
 ) -> Iterator[ResumableFolder]:
     """The in-place folder of a resumable verb (module docstring). On entry: a missing or empty
     folder starts a fresh run; one whose manifest is ``verb``'s with the same ``identity`` resumes
     (its parts are kept); anything else is a UserError naming what differs. On exit the manifest says
-    whether the run completed; a failed fresh run with no finished part removes what it created."""
+    whether the run completed; a failed fresh run with no finished part removes what it created.
+    ``path`` may be a folder its caller has open already (a verb's CLI opens it to name its flag in
+    messages, the library function it calls opens it again): that folder, unchanged."""
+    if isinstance(path, ResumableFolder):
+        yield path
+        return
     d = folder_path(path, flag)
     manifest = _check_reusable(d, flag, verb)
     ident = jsonable(dict(identity))

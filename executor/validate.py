@@ -1,10 +1,9 @@
 """The CPU validation: simulate a scaled trace, run it for real, and compare.
 
-:func:`run_validation` does, in ``out_dir``:
-
-``out_dir`` is a resumable output folder (:func:`blendsim.outputs.resumable_folder`; its identity:
-the trace's size and seed, the engine setup and the profiles given): a rerun of the same validation
-keeps the kernel profile and the calibration an earlier run finished, and runs the rest again.
+:func:`run_validation` does, in ``out_dir`` (a resumable output folder,
+:func:`blendsim.outputs.resumable_folder`, whose identity is the trace's size and seed, the engine
+setup and the profiles given: a rerun of the same validation keeps the kernel profile and the
+calibration an earlier run finished, and runs the rest again):
 
 1. ``trace.parquet``: the scaled trace (:mod:`blendsim.executor.validation_trace`);
 2. ``profile_cpu.json``: a kernel profile of this CPU for SmolLM2-135M (the profiler's quick grid,
@@ -214,31 +213,48 @@ def run_validation(
     seed: int = 0,
     say: Callable[[str], None] | None = None,
 ) -> Comparison:
-    """The whole CPU validation (module docstring) into ``out_dir`` (a folder, or the validation's
-    open resumable folder); returns the comparison it wrote."""
+    """The whole CPU validation (module docstring) into ``out_dir`` (a resumable folder); returns
+    the comparison it wrote."""
+    setup = setup or ValidationSetup()
+    ident = validation_identity(quick, seed, setup, profile_path, calibrated_profile, model_dir)
+    with resumable_folder(out_dir, "validation folder", "validate", ident) as folder:
+        return _validate(
+            folder,
+            quick=quick,
+            backends=backends,
+            policies=policies,
+            profile_path=profile_path,
+            calibrated_profile=calibrated_profile,
+            setup=setup,
+            torch_max_steps=torch_max_steps,
+            vllm_max_steps=vllm_max_steps,
+            vllm_python=vllm_python,
+            model_dir=model_dir,
+            seed=seed,
+            say=say,
+        )
+
+
+def _validate(
+    folder: ResumableFolder,
+    *,
+    quick: bool,
+    backends: Sequence[str],
+    policies: Sequence[str],
+    profile_path: str | None,
+    calibrated_profile: str | None,
+    setup: ValidationSetup,
+    torch_max_steps: int | None,
+    vllm_max_steps: int | None,
+    vllm_python: str | None,
+    model_dir: str | None,
+    seed: int,
+    say: Callable[[str], None] | None,
+) -> Comparison:
     from blendsim.executor.validation_trace import validation_trace
     from blendsim.sim.simulation.run import simulate
     from blendsim.traces.io import write_trace
 
-    setup = setup or ValidationSetup()
-    if not isinstance(out_dir, ResumableFolder):
-        ident = validation_identity(quick, seed, setup, profile_path, calibrated_profile, model_dir)
-        with resumable_folder(out_dir, "validation folder", "validate", ident) as folder:
-            return run_validation(
-                folder,
-                quick=quick,
-                backends=backends,
-                policies=policies,
-                profile_path=profile_path,
-                calibrated_profile=calibrated_profile,
-                setup=setup,
-                torch_max_steps=torch_max_steps,
-                vllm_max_steps=vllm_max_steps,
-                vllm_python=vllm_python,
-                model_dir=model_dir,
-                seed=seed,
-                say=say,
-            )
     log = say or (lambda _m: None)
     bad = [b for b in backends if b not in BACKENDS]
     if bad:
@@ -249,7 +265,7 @@ def run_validation(
     if "vllm" in backends:
         check_vllm(python)
         model_dir = model_dir or _default_model_dir()
-    folder, out = out_dir, out_dir.path
+    out = folder.path
     folder.record.update(seed=seed, profile=profile_path)
     started = time.perf_counter()
     model = get_model(MODEL)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from typing import Any
 
@@ -77,8 +78,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from blendsim.executor.validate import BACKENDS, ValidationSetup, run_validation, validation_identity
-    from blendsim.outputs import resumable_folder
+    from blendsim.executor.validate import BACKENDS, ValidationSetup, run_validation
 
     if args.device != "cpu":
         from blendsim.profiler.measure import check_device
@@ -93,28 +93,23 @@ def run(args: argparse.Namespace) -> int:
     backends = parse_choice_list(args.backend, BACKENDS, "backend")
     names = policies(args)
     setup = ValidationSetup(engine_config(args), kv_cache_gib=args.kv_cache_gib)
-    ident = validation_identity(
-        args.quick, args.seed, setup, args.profile, args.calibrated_profile, args.model_dir
+    comparison = run_validation(
+        args.out,
+        quick=args.quick,
+        backends=backends,
+        policies=names,
+        setup=setup,
+        profile_path=args.profile,
+        calibrated_profile=args.calibrated_profile,
+        torch_max_steps=args.torch_max_steps,
+        vllm_max_steps=args.vllm_max_steps,
+        vllm_python=args.vllm_python,
+        model_dir=args.model_dir,
+        seed=args.seed,
+        say=lambda m: print(m, file=sys.stderr, flush=True),
     )
-    with resumable_folder(args.out, "--out", "validate", ident) as folder:
-        out = folder.path
-        comparison = run_validation(
-            folder,
-            quick=args.quick,
-            backends=backends,
-            policies=names,
-            setup=setup,
-            profile_path=args.profile,
-            calibrated_profile=args.calibrated_profile,
-            torch_max_steps=args.torch_max_steps,
-            vllm_max_steps=args.vllm_max_steps,
-            vllm_python=args.vllm_python,
-            model_dir=args.model_dir,
-            seed=args.seed,
-            say=lambda m: print(m, file=sys.stderr, flush=True),
-        )
     print(comparison.to_markdown())
-    print(f"wrote {out / 'comparison.json'} and comparison.md")
+    print(f"wrote {os.path.join(args.out, 'comparison.json')} and comparison.md")
     if any(e.extra.get("interrupted") for e in comparison.entries):
         print("blendsim: interrupted; the comparison holds what was measured until then", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -75,25 +75,22 @@ def run_figures(
     """Run ``names`` in order into ``out`` (a folder, or the open resumable folder of the figures);
     each entry is the script's output, or the one-line reason it failed. Scripts finished in an
     earlier run of the same scale are kept, not run again."""
-    if not isinstance(out, ResumableFolder):
-        with resumable_folder(out, "figures folder", "figures", figures_identity(scale)) as folder:
-            return run_figures(names, folder, scale, jobs)
-    folder = out
     cfg = SCALES[scale] if jobs is None else SCALES[scale].with_(jobs=jobs)
     results: list[FigureOutput | str] = []
-    for name in names:
-        earlier = FigureOutput.from_part(name, folder.path, folder.parts.get(name))
-        if earlier is not None:
-            print(f"[{name}] done in an earlier run: {', '.join(p.name for p in earlier.paths)}", flush=True)
-            results.append(earlier)
-            continue
-        print(f"[{name}] running ({scale} scale)", flush=True)
-        results.append(_run_one(name, folder.path, cfg))
-        if isinstance(results[-1], str):
-            folder.complete = False
-            print(f"  {results[-1]}", file=sys.stderr, flush=True)
-        else:
-            folder.finished(name, results[-1].as_part(folder.path))
+    with resumable_folder(out, "figures folder", "figures", figures_identity(scale)) as folder:
+        for name in names:
+            earlier = FigureOutput.from_part(name, folder.path, folder.parts.get(name))
+            if earlier is not None:
+                print(f"[{name}] done in an earlier run: {', '.join(p.name for p in earlier.paths)}")
+                results.append(earlier)
+                continue
+            print(f"[{name}] running ({scale} scale)", flush=True)
+            results.append(_run_one(name, folder.path, cfg))
+            if isinstance(results[-1], str):
+                folder.complete = False
+                print(f"  {results[-1]}", file=sys.stderr, flush=True)
+            else:
+                folder.finished(name, results[-1].as_part(folder.path))
     return results
 
 

@@ -51,10 +51,19 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run every unfinished cell of ``spec`` into ``out`` (a folder, or the sweep's open resumable
     folder) and return all records of the grid."""
-    if not isinstance(out, ResumableFolder):
-        with resumable_folder(out, "sweep folder", "sweep", spec.identity()) as folder:
-            return run_sweep(spec, folder, jobs=jobs, ray_address=ray_address, progress=progress, log=log)
-    folder, out = out, out.path
+    with resumable_folder(out, "sweep folder", "sweep", spec.identity()) as folder:
+        return _run(spec, folder, jobs, ray_address, progress, log)
+
+
+def _run(
+    spec: SweepSpec,
+    folder: ResumableFolder,
+    jobs: int | None,
+    ray_address: str | None,
+    progress: bool,
+    log: Log,
+) -> SweepOutcome:
+    out = folder.path
     start = time.perf_counter()
     store = CellStore(out)
     digest = spec.digest()
