@@ -91,28 +91,30 @@ def _register_unavailable(sub: Any, verb: str, module: str, exc: BaseException) 
     import argparse
 
     problem = _import_failure(verb, module, exc)
-    p = sub.add_parser(verb, help=f"(unavailable: {problem.short})", add_help=False)
+    short = problem.short if problem is not None else f"{module} does not import: a bug"
+    p = sub.add_parser(verb, help=f"(unavailable: {short})", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
 
     def fail(_args: argparse.Namespace) -> int:
-        raise problem
+        raise problem if problem is not None else exc  # a bug in the module: main reports it as one
 
     p.set_defaults(func=fail)
 
 
-def _import_failure(verb: str, module: str, exc: BaseException) -> InstallError:
+def _import_failure(verb: str, module: str, exc: BaseException) -> InstallError | None:
     """What the import failure of ``verb``'s module means for the user: a package to install (exit
-    2), or a broken installation of blendsim itself (exit 1)."""
-    if isinstance(exc, ModuleNotFoundError) and exc.name and not exc.name.startswith("blendsim"):
+    2), a broken installation of blendsim itself (exit 1), or None: a bug (any other error)."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    if not exc.name.startswith("blendsim"):
         return missing_package(exc.name, f"`blendsim {verb}`")
-    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
-    hint = (
-        f"module {missing!r} is missing: blendsim is not installed, or the folder you run it from shadows "
-        "the installed package (run it from another folder, or reinstall with `pip install .`)"
-        if missing
-        else f"{type(exc).__name__}: {exc}"
+    return InstallError(
+        f"{module} does not import: module {exc.name!r} is missing; blendsim is not installed, or the "
+        "folder you run it from shadows the installed package (run it from another folder, or "
+        "reinstall with `pip install .`)",
+        short=f"{module} does not import",
+        code=1,
     )
-    return InstallError(f"{module} does not import ({hint})", short=f"{module} does not import", code=1)
 
 
 def _build_parser_interruptibly() -> argparse.ArgumentParser:

@@ -27,11 +27,18 @@ _COUNTS = (
 )
 
 
+def _count_problem(value: object) -> str | None:
+    """Why ``value`` is not a count of a model's shapes (an integer in [1, INT32_MAX]), or None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT32_MAX:
+        return f"must be an integer in [1, {INT32_MAX}], got {value!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """A decoder-only transformer's shapes. Invariants (checked when built): every count is a
-    positive integer, ``num_kv_heads`` divides ``num_heads``, ``params`` is positive and finite;
-    ``num_heads * head_dim`` is the attention width."""
+    """A decoder-only transformer's shapes. Invariants (checked when built): every count is an
+    integer in [1, INT32_MAX], ``num_kv_heads`` divides ``num_heads``, ``params`` is finite and >= 0
+    (0 while :func:`model_from_config` derives it); ``num_heads * head_dim`` is the attention width."""
 
     name: str
     num_layers: int
@@ -47,11 +54,8 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         for name in _COUNTS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT32_MAX:
-                raise UserError(
-                    f"model {self.name!r}: {name} must be an integer in [1, {INT32_MAX}], got {value!r}"
-                )
+            if problem := _count_problem(getattr(self, name)):
+                raise UserError(f"model {self.name!r}: {name} {problem}")
         if self.num_heads % self.num_kv_heads:
             raise UserError(
                 f"model {self.name!r}: num_kv_heads ({self.num_kv_heads}) must divide "
@@ -208,10 +212,11 @@ def model_from_config(path: str | Path) -> ModelSpec:
     if missing:
         raise UserError(f"{origin} lacks field(s) {', '.join(missing)}")
 
-    def count(name: str, default: int | None = None) -> int:
+    def count(name: str, default: int | None = None) -> int:  # checked under its config.json name
         value = cfg.get(name) if cfg.get(name) is not None else default
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT32_MAX:
-            raise UserError(f"{origin}: {name} must be an integer in [1, {INT32_MAX}], got {value!r}")
+        if problem := _count_problem(value):
+            raise UserError(f"{origin}: {name} {problem}")
+        assert isinstance(value, int)
         return value
 
     heads, hidden = count("num_attention_heads"), count("hidden_size")

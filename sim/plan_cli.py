@@ -77,8 +77,6 @@ def summary(plan: Plan) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     order_out = output_file(args.order_out, "--order-out", inputs=[args.trace]) if args.order_out else None
     if args.requests is not None:
-        if args.requests < 1:
-            raise UserError(f"--requests must be >= 1, got {args.requests}")
         check_run_size(args.requests)
     trace = load_trace(args.trace, args.requests, args.model, args.gpu, args.seed)
     options: dict[str, Any] = {}

@@ -62,9 +62,19 @@ def test_a_bug_is_an_internal_error_exit_1(monkeypatch, capsys) -> None:
     saved.unlink()
 
 
-def test_a_verb_that_does_not_import_is_reported_not_dropped(monkeypatch, capsys) -> None:
-    verbs = {**blendsim.cli.VERB_MODULES, "blendsim.no_such_part.cli": ("broken",), "no_such_pkg": ("extra",)}
+def test_a_verb_that_does_not_import_is_reported_not_dropped(tmp_path: Path, monkeypatch, capsys) -> None:
+    (tmp_path / "buggy_verb_module.py").write_text("1 / 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    verbs = {
+        **blendsim.cli.VERB_MODULES,
+        "blendsim.no_such_part.cli": ("broken",),
+        "no_such_pkg": ("extra",),
+        "buggy_verb_module": ("buggy",),
+    }
     monkeypatch.setattr(blendsim.cli, "VERB_MODULES", verbs)
+    outcome = run_in_process(["buggy"], capsys)  # a bug in a verb's module is a bug, exit 1
+    assert outcome.code == 1 and "internal error: ZeroDivisionError" in outcome.err
+    Path(outcome.err.rsplit("the traceback is in ", 1)[1].strip()).unlink()
     outcome = run_in_process(["broken", "x"], capsys)
     assert outcome.code == 1 and "blendsim.no_such_part.cli does not import" in outcome.err
     assert "module 'blendsim.no_such_part'" in outcome.err and "Traceback" not in outcome.err

@@ -116,8 +116,7 @@ def run_make(args: argparse.Namespace) -> int:
     say = _progress(args.quiet)
     output = output_file(args.output, "-o", inputs=[args.lengths_from] if args.lengths_from else [])
     requests = DEFAULT_REQUESTS if args.requests is None else args.requests
-    if requests > 0:
-        check_run_size(requests)
+    check_run_size(requests)
     if args.preset:
         clash = [
             "--" + k.replace("_", "-")
