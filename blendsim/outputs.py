@@ -178,11 +178,12 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 # ---------------------------------------------------------------------- folders
 def folder_path(path: str | os.PathLike[str], flag: str) -> Path:
-    """``path`` as an output folder name: not empty, not a file, no file among its parents."""
+    """``path`` as an absolute output folder (a link followed): not empty, not a file, no file among
+    its parents. Absolute, so ``.`` has a name and a parent to stage beside."""
     text = os.fspath(path)
     if not text.strip():
         raise UserError(f"{flag} needs a folder name, got an empty one")
-    d = Path(os.path.realpath(text)) if os.path.islink(text) else Path(text)
+    d = Path(os.path.realpath(text) if os.path.islink(text) else os.path.abspath(text))
     for p in (d, *d.parents):
         if p.exists() and not p.is_dir():
             what = "exists and is not a folder" if p == d else f"lies under {str(p)!r}, which is a file"
@@ -302,18 +303,19 @@ def _no_interrupt() -> Iterator[None]:
 
 
 def _move_into_place(work: Path, d: Path) -> None:
-    """Rename ``work`` to ``d``; an existing ``d`` (empty, or an earlier run) is replaced."""
-    if d.exists() and any(d.iterdir()):
-        old = Path(tempfile.mkdtemp(prefix=f".{d.name}.old-", dir=d.parent))
-        os.replace(d, old)
-        try:
-            os.replace(work, d)
-        except OSError:
-            os.replace(old, d)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(work, d)  # onto a missing or an empty folder
+    """Rename ``work`` to ``d`` when ``d`` is missing (one atomic step). An existing ``d`` (empty, an
+    earlier run of the verb, also the working folder or a mount point, which cannot be renamed) gets
+    the new entries renamed into it, its old ones first moved aside inside it and then removed."""
+    if not d.exists():
+        os.replace(work, d)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=".old-", dir=d))
+    for p in list(d.iterdir()):
+        if p != aside:
+            os.replace(p, aside / p.name)
+    for p in list(work.iterdir()):
+        os.replace(p, d / p.name)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 @dataclass

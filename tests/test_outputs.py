@@ -91,3 +91,15 @@ def test_resumable_folder_keeps_finished_parts_and_refuses_other_settings(tmp_pa
 def test_json_is_strict_and_plain() -> None:
     text = json_text({"a": math.inf, "b": [np.float64("nan"), np.int64(3)], "c": (1.5,), 4: np.arange(2)})
     assert json.loads(text) == {"a": None, "b": [None, 3], "c": [1.5], "4": [0, 1]}
+
+
+def test_output_folder_into_the_working_folder(tmp_path: Path, monkeypatch) -> None:
+    """`--out .` cannot be renamed onto: the staged files move in, an earlier run's are replaced."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for name in ("fifo.json", "blend.json"):
+        with output_folder(".", "--out", "simulate") as folder:
+            (folder.work / name).write_text("{}")
+        assert sorted(p.name for p in here.iterdir()) == sorted([name, MANIFEST])
+    assert [p.name for p in tmp_path.iterdir()] == ["here"]
