@@ -252,12 +252,7 @@ def output_folder(path: str | os.PathLike[str], flag: str, verb: str) -> Iterato
     _check_reusable(d, flag, verb)
     made = _create(d.parent, flag, os.fspath(path))
     try:
-        try:
-            work = Path(tempfile.mkdtemp(prefix=f".{d.name}{_STAGING}", dir=d.parent))
-        except OSError as exc:
-            raise UserError(
-                f"{flag} {os.fspath(path)!r}: cannot write in {str(d.parent)!r} ({_reason(exc)})"
-            ) from None
+        work = _staging(d, flag, os.fspath(path))
         folder = OutputFolder(d, work, verb)
         try:
             yield folder
@@ -272,6 +267,17 @@ def output_folder(path: str | os.PathLike[str], flag: str, verb: str) -> Iterato
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
         raise
+
+
+def _staging(d: Path, flag: str, text: str) -> Path:
+    """A new hidden folder beside ``d``, or inside it when ``d`` exists and its parent takes no new
+    folder (a mount point under a read-only parent, say)."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{d.name}{_STAGING}", dir=d.parent))
+    except OSError as exc:
+        if d.is_dir() and os.access(d, os.W_OK | os.X_OK):
+            return Path(tempfile.mkdtemp(prefix=_STAGING, dir=d))
+        raise UserError(f"{flag} {text!r}: cannot write in {str(d.parent)!r} ({_reason(exc)})") from None
 
 
 def _create(d: Path, flag: str, text: str) -> Path | None:
@@ -305,13 +311,14 @@ def _no_interrupt() -> Iterator[None]:
 def _move_into_place(work: Path, d: Path) -> None:
     """Rename ``work`` to ``d`` when ``d`` is missing (one atomic step). An existing ``d`` (empty, an
     earlier run of the verb, also the working folder or a mount point, which cannot be renamed) gets
-    the new entries renamed into it, its old ones first moved aside inside it and then removed."""
+    the new entries renamed into it, its old ones first moved aside inside it and then removed; the
+    caller removes ``work``."""
     if not d.exists():
         os.replace(work, d)
         return
     aside = Path(tempfile.mkdtemp(prefix=".old-", dir=d))
     for p in list(d.iterdir()):
-        if p != aside:
+        if p not in (aside, work):  # the staging may lie inside d (see _staging)
             os.replace(p, aside / p.name)
     for p in list(work.iterdir()):
         os.replace(p, d / p.name)

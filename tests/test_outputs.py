@@ -103,3 +103,24 @@ def test_output_folder_into_the_working_folder(tmp_path: Path, monkeypatch) -> N
             (folder.work / name).write_text("{}")
         assert sorted(p.name for p in here.iterdir()) == sorted([name, MANIFEST])
     assert [p.name for p in tmp_path.iterdir()] == ["here"]
+
+
+def test_output_folder_under_a_parent_that_takes_no_new_folder(tmp_path: Path, monkeypatch) -> None:
+    """A writable --out whose parent takes no new folder (a mount point under a read-only parent)
+    is staged inside itself."""
+    import tempfile
+
+    out = tmp_path / "mnt" / "out"
+    out.mkdir(parents=True)
+    real = tempfile.mkdtemp
+
+    def read_only_parent(prefix: str = "", dir: Path | None = None) -> str:
+        if dir is not None and Path(dir) == out.parent:
+            raise PermissionError(13, "Permission denied")
+        return real(prefix=prefix, dir=dir)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only_parent)
+    with output_folder(out, "--out", "simulate") as folder:
+        assert folder.work.parent == out
+        (folder.work / "fifo.json").write_text("{}")
+    assert sorted(p.name for p in out.iterdir()) == ["fifo.json", MANIFEST]
