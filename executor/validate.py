@@ -42,7 +42,7 @@ from blendsim.errors import UserError, require
 from blendsim.executor.compare import Comparison, ComparisonEntry, signed_error
 from blendsim.executor.pipeline import TorchReplay, VllmReplay, compare_policies
 from blendsim.executor.vllm_engine import VLLM_ENGINE, VllmRunConfig, kv_capacity_config
-from blendsim.outputs import ResumableFolder, resumable_folder
+from blendsim.output_folders import ResumableFolder, resumable_folder
 from blendsim.profiler.profile import Profile, load_profile
 from blendsim.profiler.specs import ModelSpec, get_model
 from blendsim.provenance import provenance

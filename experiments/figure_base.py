@@ -22,7 +22,7 @@ from typing import Any
 from blendsim import __version__
 from blendsim.errors import EXIT_FAILURE, EXIT_USER_ERROR, UserError
 from blendsim.experiments.common import SCALES, FigureConfig
-from blendsim.outputs import ResumableFolder, resumable_folder
+from blendsim.output_folders import ResumableFolder, resumable_folder
 
 # the figure and table scripts, in the order `blendsim figures` runs them
 FIGURES = (

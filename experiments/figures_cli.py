@@ -17,7 +17,8 @@ from typing import Any
 from blendsim.errors import UserError
 from blendsim.experiments.figure_base import FIGURES, FigureOutput, figures_identity, run_figures
 from blendsim.options import parse_choice_list
-from blendsim.outputs import atomic_output, resumable_folder
+from blendsim.output_folders import resumable_folder
+from blendsim.outputs import atomic_output
 
 
 def register(subparsers: Any) -> None:

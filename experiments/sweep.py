@@ -25,7 +25,7 @@ from tqdm import tqdm
 from blendsim.experiments.cells import CellStore, run_cell
 from blendsim.experiments.grid import Cell, SweepSpec
 from blendsim.experiments.runners import default_jobs, run_local, run_ray
-from blendsim.outputs import ResumableFolder, resumable_folder
+from blendsim.output_folders import ResumableFolder, resumable_folder
 from blendsim.provenance import provenance
 
 Log = Callable[[str], None]

@@ -32,7 +32,8 @@ from blendsim.experiments.runners import check_reachable, default_jobs, import_r
 from blendsim.experiments.sweep import SweepOutcome, run_sweep
 from blendsim.limits import check_run_size
 from blendsim.options import non_defaults, parse_choice_list
-from blendsim.outputs import ResumableFolder, resumable_folder, write_json
+from blendsim.output_folders import ResumableFolder, resumable_folder
+from blendsim.outputs import write_json
 from blendsim.provenance import provenance
 
 # The paper's appendix trace size (blendserve.md §6.2: 40,000 requests; the mixer's preset size too).

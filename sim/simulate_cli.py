@@ -18,7 +18,8 @@ from blendsim.common_cli import (
     policies,
 )
 from blendsim.limits import check_run_size
-from blendsim.outputs import OutputFolder, json_text, output_folder
+from blendsim.output_folders import OutputFolder, output_folder
+from blendsim.outputs import json_text
 from blendsim.provenance import provenance
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.result import SimResult

@@ -11,15 +11,8 @@ import numpy as np
 import pytest
 
 from blendsim.errors import UserError
-from blendsim.outputs import (
-    MANIFEST,
-    atomic_outputs,
-    json_text,
-    output_file,
-    output_folder,
-    read_manifest,
-    resumable_folder,
-)
+from blendsim.output_folders import MANIFEST, output_folder, read_manifest, resumable_folder
+from blendsim.outputs import atomic_outputs, json_text, output_file
 
 
 def test_output_file_refuses_what_it_must_not_replace(tmp_path: Path) -> None:
