@@ -62,9 +62,10 @@ def _check_reusable(d: Path, flag: str, verb: str) -> dict[str, Any] | None:
         return None
     manifest = read_manifest(d)
     if manifest is None:
-        shown = ", ".join(sorted(p.name for p in d.iterdir())[:3])
+        names = sorted(p.name for p in d.iterdir())
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         raise UserError(
-            f"{flag} {str(d)!r} already holds files that no `blendsim {verb}` wrote ({shown}, ...); "
+            f"{flag} {str(d)!r} already holds files that no `blendsim {verb}` wrote ({shown}); "
             "give a new or empty folder"
         )
     if manifest.get("verb") != verb:

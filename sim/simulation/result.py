@@ -9,14 +9,13 @@ is the practical optimum's time over the makespan.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from blendsim.outputs import atomic_output
+from blendsim.outputs import atomic_output, atomic_outputs, write_json
 from blendsim.sim.simulation.record import STEP_COLUMNS
 
 RESULT_KEYS = (
@@ -144,13 +143,12 @@ class SimResult:
             Path(f"{stem}_admission.parquet"),
             Path(f"{stem}_chunks.parquet"),
         ]
-        with atomic_output(paths[0]) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        write_parquet(paths[1], self.steps)
-        with atomic_output(paths[2]) as tmp:
-            tmp.write_text(json.dumps(chrome_trace(self)))
-        write_parquet(paths[3], self.admission)
-        write_parquet(paths[4], self.chunks)
+        with atomic_outputs(*paths) as tmp:  # the five files appear together, or none
+            write_json(tmp[0], self.to_dict())
+            write_parquet(tmp[1], self.steps)
+            write_json(tmp[2], chrome_trace(self), indent=None)
+            write_parquet(tmp[3], self.admission)
+            write_parquet(tmp[4], self.chunks)
         return paths
 
 
