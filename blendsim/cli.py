@@ -32,7 +32,7 @@ from blendsim.errors import (
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 # verb modules, in the order `--help` lists them, with the verbs each registers
 VERB_MODULES: dict[str, tuple[str, ...]] = {
@@ -145,16 +145,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command line; returns its exit status (module docstring). ``argv`` defaults to
     ``sys.argv[1:]``; argparse's own exits (``--help``, a malformed option) raise SystemExit."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+
+    def dispatch() -> int:
+        parser = _build_parser_interruptibly()
+        args = parser.parse_args(args_list)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return EXIT_USER_ERROR
+        return int(args.func(args) or 0)
+
+    return run_command(dispatch, ["blendsim", *args_list])
+
+
+def run_command(body: Callable[[], int], command: Sequence[str]) -> int:
+    """``body()``'s exit status, every failure turned into its status and one line (module
+    docstring); outputs written meanwhile record ``command`` as their command line."""
     try:
         from blendsim.provenance import recording_command
 
-        with recording_command(["blendsim", *args_list]):
-            parser = _build_parser_interruptibly()
-            args = parser.parse_args(args_list)
-            if not getattr(args, "func", None):
-                parser.print_help()
-                return EXIT_USER_ERROR
-            return int(args.func(args) or 0)
+        with recording_command(command):
+            return body()
     except InstallError as exc:
         print(f"blendsim: error: {exc}", file=sys.stderr)
         return exc.code
@@ -170,11 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except ModuleNotFoundError as exc:  # an optional part (torch, vLLM, Ray) imported as the verb runs
         if not exc.name or exc.name.startswith("blendsim"):
-            return internal_error(exc, args_list)
+            return internal_error(exc, command)
         print(f"blendsim: error: {missing_package(exc.name, 'this command')}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Exception as exc:
-        return internal_error(exc, args_list)
+        return internal_error(exc, command)
 
 
 if __name__ == "__main__":

@@ -69,15 +69,16 @@ def require(package: str, what: str) -> None:
         raise missing_package(package, what)
 
 
-def internal_error(exc: BaseException, argv: Sequence[str]) -> int:
-    """Report a bug: one line on stderr, the traceback saved to a file; returns exit status 1."""
+def internal_error(exc: BaseException, command: Sequence[str]) -> int:
+    """Report a bug in running ``command``: one line on stderr, the traceback saved to a file;
+    returns exit status 1."""
     import sys
     import traceback
 
     from blendsim import __version__
 
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    saved = _save_traceback(["blendsim", *argv], text)
+    saved = _save_traceback(command, text)
     where = f"the traceback is in {saved}" if saved else "the traceback follows"
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     print(

@@ -142,16 +142,15 @@ def figure_main(name: str, run: Runner, argv: Sequence[str] | None = None) -> in
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     scale_name = args.scale or "full"
-    try:
+
+    def body() -> int:
         with resumable_folder(args.out, "--out", "figures", figures_identity(scale_name)) as folder:
             (result,) = run_figures([name], folder, scale_name, args.jobs)
-    except UserError as exc:
-        print(f"blendsim: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("blendsim: interrupted", file=sys.stderr)
-        return 130
-    if isinstance(result, str):
-        return EXIT_USER_ERROR if ": error: " in result else EXIT_FAILURE
-    print(f"{name}: wrote {', '.join(str(p) for p in result.paths)} in {result.wall_s:.1f} s")
-    return 0
+        if isinstance(result, str):
+            return EXIT_USER_ERROR if ": error: " in result else EXIT_FAILURE
+        print(f"{name}: wrote {', '.join(str(p) for p in result.paths)} in {result.wall_s:.1f} s")
+        return 0
+
+    from blendsim.cli import run_command  # the CLI's exit statuses and messages, for this entry too
+
+    return run_command(body, [f"python -m blendsim.experiments.{name}", *(argv or sys.argv[1:])])
