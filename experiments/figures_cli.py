@@ -3,7 +3,8 @@
 Runs the scripts in :data:`FIGURES` order into ``--out``; they share one cache of simulation runs
 (``OUT/.cache``), so the preset runs behind fig7, fig9, table3 and the beyond-paper studies are simulated
 once. Writes ``OUT/summary.md``: each script's files and its numbers next to the paper's. A script
-that fails is reported and the others still run (exit status 1).
+that fails is reported and the others still run (exit status 1). ``OUT`` is resumable: a rerun keeps
+the scripts an earlier run of the same scale finished (docs/cli.md).
 """
 
 from __future__ import annotations
