@@ -15,13 +15,22 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from blendsim.errors import UserError
-from blendsim.options import add_options, at_least, config_from_args, flag_of, non_defaults, parse_choice_list
+from blendsim.options import (
+    add_options,
+    at_least,
+    config_from_args,
+    flag_of,
+    int64,
+    non_defaults,
+    parse_choice_list,
+)
 from blendsim.sim.planning.policies import POLICIES, POLICY_HELP, parse_policies
 from blendsim.sim.simulation.config import ENGINES, EngineConfig
 from blendsim.sim.simulation.layout import DisaggConfig, parse_layout
 
 DEFAULT_MODEL = "llama-3-8b"
 DEFAULT_GPU = "a100-80g"
+SEED_MAX = 2**32 - 1
 
 
 def add_engine_options(
@@ -117,7 +126,17 @@ def disagg_config(args: argparse.Namespace) -> DisaggConfig | None:
 
 
 def add_seed_option(parser: argparse.ArgumentParser, what: str = "planning: sampling, random order") -> None:
-    parser.add_argument("--seed", type=int, default=0, help=f"seed of the {what} (default: 0)")
+    parser.add_argument(
+        "--seed", type=seed, default=0, metavar="N", help=f"seed of the {what}, 0 to {SEED_MAX} (default: 0)"
+    )
+
+
+def seed(text: str) -> int:
+    """A ``--seed``: an integer in [0, SEED_MAX] (the sources' random streams take 32 bits)."""
+    value = int64(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is not in [0, {SEED_MAX}]")
+    return value
 
 
 def check_counts(args: argparse.Namespace) -> None:

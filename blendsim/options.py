@@ -10,6 +10,9 @@ KV blocks) passes it to both, declared once beside the verb.
 Errors: a failed check raises :class:`FieldError`, which names the field and the value (library
 code knows nothing of flags); :func:`config_from_args` re-raises it naming the flag, at the CLI edge.
 Booleans get ``--flag / --no-flag``; choices are listed in ``--help``.
+
+Every parser of the CLI is a :class:`Parser`: its ``type=float`` options refuse NaN and infinities
+and its ``type=int`` options values beyond int64, whoever declares them, so no verb can forget.
 """
 
 from __future__ import annotations
@@ -25,6 +28,39 @@ from blendsim.errors import UserError
 
 Check = Callable[[Any], str | None]  # an error message about the value, or None when it is valid
 T = TypeVar("T")
+INT64_MAX = 2**63 - 1
+
+
+def finite_float(text: str) -> float:
+    """A command-line number: finite (``nan``, ``inf`` and overflowing literals are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def int64(text: str) -> int:
+    """A command-line integer that fits in int64 (the arrays it ends up in)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if abs(value) > INT64_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (at most {INT64_MAX} in magnitude)")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose ``type=float`` is :func:`finite_float` and ``type=int`` is
+    :func:`int64`. Subparsers are made of the same class, so every verb's options get both."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("type", float, finite_float)
+        self.register("type", int, int64)
 
 
 @dataclass(frozen=True)
@@ -165,7 +201,7 @@ def add_options(
         else:
             kind = _number_type(f)
             kw.update(type=kind, help=f"{meta.help} (default: {_shown(default)})")
-            kw["metavar"] = meta.metavar or ("N" if kind.__name__ == "int" else "X")
+            kw["metavar"] = meta.metavar or ("N" if kind is int64 else "X")
         parser.add_argument(flag_of(f), **kw)
 
 
@@ -213,20 +249,7 @@ def parse_choice_list(
 
 def _number_type(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
     kind = str(f.type)
-    if "int" in kind and "float" not in kind:
-        return _parse(int, "an integer")
-    return _parse(float, "a number")
-
-
-def _parse(kind: Callable[[str], Any], what: str) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
+    return int64 if "int" in kind and "float" not in kind else finite_float
 
 
 def _shown(default: Any) -> str:

@@ -32,6 +32,7 @@ from scipy.optimize import least_squares
 from blendsim.errors import UserError
 from blendsim.executor.pacing import Pacing
 from blendsim.executor.records import StepRecord, steps_to_columns
+from blendsim.outputs import atomic_outputs, output_file
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.profile import Profile, Provenance
 from blendsim.profiler.specs import ModelSpec
@@ -246,6 +247,12 @@ def calibrate_cli(args: argparse.Namespace, config: Any) -> int:
     from blendsim.profiler.profile import load_profile
     from blendsim.profiler.specs import get_model
 
+    output = output_file(args.output, "-o", inputs=[args.profile])
+    steps_path = output_file(
+        f"{args.output.removesuffix('.json')}_steps.parquet", "-o", inputs=[args.profile]
+    )
+    if args.max_steps is not None and args.max_steps < 1:
+        raise UserError(f"--max-steps must be >= 1, got {args.max_steps}")
     model = get_model(args.model)
     kernel = load_profile(args.profile).bind(model)
     grid = QUICK_GRID if args.quick else FULL_GRID
@@ -253,9 +260,9 @@ def calibrate_cli(args: argparse.Namespace, config: Any) -> int:
     records = run_calibration(config, grid, args.max_steps)
     run_s = time.perf_counter() - t0
     profile, report = fit_engine_profile(records, kernel, model, {"vllm": vllm_installed() or "?"})
-    profile.save(args.output)
-    steps_path = f"{args.output.removesuffix('.json')}_steps.parquet"
-    write_parquet(steps_path, steps_to_columns(records))
+    with atomic_outputs(output, steps_path) as (profile_tmp, steps_tmp):  # both files or neither
+        profile.save(profile_tmp)
+        write_parquet(steps_tmp, steps_to_columns(records))
     print(
         f"calibration: {len(records)} steps in {run_s:.0f} s; fit on {int(report['steps'])} steps: "
         f"step MAPE {report['step_mape']:.1%} (median {report['step_median_ape']:.1%}), "

@@ -22,7 +22,7 @@ from blendsim.common_cli import (
     engine_config,
     policies,
 )
-from blendsim.errors import UserError
+from blendsim.errors import EXIT_INTERRUPTED, UserError
 from blendsim.executor.vllm_engine import VLLM_ENGINE
 
 # execute: a plain `--policy all` means the three policies the CPU validation runs
@@ -153,7 +153,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_execute(args: argparse.Namespace) -> int:
     from blendsim.executor.execute import ExecuteRequest, check_backend, execute
-    from blendsim.outputs import output_dir
+    from blendsim.limits import check_run_size
+    from blendsim.output_folders import output_folder
     from blendsim.profiler.profile import resolve_profile
     from blendsim.profiler.specs import get_model
     from blendsim.traces.io import read_trace
@@ -161,33 +162,37 @@ def cmd_execute(args: argparse.Namespace) -> int:
     check_counts(args)
     if args.max_steps is not None and args.max_steps < 1:
         raise UserError(f"--max-steps must be >= 1, got {args.max_steps}")
-    req = ExecuteRequest(
-        trace_path=args.trace,
-        policies=policies(args),
-        model=args.model,
-        engine=engine_config(args),
-        kv_cache_gib=args.kv_cache_gib,
-        backend=args.backend,
-        device=args.device,
-        vllm=_run_config(args) if args.backend == "vllm" else None,
-        vllm_python=args.vllm_python,
-        max_steps=args.max_steps,
-        threads=args.threads if args.backend == "torch" else None,
-        dp=args.dp,
-        tp=args.tp,
-        seed=args.seed,
-    )
-    trace = read_trace(args.trace)
-    trace.validate()
-    check_backend(req, trace)
-    if args.device == "cpu" and not args.profile and not args.gpu:
-        raise UserError(
-            "simulating a CPU run needs a CPU profile: pass --profile FILE (make one with "
-            f"`blendsim profile --device cpu --model {args.model} -o cpu.json`)"
+    with output_folder(args.out, "--out", "execute") as folder:
+        req = ExecuteRequest(
+            trace_path=args.trace,
+            policies=policies(args),
+            model=args.model,
+            engine=engine_config(args),
+            kv_cache_gib=args.kv_cache_gib,
+            backend=args.backend,
+            device=args.device,
+            vllm=_run_config(args) if args.backend == "vllm" else None,
+            vllm_python=args.vllm_python,
+            max_steps=args.max_steps,
+            threads=args.threads if args.backend == "torch" else None,
+            dp=args.dp,
+            tp=args.tp,
+            seed=args.seed,
         )
-    profile = resolve_profile(args.gpu, args.profile, get_model(args.model))
-    out = output_dir(args.out, "--out")
-    comparison = execute(req, trace, profile, out)
+        trace = read_trace(args.trace)
+        check_run_size(len(trace), args.dp, subject=f"the trace's {len(trace):,} requests")
+        check_backend(req, trace)
+        if args.device == "cpu" and not args.profile and not args.gpu:
+            raise UserError(
+                "simulating a CPU run needs a CPU profile: pass --profile FILE (make one with "
+                f"`blendsim profile --device cpu --model {args.model} -o cpu.json`)"
+            )
+        profile = resolve_profile(args.gpu, args.profile, get_model(args.model))
+        folder.record.update(seed=args.seed, profile=args.profile or profile.name)
+        comparison = execute(req, trace, profile, folder.work)
     print(comparison.to_markdown())
-    print(f"wrote {out / 'comparison.json'}", file=sys.stderr)
+    print(f"wrote {folder.path / 'comparison.json'}", file=sys.stderr)
+    if any(e.extra.get("interrupted") for e in comparison.entries):
+        print(f"blendsim: interrupted; {folder.path} holds what was measured until then", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0

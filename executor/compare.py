@@ -19,16 +19,14 @@ measured); for makespan a positive error means it predicts a longer run. ``mape`
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from blendsim.errors import UserError, atomic_output
+from blendsim.errors import UserError
+from blendsim.outputs import atomic_output, write_json
 
 if TYPE_CHECKING:
     from blendsim.executor.records import MeasuredRun
@@ -275,21 +273,3 @@ def _serial_reference_lines(entries: list[dict[str, Any]]) -> list[str]:
 
 def _pct(x: float | None) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:+.1%}"
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(float(x)) else None
-    return x
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    """JSON with NaN/inf as null, written atomically."""
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(_jsonable(data), indent=2) + "\n")

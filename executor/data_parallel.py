@@ -16,7 +16,6 @@ one-replica simulation, one per replica otherwise.
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 from blendsim.executor.pacing import Pacing
 from blendsim.executor.records import MeasuredRun
 from blendsim.executor.vllm_engine import VllmRunConfig
+from blendsim.outputs import write_json
 from blendsim.sim.simulation.result import SimResult
 from blendsim.traces.trace import Trace
 
@@ -116,7 +116,7 @@ def run_data_parallel(
         ]
         results = [f.result() for f in futures]
     merged = merge_replicas(policy, results)
-    (out_dir / f"{policy}_vllm.json").write_text(json.dumps(merged, indent=2) + "\n")
+    write_json(out_dir / f"{policy}_vllm.json", merged)
     return merged
 
 

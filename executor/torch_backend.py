@@ -181,7 +181,7 @@ class ReplayResult:
 
     def write(self, out_dir: str | Path) -> list[Path]:
         """``<policy>_torch.json`` and ``_steps.parquet`` in the folder ``out_dir`` (made if missing)."""
-        from blendsim.executor.compare import write_json
+        from blendsim.outputs import write_json
         from blendsim.sim.simulation.result import write_parquet
 
         d = Path(out_dir)

@@ -1,6 +1,9 @@
 """The CPU validation: simulate a scaled trace, run it for real, and compare.
 
-:func:`run_validation` does, in ``out_dir``:
+:func:`run_validation` does, in ``out_dir`` (a resumable output folder,
+:func:`blendsim.outputs.resumable_folder`, whose identity is the trace's size and seed, the engine
+setup and the profiles given: a rerun of the same validation keeps the kernel profile and the
+calibration an earlier run finished, and runs the rest again):
 
 1. ``trace.parquet``: the scaled trace (:mod:`blendsim.executor.validation_trace`);
 2. ``profile_cpu.json``: a kernel profile of this CPU for SmolLM2-135M (the profiler's quick grid,
@@ -36,14 +39,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from blendsim.errors import UserError
+from blendsim.errors import UserError, require
 from blendsim.executor.compare import Comparison, ComparisonEntry, signed_error
 from blendsim.executor.pipeline import TorchReplay, VllmReplay, compare_policies
 from blendsim.executor.validation_trace import OVERLAP_MIX, VALIDATION_MIX
 from blendsim.executor.vllm_engine import VLLM_ENGINE, VllmRunConfig, kv_capacity_config
+from blendsim.output_folders import ResumableFolder, resumable_folder
 from blendsim.profiler.profile import Profile, load_profile
 from blendsim.profiler.specs import ModelSpec, get_model
+from blendsim.provenance import provenance
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.result import SimResult
@@ -86,7 +92,8 @@ class ValidationSetup:
 
 
 def check_vllm(python: str) -> None:
-    """vLLM must import in ``python``; otherwise a UserError saying how to install it."""
+    """vLLM must import in ``python`` (an interpreter that can run); otherwise a UserError saying
+    how to install it."""
     if python == sys.executable:
         if importlib.util.find_spec("vllm") is None:
             raise UserError(
@@ -94,7 +101,13 @@ def check_vllm(python: str) -> None:
                 "or validate the torch backend only (--backend torch)"
             )
         return
-    probe = subprocess.run([python, "-c", "import vllm, blendsim"], capture_output=True, text=True)
+    try:
+        probe = subprocess.run([python, "-c", "import vllm, blendsim"], capture_output=True, text=True)
+    except OSError as exc:
+        raise UserError(
+            f"the vLLM interpreter {python!r} cannot be run ({exc.strerror or exc}); give the python of an "
+            f"environment with vLLM, or {INSTALL_HINT} here"
+        ) from None
     if probe.returncode != 0:
         tail = (probe.stderr.strip().splitlines() or ["?"])[-1]
         raise UserError(
@@ -169,8 +182,29 @@ def calibrated_profile_now(
     return path
 
 
+def validation_identity(
+    quick: bool,
+    seed: int,
+    setup: ValidationSetup,
+    profile_path: str | None,
+    calibrated_profile: str | None,
+    model_dir: str | None,
+) -> dict[str, Any]:
+    """What decides the parts a validation folder keeps (trace, kernel profile, calibration)."""
+    return {
+        "quick": quick,
+        "seed": seed,
+        "engine": asdict(setup.engine),
+        "kv_cache_gib": setup.kv_cache_gib,
+        "threads": [setup.vllm_threads, setup.torch_threads],
+        "profile": profile_path,
+        "calibrated_profile": calibrated_profile,
+        "model_dir": model_dir,
+    }
+
+
 def run_validation(
-    out_dir: str | Path,
+    out_dir: str | Path | ResumableFolder,
     *,
     quick: bool = False,
     backends: Sequence[str] = BACKENDS,
@@ -185,13 +219,49 @@ def run_validation(
     seed: int = 0,
     say: Callable[[str], None] | None = None,
 ) -> Comparison:
-    """The whole CPU validation (module docstring); returns the comparison it wrote."""
+    """The whole CPU validation (module docstring) into ``out_dir`` (a resumable folder); returns
+    the comparison it wrote."""
+    setup = setup or ValidationSetup()
+    ident = validation_identity(quick, seed, setup, profile_path, calibrated_profile, model_dir)
+    with resumable_folder(out_dir, "validation folder", "validate", ident) as folder:
+        return _validate(
+            folder,
+            quick=quick,
+            backends=backends,
+            policies=policies,
+            profile_path=profile_path,
+            calibrated_profile=calibrated_profile,
+            setup=setup,
+            torch_max_steps=torch_max_steps,
+            vllm_max_steps=vllm_max_steps,
+            vllm_python=vllm_python,
+            model_dir=model_dir,
+            seed=seed,
+            say=say,
+        )
+
+
+def _validate(
+    folder: ResumableFolder,
+    *,
+    quick: bool,
+    backends: Sequence[str],
+    policies: Sequence[str],
+    profile_path: str | None,
+    calibrated_profile: str | None,
+    setup: ValidationSetup,
+    torch_max_steps: int | None,
+    vllm_max_steps: int | None,
+    vllm_python: str | None,
+    model_dir: str | None,
+    seed: int,
+    say: Callable[[str], None] | None,
+) -> Comparison:
     from blendsim.executor.validation_trace import validation_trace
     from blendsim.sim.simulation.run import simulate
     from blendsim.traces.io import write_trace
 
     log = say or (lambda _m: None)
-    setup = setup or ValidationSetup()
     bad = [b for b in backends if b not in BACKENDS]
     if bad:
         raise UserError(f"unknown backend {bad[0]!r}; valid: {', '.join(BACKENDS)}")
@@ -201,21 +271,29 @@ def run_validation(
             "the overlapping engine is validated on the torch backend only: vLLM's CPU engine runs a "
             "step's operators one after the other"
         )
+    if "torch" in backends or profile_path is None:
+        require("torch", "validate's kernel profile and torch replay")
     python = vllm_python or sys.executable
     if "vllm" in backends:
         check_vllm(python)
         model_dir = model_dir or _default_model_dir()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = folder.path
+    folder.record.update(seed=seed, profile=profile_path)
     started = time.perf_counter()
     model = get_model(MODEL)
     trace = validation_trace(quick, seed, OVERLAP_MIX if overlap else VALIDATION_MIX)
     write_trace(trace, out / "trace.parquet")
     tokens = int(trace.prompt_len.sum() + trace.output_len.sum())
     log(f"trace: {len(trace)} requests, {tokens:,} tokens, sharing {trace.sharing():.3f}")
-    kernel = (
-        load_profile(profile_path) if profile_path else kernel_profile(out, model, setup.torch_threads, log)
-    ).bind(model)
+    if profile_path is None and (kept := folder.earlier("profile_cpu.json")):
+        log(f"kernel profile: {kept}, from an earlier run")
+        profile_path = str(kept)
+    if profile_path is None:
+        kernel = kernel_profile(out, model, setup.torch_threads, log).bind(model)
+        folder.finished("profile_cpu.json")
+        profile_path = str(out / "profile_cpu.json")
+    else:
+        kernel = load_profile(profile_path).bind(model)
     if overlap and kernel.params.interference != "shared":
         raise UserError(
             f"the kernel profile {kernel.name!r} has no fitted interference model (it was measured without "
@@ -225,11 +303,14 @@ def run_validation(
     entries: list[ComparisonEntry] = []
     engine_profile = kernel
     if "vllm" in backends:
+        if calibrated_profile is None and (kept := folder.earlier("profile_vllm.json")):
+            log(f"calibrated profile: {kept}, from an earlier run")
+            calibrated_profile = str(kept)
         if calibrated_profile is None:
-            kernel_path = Path(profile_path) if profile_path else out / "profile_cpu.json"
             calibrated_profile = str(
-                calibrated_profile_now(out, kernel_path, setup, python, str(model_dir), log)
+                calibrated_profile_now(out, Path(profile_path), setup, python, str(model_dir), log)
             )
+            folder.finished("profile_vllm.json")
         engine_profile = load_profile(calibrated_profile).bind(model)
 
         def kernel_prediction(plan: Plan, _sim: SimResult, entry: ComparisonEntry) -> None:
@@ -282,6 +363,7 @@ def run_validation(
         },
         "trace_mix": trace.metadata.get("mix"),
         "wall_s": time.perf_counter() - started,
+        "provenance": provenance(seed=seed, profile=kernel.name),
     }
     comparison = Comparison(entries, meta)
     comparison.write(out)

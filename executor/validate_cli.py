@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from typing import Any
 
@@ -18,7 +19,7 @@ from blendsim.common_cli import (
     engine_config,
     policies,
 )
-from blendsim.errors import UserError
+from blendsim.errors import EXIT_INTERRUPTED, UserError
 from blendsim.executor.vllm_engine import VLLM_ENGINE
 from blendsim.options import parse_choice_list
 
@@ -82,7 +83,6 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from blendsim.executor.validate import BACKENDS, ValidationSetup, run_validation
-    from blendsim.outputs import output_dir
 
     if args.device != "cpu":
         from blendsim.profiler.measure import check_device
@@ -99,9 +99,8 @@ def run(args: argparse.Namespace) -> int:
         backends = ("torch",)  # the overlapping engine is validated on torch: vLLM-CPU runs serially
     names = policies(args)
     setup = ValidationSetup(engine_config(args), kv_cache_gib=args.kv_cache_gib)
-    out = output_dir(args.out, "--out")
     comparison = run_validation(
-        out,
+        args.out,
         quick=args.quick,
         backends=backends,
         policies=names,
@@ -116,7 +115,10 @@ def run(args: argparse.Namespace) -> int:
         say=lambda m: print(m, file=sys.stderr, flush=True),
     )
     print(comparison.to_markdown())
-    print(f"wrote {out / 'comparison.json'} and comparison.md")
+    print(f"wrote {os.path.join(args.out, 'comparison.json')} and comparison.md")
+    if any(e.extra.get("interrupted") for e in comparison.entries):
+        print("blendsim: interrupted; the comparison holds what was measured until then", file=sys.stderr)
+        return EXIT_INTERRUPTED
     worst = [e for e in comparison.entries if not math.isfinite(e.error) or abs(e.error) > args.max_error]
     for e in worst:
         print(

@@ -105,8 +105,14 @@ class VllmRunConfig:
 
 def kv_capacity_config(model: ModelSpec, engine: EngineConfig, kv_cache_gib: float) -> EngineConfig:
     """``engine`` with the KV capacity of a ``kv_cache_gib`` cache of ``model``, in whole blocks:
-    the simulator's configuration of the vLLM engine it is compared with."""
-    tokens = int(kv_cache_gib * GiB) // model.kv_bytes_per_token
+    the simulator's configuration of the vLLM engine it is compared with. UserError when the cache
+    holds no block (the message names the size)."""
+    tokens = int(kv_cache_gib * GiB) // model.kv_bytes_per_token if kv_cache_gib > 0 else 0
+    if tokens < engine.block_size:
+        raise UserError(
+            f"a KV cache of {kv_cache_gib:g} GiB holds no {engine.block_size}-token block of {model.name} "
+            f"({model.kv_bytes_per_token:,} bytes per token); give a larger KV cache"
+        )
     return engine.with_(kv_capacity_override=tokens - tokens % engine.block_size)
 
 

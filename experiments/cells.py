@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from blendsim.errors import UserError, atomic_output
+from blendsim.errors import UserError
 from blendsim.experiments.grid import CELL_FORMAT, Cell, SweepSpec
+from blendsim.outputs import write_json
 from blendsim.profiler.cost import set_density
 from blendsim.profiler.specs import ModelSpec, get_model
 from blendsim.traces.trace import Trace
@@ -104,15 +105,4 @@ class CellStore:
     def save(self, record: dict[str, Any]) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
         target = self.dir / f"{record['cell']['key']}.json"
-        with atomic_output(target) as tmp:
-            tmp.write_text(json.dumps(record, indent=1, sort_keys=True, default=_jsonable))
-        return target
-
-
-def _jsonable(value: Any) -> Any:
-    """numpy scalars and arrays in SimResult dicts become plain JSON."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} in a cell record")
+        return write_json(target, record, indent=1, sort_keys=True)

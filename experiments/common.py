@@ -23,6 +23,7 @@ from tqdm import tqdm
 from blendsim import __version__
 from blendsim.experiments.cells import resolve
 from blendsim.experiments.runners import default_jobs, run_local
+from blendsim.outputs import write_json
 from blendsim.traces.trace import Trace
 
 PRESETS = ("trace1", "trace2", "trace3", "trace4")
@@ -216,10 +217,8 @@ def run_all(
         i, run = task
         results[i] = res
         if cache_dir and not run.keep_steps:
-            from blendsim.experiments.results import write_json
-
             cache_dir.mkdir(parents=True, exist_ok=True)
-            write_json(res, cache_dir / f"{run.key()}.json")
+            write_json(cache_dir / f"{run.key()}.json", res, indent=1, sort_keys=True)
         bar.update(1)
 
     def failed(task: tuple[int, Run], exc: BaseException) -> None:

@@ -3,24 +3,23 @@
 Runs the scripts in :data:`FIGURES` order into ``--out``; they share one cache of simulation runs
 (``OUT/.cache``), so the preset runs behind fig7, fig9, table3 and the beyond-paper studies are simulated
 once. Writes ``OUT/summary.md``: each script's files and its numbers next to the paper's. A script
-that fails is reported and the others still run (exit status 1).
+that fails is reported and the others still run (exit status 1). ``OUT`` is resumable: a rerun keeps
+the scripts an earlier run of the same scale finished (docs/cli.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
-from blendsim.errors import UserError, atomic_output
-from blendsim.experiments.common import SCALES
-from blendsim.experiments.figure_base import FIGURES, FigureOutput
+from blendsim.errors import UserError
+from blendsim.experiments.figure_base import FIGURES, FigureOutput, figures_identity, run_figures
 from blendsim.options import parse_choice_list
-from blendsim.outputs import output_dir
+from blendsim.output_folders import resumable_folder
+from blendsim.outputs import atomic_output
 
 
 def register(subparsers: Any) -> None:
@@ -54,33 +53,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_figures)
 
 
-def run_figures(names: list[str], out: Path, scale: str, jobs: int | None = None) -> list[FigureOutput | str]:
-    """Run ``names`` in order; each entry is the script's output, or the one-line reason it failed."""
-    cfg = SCALES[scale] if jobs is None else SCALES[scale].with_(jobs=jobs)
-    results: list[FigureOutput | str] = []
-    for name in names:
-        print(f"[{name}] running ({scale} scale)", flush=True)
-        start = time.perf_counter()
-        try:
-            module = importlib.import_module(f"blendsim.experiments.{name}")
-            res: FigureOutput = module.run(out, cfg, out / ".cache")
-        except UserError as exc:
-            results.append(f"{name}: error: {exc}")
-        except Exception as exc:  # one broken script must not cost the others
-            with open(out / "errors.log", "a") as fh:
-                fh.write(f"--- {name}\n{traceback.format_exc()}\n")
-            results.append(f"{name}: failed: {type(exc).__name__}: {exc} (traceback in {out / 'errors.log'})")
-        else:
-            res.wall_s = time.perf_counter() - start
-            results.append(res)
-            for line in res.headline:
-                print(f"  {line}")
-            print(f"  wrote {', '.join(p.name for p in res.paths)} in {res.wall_s:.0f} s", flush=True)
-            continue
-        print(f"  {results[-1]}", file=sys.stderr, flush=True)
-    return results
-
-
 def write_summary(results: list[FigureOutput | str], out: Path, scale: str, wall_s: float) -> Path:
     lines = [f"# blendsim figures ({scale} scale)", "", f"Total wall time {wall_s:.0f} s.", ""]
     for res in results:
@@ -101,12 +73,12 @@ def cmd_figures(args: argparse.Namespace) -> int:
     names = list(parse_choice_list(args.only, FIGURES, "figure script"))
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
-    out = output_dir(args.out, "--out")
     scale = args.scale or "full"
-    start = time.perf_counter()
-    results = run_figures(names, out, scale, args.jobs)
-    wall = time.perf_counter() - start
-    summary = write_summary(results, out, scale, wall)
+    with resumable_folder(args.out, "--out", "figures", figures_identity(scale)) as folder:
+        start = time.perf_counter()
+        results = run_figures(names, folder, scale, args.jobs)
+        wall = time.perf_counter() - start
+        summary = write_summary(results, folder.path, scale, wall)
     failed = [r for r in results if isinstance(r, str)]
     print(
         f"figures: {len(results) - len(failed)} of {len(results)} scripts done in {wall:.0f} s; see {summary}"

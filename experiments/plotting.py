@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from blendsim.errors import atomic_output  # noqa: E402
+from blendsim.outputs import atomic_output  # noqa: E402
 
 POLICY_LABELS = {
     "fifo": "FIFO (arrival order)",

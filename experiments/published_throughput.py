@@ -37,6 +37,7 @@ from blendsim.experiments.common import FigureConfig
 from blendsim.experiments.figure_base import FigureOutput, figure_main
 from blendsim.experiments.plotting import bar_groups, new_figure, save_png
 from blendsim.experiments.results import write_csv
+from blendsim.outputs import atomic_output
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.traces.trace import Trace
 
@@ -188,7 +189,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
 def run(out: Path, cfg: FigureConfig, cache: Path | None) -> FigureOutput:
     rows = table_rows(REQUESTS.get(cfg.scale, REQUESTS["full"]))
     md = out / "published_throughput.md"
-    md.write_text(markdown(rows))
+    with atomic_output(md) as tmp:
+        tmp.write_text(markdown(rows))
     paths = [
         write_csv(rows, out / "published_throughput.csv", COLUMNS),
         plot(rows, out / "published_throughput.png"),

@@ -8,14 +8,13 @@ and engine (1.0 on blend's own row; empty when blend was not simulated).
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from blendsim.errors import atomic_output
 from blendsim.experiments.grid import SweepSpec
+from blendsim.outputs import atomic_output
 
 RESULT_KEYS = (
     "requests",
@@ -84,12 +83,6 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path, columns: Sequence[str]
         writer.writeheader()
         for row in rows:
             writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in cols})
-    return path
-
-
-def write_json(obj: Any, path: Path) -> Path:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
     return path
 
 

@@ -8,12 +8,13 @@ shared filesystem and a killed driver loses only the tasks in flight.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
-from blendsim.errors import UserError
+from blendsim.errors import EXIT_INTERRUPTED, UserError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -44,7 +45,7 @@ def run_local(
             else:
                 on_done(task, result)
         return
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)))
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), initializer=_quiet_on_interrupt)
     try:
         pending: dict[Future[R], tuple[Any, ...]] = {pool.submit(fn, *t): t for t in tasks}
         while pending:
@@ -56,8 +57,18 @@ def run_local(
                     on_error(task, error)
                 else:
                     on_done(task, fut.result())
-    finally:  # on Ctrl-C or a driver error: drop queued tasks, do not wait for running ones
+    except BaseException:  # Ctrl-C or a driver error: stop the workers too, they hold no results
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        raise
+    finally:  # drop queued tasks, do not wait for running ones
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _quiet_on_interrupt() -> None:
+    """A worker's Ctrl-C (the terminal sends it to the whole process group) ends it without a
+    traceback; the driver reports the interrupt once."""
+    signal.signal(signal.SIGINT, lambda _sig, _frame: os._exit(EXIT_INTERRUPTED))
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:

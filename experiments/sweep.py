@@ -1,8 +1,9 @@
 """Run a sweep: every cell of a density x sharing grid, in parallel, resumable, then its outputs.
 
-Layout of ``OUT``: ``sweep.json`` (the sweep's identity, see :meth:`SweepSpec.identity`),
-``cells/<key>.json`` (one finished cell each, written atomically), ``errors.log`` (tracebacks of cells
-that crashed, if any), and after the run ``results.csv``, ``results.json`` and ``sweep.png``.
+``OUT`` is a resumable output folder (:func:`blendsim.outputs.resumable_folder`): ``manifest.json``
+holds the sweep's identity (:meth:`SweepSpec.identity`) and the cells finished so far;
+``cells/<key>.json`` one finished cell each, written atomically; ``errors.log`` the tracebacks of cells
+that crashed, if any; and after the run ``results.csv``, ``results.json`` and ``sweep.png``.
 
 A rerun with the same identity skips the cells already on disk and says so; a different identity in
 the same ``OUT`` is refused with the settings that differ (the grid axes may change freely: cells are
@@ -11,7 +12,6 @@ keyed by their coordinates, so a wider grid reuses the overlap).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import traceback
@@ -22,10 +22,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from blendsim.errors import UserError, atomic_output
 from blendsim.experiments.cells import CellStore, run_cell
 from blendsim.experiments.grid import Cell, SweepSpec
 from blendsim.experiments.runners import default_jobs, run_local, run_ray
+from blendsim.output_folders import ResumableFolder, resumable_folder
+from blendsim.provenance import provenance
 
 Log = Callable[[str], None]
 
@@ -39,43 +40,32 @@ class SweepOutcome:
     wall_s: float = 0.0
 
 
-def prepare_out(out: Path, spec: SweepSpec) -> CellStore:
-    """Check that ``out`` (an existing, writable folder) holds no sweep with a different identity."""
-    out.mkdir(parents=True, exist_ok=True)
-    meta = out / "sweep.json"
-    ident = spec.identity()
-    if meta.exists():
-        try:
-            theirs = json.loads(meta.read_text())
-        except (OSError, json.JSONDecodeError):
-            theirs = None
-        if not isinstance(theirs, dict):
-            raise UserError(f"{meta} is not a blendsim sweep file; use another --out")
-        diff = [k for k in sorted(set(ident) | set(theirs)) if ident.get(k) != theirs.get(k)]
-        if diff:
-            shown = "; ".join(f"{k} {theirs.get(k)!r} there, {ident.get(k)!r} now" for k in diff[:3])
-            raise UserError(
-                f"{out} holds a sweep with other settings ({shown}); "
-                "use another --out, or delete that directory to start over"
-            )
-    else:
-        with atomic_output(meta) as tmp:
-            tmp.write_text(json.dumps(ident, indent=1, sort_keys=True, default=str))
-    return CellStore(out)
-
-
 def run_sweep(
     spec: SweepSpec,
-    out: Path,
+    out: Path | ResumableFolder,
     *,
     jobs: int | None = None,
     ray_address: str | None = None,
     progress: bool = True,
     log: Log = print,
 ) -> SweepOutcome:
-    """Run every unfinished cell of ``spec`` into ``out`` and return all records of the grid."""
+    """Run every unfinished cell of ``spec`` into ``out`` (a folder, or the sweep's open resumable
+    folder) and return all records of the grid."""
+    with resumable_folder(out, "sweep folder", "sweep", spec.identity()) as folder:
+        return _run(spec, folder, jobs, ray_address, progress, log)
+
+
+def _run(
+    spec: SweepSpec,
+    folder: ResumableFolder,
+    jobs: int | None,
+    ray_address: str | None,
+    progress: bool,
+    log: Log,
+) -> SweepOutcome:
+    out = folder.path
     start = time.perf_counter()
-    store = prepare_out(out, spec)
+    store = CellStore(out)
     digest = spec.digest()
     cells = spec.cells
     records: dict[str, dict[str, Any]] = {}
@@ -99,7 +89,9 @@ def run_sweep(
 
     def done(task: tuple[SweepSpec, Cell], record: dict[str, Any]) -> None:
         cell = task[1]
+        record["provenance"] = provenance(seed=spec.seed, profile=spec.profile or spec.gpu)
         store.save(record)
+        folder.finished(cell.key, record["status"])
         records[cell.key] = record
         bar.set_postfix_str(f"{cell.key} {record['status']}", refresh=False)
         bar.update(1)

@@ -27,13 +27,14 @@ from blendsim.experiments.results import (
     summary,
     sweep_rows,
     write_csv,
-    write_json,
 )
 from blendsim.experiments.runners import check_reachable, default_jobs, import_ray
 from blendsim.experiments.sweep import SweepOutcome, run_sweep
-from blendsim.experiments.sweep_figure import plot_sweep
+from blendsim.limits import check_run_size
 from blendsim.options import non_defaults, parse_choice_list
-from blendsim.outputs import output_dir
+from blendsim.output_folders import ResumableFolder, resumable_folder
+from blendsim.outputs import write_json
+from blendsim.provenance import provenance
 
 # The paper's appendix trace size (blendserve.md §6.2: 40,000 requests; the mixer's preset size too).
 # The default sweep (13 densities x 4 policies, overlap engine, 2 processes) took 106-140 s on the
@@ -133,16 +134,21 @@ def finish(outcome: SweepOutcome, out: Path) -> tuple[list[dict[str, Any]], list
     paths = [
         write_csv(rows, out / "results.csv", COLUMNS),
         write_json(
+            out / "results.json",
             {
                 "spec": {**spec.identity(), **grid, "profile": spec.profile},
+                "provenance": provenance(seed=spec.seed, profile=spec.profile or spec.gpu),
                 "summary": sums,
                 "wall_s": outcome.wall_s,
                 "cells": outcome.records,
             },
-            out / "results.json",
+            indent=1,
+            sort_keys=True,
         ),
     ]
     if any(r["status"] == "ok" for r in outcome.records):
+        from blendsim.experiments.sweep_figure import plot_sweep  # matplotlib: only when plotting
+
         paths.append(plot_sweep(spec, rows, out / "sweep.png"))
     return rows, paths
 
@@ -151,18 +157,26 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
-    # every input check before any work: unknown model / GPU, bad profile, unwritable --out, Ray
+    jobs = args.jobs or default_jobs()
+    # every input check before any work: model / GPU / profile / TP, memory, --out, Ray
     resolve(spec.model, spec.gpu, spec.profile, spec.tp)
-    out = output_dir(args.out, "--out")
+    check_run_size(spec.requests, spec.dp, at_once=1 if args.ray else min(jobs, len(spec.cells)))
     if args.ray:
         import_ray()
         check_reachable(args.ray)
+    with resumable_folder(args.out, "--out", "sweep", spec.identity()) as folder:
+        folder.record.update(seed=spec.seed, profile=spec.profile or spec.gpu)
+        return _sweep(args, spec, folder, jobs)
+
+
+def _sweep(args: argparse.Namespace, spec: SweepSpec, folder: ResumableFolder, jobs: int) -> int:
+    out = folder.path
     default_note = " (the default)" if args.requests is None else ""
-    where = f"Ray at {args.ray}" if args.ray else f"{args.jobs or default_jobs()} local process(es)"
+    where = f"Ray at {args.ray}" if args.ray else f"{jobs} local process(es)"
     print(f"sweep: {spec.describe()}")
     print(f"sweep: {spec.requests} requests per trace{default_note}; {where}; output in {out}/")
     start = time.perf_counter()
-    outcome = run_sweep(spec, out, jobs=args.jobs, ray_address=args.ray, progress=not args.quiet)
+    outcome = run_sweep(spec, folder, jobs=jobs, ray_address=args.ray, progress=not args.quiet)
     rows, paths = finish(outcome, out)
     print()
     print(format_table(spec, rows))
@@ -173,6 +187,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     )
     print("wrote " + ", ".join(str(p) for p in paths))
     if outcome.failed:
+        folder.complete = False
         print(
             f"blendsim: {len(outcome.failed)} cell(s) failed, e.g. {outcome.failed[0][0].key}: "
             f"{outcome.failed[0][1]}; see {out / 'errors.log'}; rerun the same command to retry them",

@@ -9,10 +9,11 @@ compositions with the achieved TFLOP/s and GB/s next to the peaks.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from blendsim.errors import UserError
+from blendsim.limits import check_length
+from blendsim.outputs import json_text
 from blendsim.profiler.cost import BatchShape, comp_time, mem_time, set_density
 from blendsim.profiler.profile import DEFAULT_GPU, Profile, resolve_profile
 from blendsim.profiler.specs import get_model
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if args.prefill or args.decode_seqs:
         out["step"] = step_cost(parse_step(args), profile)
     if args.json:
-        print(json.dumps(out, indent=2))
+        print(json_text(out))  # a density without memory time (no output tokens) is null
     else:
         print_text(out, profile)
     return 0
@@ -87,6 +88,8 @@ def request_cost(args: argparse.Namespace, profile: Profile) -> dict[str, float]
         raise UserError("a request needs both --prompt and --output")
     if p < 0 or d < 0 or not 0 <= s <= p:
         raise UserError(f"need --prompt >= 0, --output >= 0 and 0 <= --shared <= --prompt; got {p}, {d}, {s}")
+    check_length(p, "--prompt")
+    check_length(d, "--output")
     model, hw, prm = profile.steps.model, profile.hardware, profile.params
     comp = float(comp_time(p, d, model, hw)) * (p + d - s) / (p + d) if p + d else 0.0
     mem = float(mem_time(p, d, model, hw))
@@ -106,19 +109,22 @@ def request_cost(args: argparse.Namespace, profile: Profile) -> dict[str, float]
 def parse_step(args: argparse.Namespace) -> BatchShape:
     tokens, pairs = 0, 0.0
     for chunk in args.prefill:
-        q_text, _, c_text = chunk.partition("@")
+        q_text, at, c_text = chunk.partition("@")
         try:
-            q, cached = int(q_text), int(c_text or 0)
+            q, cached = int(q_text), int(c_text if at else 0)
         except ValueError:
             raise UserError(f"--prefill {chunk!r} is not Q or Q@CACHED (integers)") from None
         if q <= 0 or cached < 0:
             raise UserError(f"--prefill {chunk!r} needs Q > 0 and CACHED >= 0")
+        check_length(q + cached, f"--prefill {chunk!r}: Q + CACHED =")
         tokens += q
         pairs += q * cached + q * (q + 1) / 2
     if args.decode_seqs < 0 or args.kv_len < 0:
         raise UserError("--decode-seqs and --kv-len must be >= 0")
     if args.decode_seqs and not args.kv_len:
         raise UserError("decoding requests need --kv-len (their mean KV length, >= 1)")
+    check_length(args.kv_len, "--kv-len")
+    check_length(args.decode_seqs, "--decode-seqs")
     return BatchShape(
         prefill_tokens=tokens,
         prefill_attn_pairs=pairs,

@@ -16,12 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blendsim.errors import UserError, atomic_output, unknown
+from blendsim.errors import UserError, unknown
+from blendsim.outputs import write_json
 from blendsim.profiler.cost import BatchShape, StepTime
-from blendsim.profiler.specs import HardwareSpec, ModelSpec
+from blendsim.profiler.specs import HardwareSpec, ModelSpec, check_tp
 from blendsim.profiler.step_model import StepModel, StepParams
+from blendsim.provenance import check_format, provenance
 
-FORMAT = "blendsim-profile/1"
+FORMAT_NAME = "blendsim-profile"
+FORMAT_VERSION = 1  # bump when the layout changes; from_dict reads every version up to it
+FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
 BUILTIN_DIR = Path(__file__).parent / "profiles"
 DEFAULT_GPU = "a100-80g"
 
@@ -73,7 +77,9 @@ class Profile:
         return self._steps
 
     def bind(self, model: ModelSpec, tp: int = 1) -> Profile:
-        """This profile for ``model`` on ``tp`` GPUs (tensor parallel). Checks the model matches."""
+        """This profile for ``model`` on ``tp`` GPUs (tensor parallel). Checks the model matches and
+        that ``tp`` divides its heads."""
+        check_tp(model, tp)
         if self.model is not None and self.model != model.name:
             raise UserError(
                 f"profile {self.name!r} was measured for model {self.model!r}, "
@@ -112,9 +118,14 @@ class Profile:
 
     @classmethod
     def from_dict(cls, data: Any, origin: str = "profile") -> Profile:
-        """Parse a profile dict; any problem is a UserError naming ``origin``."""
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
+        """Parse a profile dict of any format version up to :data:`FORMAT_VERSION` (a newer one is a
+        UserError naming both versions); any problem is a UserError naming ``origin``."""
+        name, _, version = (
+            str(data.get("format", "")).partition("/") if isinstance(data, dict) else ("", "", "")
+        )
+        if name != FORMAT_NAME:
             raise UserError(f'{origin} is not a blendsim profile (expected "format": "{FORMAT}")')
+        check_format(origin, int(version) if version.isdigit() else version, FORMAT_VERSION, oldest=1)
         try:
             hardware = HardwareSpec(**_fields(HardwareSpec, data["hardware"], floats=True))
             params = StepParams(**_fields(StepParams, data["params"], floats=True))
@@ -129,8 +140,8 @@ class Profile:
             raise UserError(f"{origin} is not a valid profile: {type(exc).__name__}: {exc}") from None
 
     def save(self, path: str | Path) -> None:
-        with atomic_output(path) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the profile JSON atomically, with what wrote it (``written_by``: provenance)."""
+        write_json(path, {**self.to_dict(), "written_by": provenance(profile=self.name)})
 
 
 def _fields(kind: type, raw: Any, floats: bool) -> dict[str, Any]:

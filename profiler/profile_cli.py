@@ -19,7 +19,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from blendsim.errors import UserError
+from blendsim.errors import require
+from blendsim.outputs import output_file
 
 
 def register(sub: Any) -> None:
@@ -45,13 +46,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from blendsim.profiler import profile_run
-    except ModuleNotFoundError as exc:
-        if exc.name != "torch":
-            raise
-        raise UserError(
-            "blendsim profile needs PyTorch: pip install 'blendsim[profile]' "
-            "(CPU build: pip install torch==2.13.0)"
-        ) from None
+    output_file(args.output, "-o")
+    require("torch", "blendsim profile")
+    from blendsim.profiler import profile_run
+
     return profile_run.run(args)

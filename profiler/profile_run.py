@@ -14,6 +14,7 @@ import time
 import torch
 
 from blendsim.errors import UserError
+from blendsim.outputs import output_file
 from blendsim.profiler.fit import FitResult, Measurements, fit_profile, prefill_work
 from blendsim.profiler.measure import (
     FULL,
@@ -35,6 +36,7 @@ from blendsim.profiler.step_model import (
 
 
 def run(args: argparse.Namespace) -> int:
+    output = output_file(args.output, "-o")
     model = get_model(args.model)
     device = check_device(args.device)
     if args.threads < 1:
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     grid = QUICK if args.quick else FULL
     start = time.perf_counter()
     profile, meas, fit = build_profile(model, device, grid, args.threads, progress=not args.no_progress)
-    profile.save(args.output)
+    profile.save(output)
     print_report(profile, model, meas, fit, time.perf_counter() - start)
     print(f"wrote {args.output}")
     return 0

@@ -7,15 +7,38 @@ datasheet peaks of one accelerator. Both are frozen; derived quantities are prop
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from blendsim.errors import UserError, unknown
+from blendsim.limits import INT32_MAX
+
+_COUNTS = (
+    "num_layers",
+    "hidden_size",
+    "num_heads",
+    "num_kv_heads",
+    "head_dim",
+    "intermediate_size",
+    "vocab_size",
+    "dtype_bytes",
+)
+
+
+def _count_problem(value: object) -> str | None:
+    """Why ``value`` is not a count of a model's shapes (an integer in [1, INT32_MAX]), or None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT32_MAX:
+        return f"must be an integer in [1, {INT32_MAX}], got {value!r}"
+    return None
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A decoder-only transformer's shapes. Invariant: ``num_heads * head_dim`` is the attention width."""
+    """A decoder-only transformer's shapes. Invariants (checked when built): every count is an
+    integer in [1, INT32_MAX], ``num_kv_heads`` divides ``num_heads``, ``params`` is finite and >= 0
+    (0 while :func:`model_from_config` derives it); ``num_heads * head_dim`` is the attention width."""
 
     name: str
     num_layers: int
@@ -28,6 +51,22 @@ class ModelSpec:
     params: float  # total parameter count (the paper's P_model)
     dtype_bytes: int = 2  # unquantised FP16/BF16, as the paper assumes
     source: str = ""
+
+    def __post_init__(self) -> None:
+        for name in _COUNTS:
+            if problem := _count_problem(getattr(self, name)):
+                raise UserError(f"model {self.name!r}: {name} {problem}")
+        if self.num_heads % self.num_kv_heads:
+            raise UserError(
+                f"model {self.name!r}: num_kv_heads ({self.num_kv_heads}) must divide "
+                f"num_heads ({self.num_heads})"
+            )
+        if (
+            isinstance(self.params, bool)
+            or not isinstance(self.params, (int, float))
+            or not 0 <= self.params < 1e15
+        ):
+            raise UserError(f"model {self.name!r}: params must be a number in [0, 1e15), got {self.params!r}")
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -167,36 +206,69 @@ _CONFIG_FIELDS = (
 
 
 def model_from_config(path: str | Path) -> ModelSpec:
-    """Build a ModelSpec from a Hugging Face ``config.json``; the parameter count is derived."""
+    """Build a ModelSpec from a Hugging Face ``config.json``; the parameter count is derived. Every
+    field used is checked: a UserError names the file, the field and its valid range."""
     p = Path(path)
+    origin = f"model config {str(p)!r}"
     try:
         cfg = json.loads(p.read_text())
     except FileNotFoundError:
-        raise UserError(f"model config {str(p)!r} does not exist") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"model config {str(p)!r} is not readable JSON: {exc}") from None
+        raise UserError(f"{origin} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"{origin} is a folder; give its config.json") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{origin} is not readable JSON: {exc}") from None
     if not isinstance(cfg, dict):
-        raise UserError(f"model config {str(p)!r} is not a JSON object")
+        raise UserError(f"{origin} is not a JSON object")
     missing = [f for f in _CONFIG_FIELDS if f not in cfg]
     if missing:
-        raise UserError(f"model config {str(p)!r} lacks field(s) {', '.join(missing)}")
-    heads = int(cfg["num_attention_heads"])
-    hidden = int(cfg["hidden_size"])
-    head_dim = int(cfg.get("head_dim") or hidden // heads)
-    spec = ModelSpec(
-        name=str(cfg.get("_name_or_path") or p.parent.name or p.stem),
-        num_layers=int(cfg["num_hidden_layers"]),
-        hidden_size=hidden,
-        num_heads=heads,
-        num_kv_heads=int(cfg.get("num_key_value_heads") or heads),
-        head_dim=head_dim,
-        intermediate_size=int(cfg["intermediate_size"]),
-        vocab_size=int(cfg["vocab_size"]),
-        params=0.0,
-        source=f"config.json at {p}",
-    )
+        raise UserError(f"{origin} lacks field(s) {', '.join(missing)}")
+
+    def count(name: str, default: int | None = None) -> int:  # checked under its config.json name
+        value = cfg.get(name) if cfg.get(name) is not None else default
+        if problem := _count_problem(value):
+            raise UserError(f"{origin}: {name} {problem}")
+        assert isinstance(value, int)
+        return value
+
+    heads, hidden = count("num_attention_heads"), count("hidden_size")
+    if "head_dim" not in cfg and hidden % heads:
+        raise UserError(
+            f"{origin}: hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads})"
+        )
+    try:
+        spec = ModelSpec(
+            name=str(cfg.get("_name_or_path") or p.parent.name or p.stem),
+            num_layers=count("num_hidden_layers"),
+            hidden_size=hidden,
+            num_heads=heads,
+            num_kv_heads=count("num_key_value_heads", heads),
+            head_dim=count("head_dim", hidden // heads),
+            intermediate_size=count("intermediate_size"),
+            vocab_size=count("vocab_size"),
+            params=0.0,
+            source=f"config.json at {p}",
+        )
+    except UserError as exc:
+        raise UserError(f"{origin}: {exc}") from None
     embeddings = spec.vocab_size * hidden * (1 if cfg.get("tie_word_embeddings") else 2)
     return ModelSpec(**{**spec.__dict__, "params": float(spec.layer_params + embeddings)})
+
+
+def check_tp(model: ModelSpec, tp: int) -> None:
+    """Tensor parallelism shards attention by heads: ``tp`` must divide the attention and KV heads."""
+    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+        raise UserError(f"tensor parallelism must be a positive integer, got {tp!r}")
+    if model.num_heads % tp or model.num_kv_heads % tp:
+        valid = [
+            k
+            for k in range(1, model.num_kv_heads + 1)
+            if model.num_heads % k == 0 and model.num_kv_heads % k == 0
+        ]
+        raise UserError(
+            f"tensor parallelism {tp} does not divide {model.name}'s {model.num_heads} attention heads and "
+            f"{model.num_kv_heads} KV heads; valid: {', '.join(map(str, valid))}"
+        )
 
 
 def get_model(name_or_path: str) -> ModelSpec:
@@ -227,10 +299,24 @@ class HardwareSpec:
     pcie_bandwidth: float = 0.0  # PCIe bytes/s per GPU, one direction
     pcie_latency_s: float = 0.0  # one peer copy's fixed cost over PCIe
 
+    def __post_init__(self) -> None:
+        """Peaks and capacity positive and finite, the interconnect finite and >= 0, ``tp`` >= 1."""
+        for name in ("peak_flops", "mem_bandwidth", "mem_capacity", "interconnect_bandwidth"):
+            value: Any = getattr(self, name)
+            low = 0.0 if name == "interconnect_bandwidth" else None
+            ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+            if not ok or (value < low if low is not None else value <= 0):
+                bound = ">= 0" if low is not None else "> 0"
+                raise UserError(
+                    f"hardware {self.name!r}: {name} must be a finite number {bound}, got {value!r}"
+                )
+        if isinstance(self.tp, bool) or not isinstance(self.tp, int) or self.tp < 1:
+            raise UserError(f"hardware {self.name!r}: tp must be an integer >= 1, got {self.tp!r}")
+
     def with_tp(self, tp: int) -> HardwareSpec:
         """k GPUs under tensor parallelism: compute, bandwidth and memory scale by k (links stay per GPU)."""
-        if tp < 1:
-            raise UserError(f"tensor parallelism must be >= 1, got {tp}")
+        if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+            raise UserError(f"tensor parallelism must be an integer >= 1, got {tp!r}")
         base = self.tp
         return replace(
             self,

@@ -48,6 +48,8 @@ linear part and the composition is subadditive (property-tested for both interfe
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any
@@ -91,15 +93,31 @@ class StepParams:
     overlap_sync_s: float = 0.0  # hand-offs between the two sides, per overlapped step
 
     def __post_init__(self) -> None:  # JSON gives lists and floats: keep tuples (hashable) and an int
-        object.__setattr__(self, "gemm_table_tokens", tuple(float(v) for v in self.gemm_table_tokens))
-        object.__setattr__(self, "gemm_table_eff", tuple(float(v) for v in self.gemm_table_eff))
-        raw: Any = self.nano_batches
+        for name in ("gemm_table_tokens", "gemm_table_eff"):
+            values = getattr(self, name)
+            if isinstance(values, (list, tuple)) and all(_is_real(v) for v in values):
+                object.__setattr__(self, name, tuple(float(v) for v in values))
+        raw: Any = self.nano_batches  # JSON may give 2.0
         if isinstance(raw, float) and raw.is_integer():
             object.__setattr__(self, "nano_batches", int(raw))
 
     def validate(self) -> list[str]:
-        """Problems with the values, as readable strings (empty when valid)."""
-        bad = []
+        """Problems with the values, as readable strings (empty when valid): each names the
+        parameter and its valid range."""
+        bad = [
+            f"{f.name}={getattr(self, f.name)!r} is not a finite number"
+            for f in dataclasses.fields(self)
+            if f.name != "interference"  # a name, checked below
+            and not isinstance(getattr(self, f.name), tuple)
+            and not _is_real(getattr(self, f.name))
+        ]
+        bad += [
+            f"{name} must be a list of finite numbers, got {getattr(self, name)!r}"
+            for name in ("gemm_table_tokens", "gemm_table_eff")
+            if not isinstance(getattr(self, name), tuple) or not all(_is_real(v) for v in getattr(self, name))
+        ]
+        if bad:
+            return bad
         for name in ("gemm_eff_max", "weight_bw_eff", "kv_bw_eff", "attn_eff"):
             v = getattr(self, name)
             if not 0.0 < v <= 2.0:
@@ -145,6 +163,10 @@ class StepParams:
         elif not all(0.0 < e <= 2.0 for e in effs):
             bad.append("gemm_table_eff values must be in (0, 2]")
         return bad
+
+
+def _is_real(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # ---- exact work counts (used by the model, the CLI and the tests) ----

@@ -10,13 +10,15 @@ otherwise; one-sided baselines are read from the left only and write ``L`` throu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import Any
 
 import numpy as np
 
-from blendsim.errors import UserError, atomic_output
+from blendsim.common_cli import add_seed_option
+from blendsim.errors import UserError
+from blendsim.limits import check_run_size
+from blendsim.outputs import atomic_output, json_text, output_file
 from blendsim.sim.planning.estimate import ESTIMATORS
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.planning.planner import make_plan
@@ -48,7 +50,7 @@ def unit_sides(plan: Plan) -> np.ndarray:
     return np.repeat(np.where(left, "L", "R"), sizes)
 
 
-def write_order(plan: Plan, trace: Trace, path: str) -> None:
+def write_order(plan: Plan, trace: Trace, path: str | os.PathLike[str]) -> None:
     sides = unit_sides(plan)
     units = np.repeat(np.arange(plan.num_units), np.diff(plan.unit_bounds))
     ids = trace.request_id[plan.order]
@@ -73,6 +75,9 @@ def summary(plan: Plan) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    order_out = output_file(args.order_out, "--order-out", inputs=[args.trace]) if args.order_out else None
+    if args.requests is not None:
+        check_run_size(args.requests)
     trace = load_trace(args.trace, args.requests, args.model, args.gpu, args.seed)
     options: dict[str, Any] = {}
     if args.policy == "blend":
@@ -88,11 +93,11 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         **options,
     )
-    if args.order_out:
-        write_order(plan, trace, args.order_out)
+    if order_out is not None:
+        write_order(plan, trace, order_out)
     info = summary(plan)
     if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True, default=float))
+        print(json_text(info, sort_keys=True))
         return 0
     print(
         f"policy {plan.policy}: {info['requests']} requests in {info['units']} units, "
@@ -134,7 +139,7 @@ def register(subparsers: Any) -> None:
         "--sample-rate", type=float, default=0.01, help="fraction of requests sampled (default 0.01)"
     )
     p.add_argument("--length-noise", type=float, default=0.0, help="σ of multiplicative log-normal error")
-    p.add_argument("--seed", type=int, default=0)
+    add_seed_option(p)
     p.add_argument("--model", default="llama-3-8b")
     p.add_argument("--gpu", default="a100-80g")
     p.add_argument("--requests", type=int, default=None, help="requests when TRACE is a preset")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import sys
 from typing import Any
 
@@ -19,6 +19,11 @@ from blendsim.common_cli import (
     engine_configs,
     policies,
 )
+from blendsim.limits import check_run_size
+from blendsim.output_folders import OutputFolder, output_folder
+from blendsim.outputs import json_text
+from blendsim.provenance import provenance
+from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.layout import DisaggConfig, not_disaggregable
 from blendsim.sim.simulation.result import SimResult
 
@@ -52,20 +57,34 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_counts(args)
+    disagg = disagg_config(args)
+    names = _policies(args, disagg)
+    configs = engine_configs(args)
+    out = output_folder(args.out, "--out", "simulate") if args.out is not None else contextlib.nullcontext()
+    with out as folder:
+        return _simulate(args, names, configs, disagg, folder)
+
+
+def _simulate(
+    args: argparse.Namespace,
+    names: tuple[str, ...],
+    configs: list[EngineConfig],
+    disagg: DisaggConfig | None,
+    folder: OutputFolder | None,
+) -> int:
     from blendsim.common_cli import DEFAULT_MODEL
     from blendsim.profiler.profile import resolve_profile
     from blendsim.profiler.specs import get_model
     from blendsim.sim.simulation.run import simulate_policy
     from blendsim.traces.io import read_trace
 
-    check_counts(args)
-    disagg = disagg_config(args)
-    names = _policies(args, disagg)
-    configs = engine_configs(args)
     trace = read_trace(args.trace)
+    check_run_size(len(trace), args.dp, subject=f"the trace's {len(trace):,} requests")
     model = get_model(args.model or str(trace.metadata.get("model") or DEFAULT_MODEL))
     profile = resolve_profile(args.gpu, args.profile, model, args.tp)
     progress = len(trace) >= PROGRESS_MIN_REQUESTS and sys.stderr.isatty()
+    record = {"seed": args.seed, "profile": args.profile or profile.name}
     tables = []
     for config in configs:
         results: list[SimResult] = []
@@ -73,18 +92,21 @@ def run(args: argparse.Namespace) -> int:
             res = simulate_policy(
                 trace, policy, model, profile, config, args.dp, args.seed, disagg=disagg, progress=progress
             )
+            res.extra["provenance"] = provenance(**record)
             results.append(res)
-            if args.out:
-                res.write(args.out)
+            if folder is not None:
+                res.write(folder.work)
         rows = [r.to_dict() for r in results]
         dfs = next((r for r in rows if r["policy"] == "dfs"), None)
         for r in rows:
-            if dfs is not None:
+            if dfs is not None and dfs["throughput_tok_s"] > 0:
                 r["speedup_vs_dfs"] = r["throughput_tok_s"] / dfs["throughput_tok_s"]
         tables.append(rows)
+    if folder is not None:
+        folder.record.update(record)
     if args.json:
         flat = [r for rows in tables for r in rows]
-        print(json.dumps(flat if len(flat) > 1 else flat[0], indent=2))
+        print(json_text(flat if len(flat) > 1 else flat[0]))
         return 0
     replicas = f"dp={args.dp}" if disagg is None else _layout_title(tables[0][0]["disagg"], disagg)
     for config, rows in zip(configs, tables, strict=True):
@@ -93,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
             f" (tp={args.tp}, {replicas}), {config.engine} engine"
         )
         print(format_table(rows, title))
+    if folder is not None:
+        print(f"wrote {len(names) * len(configs)} result(s) into {folder.path}/", file=sys.stderr)
     return 0
 
 

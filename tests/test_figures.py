@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from blendsim.cli import main
-from blendsim.experiments.figure_base import FIGURES, FigureOutput
-from blendsim.experiments.figures_cli import run_figures
+from blendsim.experiments.figure_base import FIGURES, FigureOutput, run_figures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -136,7 +135,7 @@ def test_grids_have_every_cell(tiny) -> None:
     }
     wildchat = rows(out / "fig15.csv")
     assert {r["target_sharing"] for r in wildchat} == {"0.25", "0.35"}
-    assert (out / "fig11_cells" / "sweep.json").exists()  # the grid ran through the resumable sweep
+    assert (out / "fig11_cells" / "manifest.json").exists()  # the grid ran through the resumable sweep
 
 
 def test_table3_scaling_is_relative_to_dp1(tiny) -> None:

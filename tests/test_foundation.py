@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from blendsim.cli import main
-from blendsim.errors import UserError, atomic_output
+from blendsim.errors import UserError
+from blendsim.outputs import atomic_output
 from blendsim.profiler.cost import comp_time, mem_time, set_density
 from blendsim.profiler.specs import GPUS, MODELS, get_gpu, get_model, model_from_config
 from blendsim.traces.request import Request

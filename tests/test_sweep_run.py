@@ -109,7 +109,7 @@ def test_unwritable_out_dir(tmp_path: Path, capsys) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert sweep("--out", str(blocker / "sub"), *SMALL) == 2
-    assert "exists and is not a folder" in capsys.readouterr().err
+    assert "which is a file" in capsys.readouterr().err
 
 
 def test_two_dimensional_grid_in_processes_gives_heatmaps(tmp_path: Path, capsys) -> None:

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from blendsim.errors import UserError
-from blendsim.traces.io import COLUMNS, read_trace, write_trace
+from blendsim.traces.io import COLUMNS, FORMAT_VERSION, read_trace, write_trace
 from blendsim.traces.mixer import make_trace
 
 
@@ -40,7 +40,12 @@ def test_round_trip_and_schema(small_trace, tmp_path) -> None:
     ):
         assert np.array_equal(getattr(back, field), getattr(small_trace, field)), field
     assert back.sources == small_trace.sources
-    assert back.metadata == json.loads(json.dumps(small_trace.metadata))
+    written = {k: v for k, v in back.metadata.items() if k not in ("format_version", "provenance")}
+    assert written == json.loads(json.dumps(small_trace.metadata))
+    assert back.metadata["format_version"] == FORMAT_VERSION
+    keys = {"blendsim_version", "git_commit", "command", "seed", "profile"}
+    assert set(back.metadata["provenance"]) == keys
+    assert back.metadata["provenance"]["seed"] == 3
     df = pq.read_table(path).to_pandas()
     assert (df["segment_lens"].map(sum) == df["prompt_len"]).all()
 
@@ -105,3 +110,16 @@ def test_wrong_type(small_trace, tmp_path) -> None:
     _write_table(path, small_trace, output_len=pa.array(small_trace.output_len.astype(float)))
     with pytest.raises(UserError, match="output_len"):
         read_trace(path)
+
+
+def test_files_from_before_format_versions_still_load(small_trace, tmp_path) -> None:
+    """A trace written before traces carried format_version (and provenance) reads as version 0."""
+    from blendsim.traces.io import METADATA_KEY, to_table
+
+    table = to_table(small_trace)
+    meta = json.loads(table.schema.metadata[METADATA_KEY])
+    old = {k: v for k, v in meta.items() if k not in ("format_version", "provenance")}
+    path = tmp_path / "old.parquet"
+    pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(old)}), path)
+    back = read_trace(path)
+    assert np.array_equal(back.output_len, small_trace.output_len) and "format_version" not in back.metadata

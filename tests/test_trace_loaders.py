@@ -89,8 +89,16 @@ def test_missing_and_corrupt_gzip(tmp_path) -> None:
     with pytest.raises(UserError, match="does not exist"):
         load_lengths(tmp_path / "none.csv")
     path = tmp_path / "cut.csv.gz"
-    path.write_bytes(gzip.compress(b"input_tokens,output_tokens\n" + b"10,5\n" * 1000)[:60])
-    with pytest.raises(UserError, match="not a readable CSV"):
+    whole = gzip.compress(
+        b"input_tokens,output_tokens\n" + b"".join(b"%d,%d\n" % (i, i % 7) for i in range(9000))
+    )
+    path.write_bytes(whole[:60])  # truncated
+    with pytest.raises(UserError, match="is not a valid gzip file"):
+        load_lengths(path)
+    flipped = bytearray(whole)
+    flipped[200:240] = bytes(b ^ 0xFF for b in flipped[200:240])  # garbage rows before the CRC fails
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(UserError, match="is not a valid gzip file"):
         load_lengths(path)
 
 

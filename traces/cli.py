@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
 
+from blendsim.common_cli import add_seed_option
 from blendsim.errors import UserError
+from blendsim.limits import check_run_size
+from blendsim.outputs import json_text, output_file
 from blendsim.profiler.specs import GPUS, MODELS
 from blendsim.traces.io import read_trace, write_trace
 from blendsim.traces.mixer import ARRIVALS, PRESETS, make_preset, make_trace
 from blendsim.traces.sources import SOURCES
 from blendsim.traces.stats import format_stats, trace_stats
+
+DEFAULT_REQUESTS = 40_000  # the paper's appendix trace size (blendserve.md §6.2)
 
 MAKE_EPILOG = (
     "sources:\n"
@@ -32,14 +36,6 @@ examples:
 density = GEMM time / decode-attention time of the whole trace at the GPU's datasheet peaks (>1:
 compute-bound); sharing = prompt tokens a prefix cache saves / all tokens."""
 )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    return value  # positivity is checked by make_trace (a UserError, exit 2)
 
 
 def register(subparsers: Any) -> None:
@@ -65,7 +61,7 @@ def register(subparsers: Any) -> None:
     make.add_argument("--mix", help=f"comma-separated sources, in arrival order: {','.join(SOURCES)}")
     make.add_argument("--density", type=float, help="target compute density (e.g. 1.4)")
     make.add_argument("--sharing", type=float, help="target prefix-sharing ratio in [0, 1) (e.g. 0.35)")
-    make.add_argument("--requests", type=_positive_int, help="number of requests (default 40000)")
+    make.add_argument("--requests", type=int, help="number of requests (default 40000)")
     make.add_argument(
         "--model",
         default="llama-3-8b",
@@ -76,7 +72,7 @@ def register(subparsers: Any) -> None:
         default="a100-80g",
         help=f"GPU whose datasheet peaks define density: {', '.join(GPUS)} (default a100-80g)",
     )
-    make.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
+    add_seed_option(make, "trace (same seed, same bytes)")
     make.add_argument(
         "--arrival",
         default="batched",
@@ -118,9 +114,14 @@ def _progress(quiet: bool) -> Any:
 
 def run_make(args: argparse.Namespace) -> int:
     say = _progress(args.quiet)
+    output = output_file(args.output, "-o", inputs=[args.lengths_from] if args.lengths_from else [])
+    requests = DEFAULT_REQUESTS if args.requests is None else args.requests
+    check_run_size(requests)
     if args.preset:
         clash = [
-            f"--{k}" for k in ("mix", "density", "sharing", "lengths_from") if getattr(args, k) is not None
+            "--" + k.replace("_", "-")
+            for k in ("mix", "density", "sharing", "lengths_from")
+            if getattr(args, k) is not None
         ]
         if clash:
             raise UserError(f"--preset {args.preset} fixes the mix and targets; drop {', '.join(clash)}")
@@ -134,7 +135,7 @@ def run_make(args: argparse.Namespace) -> int:
             mix,
             args.density,
             args.sharing,
-            40_000 if args.requests is None else args.requests,
+            requests,
             args.model,
             args.gpu,
             seed=args.seed,
@@ -143,7 +144,7 @@ def run_make(args: argparse.Namespace) -> int:
             progress=say,
         )
     say(f"writing {args.output}")
-    write_trace(trace, args.output)
+    write_trace(trace, output)
     meta = trace.metadata
     counts = ", ".join(f"{k} {v}" for k, v in meta["counts"].items())
     print(
@@ -161,7 +162,7 @@ def run_stats(args: argparse.Namespace) -> int:
     stats = trace_stats(trace, model, gpu)
     if args.json:
         out = {**stats, "file": args.trace, "metadata": trace.metadata}
-        print(json.dumps(out, indent=2, sort_keys=True))
+        print(json_text(out, sort_keys=True))
     else:
         print(format_stats(stats))
     return 0

@@ -2,8 +2,11 @@
 
 Columns (exactly): ``request_id`` int64, ``source`` string, ``segments`` list<int64>,
 ``segment_lens`` list<int64> (summing to ``prompt_len``), ``prompt_len`` int64, ``output_len`` int64.
-The schema metadata key ``blendsim`` holds JSON: generator version, seed, sources, targets, model,
-GPU, achieved density and sharing. Written deterministically (no timestamps): same trace, same bytes.
+The schema metadata key ``blendsim`` holds JSON: ``format_version`` (:data:`FORMAT_VERSION`; files
+from before versions count as 0 and read the same), ``provenance`` (what wrote the file:
+:func:`blendsim.provenance.provenance`), generator version, seed, sources, targets, model, GPU,
+achieved density and sharing. Written deterministically (no timestamps): the same command, the same
+bytes. A file of a newer format version than this blendsim reads is refused naming both versions.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from blendsim.errors import UserError, atomic_output
+from blendsim.errors import UserError
+from blendsim.outputs import atomic_output, json_text
+from blendsim.provenance import check_format, provenance
 from blendsim.traces.trace import Trace
 
 METADATA_KEY = b"blendsim"
+FORMAT_VERSION = 1  # bump when the columns or the metadata change meaning; readers upgrade older ones
 COLUMNS: dict[str, pa.DataType] = {
     "request_id": pa.int64(),
     "source": pa.string(),
@@ -44,15 +50,21 @@ def to_table(trace: Trace) -> pa.Table:
         pa.array(trace.prompt_len, type=pa.int64()),
         pa.array(trace.output_len, type=pa.int64()),
     ]
+    meta = {
+        **trace.metadata,
+        "format_version": FORMAT_VERSION,
+        "provenance": provenance(seed=trace.metadata.get("seed"), profile=trace.metadata.get("gpu")),
+    }
     schema = pa.schema(
         [pa.field(name, typ) for name, typ in COLUMNS.items()],
-        metadata={METADATA_KEY: json.dumps(trace.metadata, sort_keys=True).encode()},
+        metadata={METADATA_KEY: json_text(meta, indent=None, sort_keys=True).encode()},
     )
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def write_trace(trace: Trace, path: str | os.PathLike[str]) -> None:
-    """Write ``trace`` to ``path`` atomically (no half-written file on any error)."""
+    """Write ``trace`` to ``path`` atomically (no half-written file on any error); the path is the
+    caller's to check (:func:`blendsim.outputs.output_file`, at the CLI edge)."""
     table = to_table(trace)
     with atomic_output(path) as tmp:
         pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
@@ -94,7 +106,8 @@ def _check_columns(table: pa.Table, path: str) -> None:
             raise UserError(f"trace file {path!r}: column {name!r} has missing values")
 
 
-def _metadata(table: pa.Table) -> dict[str, Any]:
+def _metadata(table: pa.Table, path: str) -> dict[str, Any]:
+    """The file's blendsim metadata ({} for a plain table), its format version checked."""
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
         return {}
@@ -102,11 +115,15 @@ def _metadata(table: pa.Table) -> dict[str, Any]:
         meta = json.loads(raw)
     except ValueError:
         return {}
-    return meta if isinstance(meta, dict) else {}
+    if not isinstance(meta, dict):
+        return {}
+    check_format(f"trace file {path!r}", meta.get("format_version", 0), FORMAT_VERSION)
+    return meta
 
 
 def from_table(table: pa.Table, path: str = "<table>") -> Trace:
     """A Trace from a table with the trace columns; raises UserError when it is malformed."""
+    metadata = _metadata(table, path)
     _check_columns(table, path)
     segs = table.column("segments").combine_chunks()
     lens = table.column("segment_lens").combine_chunks()
@@ -128,17 +145,17 @@ def from_table(table: pa.Table, path: str = "<table>") -> Trace:
         seg_ids=pc.list_flatten(segs).to_numpy(zero_copy_only=False).astype(np.int64),
         seg_lens=pc.list_flatten(lens).to_numpy(zero_copy_only=False).astype(np.int64),
         output_len=table.column("output_len").to_numpy().astype(np.int64),
-        metadata=_metadata(table),
+        metadata=metadata,
     )
+    try:
+        trace.validate()
+    except UserError as exc:
+        raise UserError(f"trace file {path!r} is malformed: {exc}") from None
     if not np.array_equal(trace.prompt_len, table.column("prompt_len").to_numpy()):
         bad = int(np.argmax(trace.prompt_len != table.column("prompt_len").to_numpy()))
         raise UserError(
             f"trace file {path!r}: row {bad} has prompt_len that is not the sum of its segment_lens"
         )
-    try:
-        trace.validate()
-    except UserError as exc:
-        raise UserError(f"trace file {path!r} is malformed: {exc}") from None
     return trace
 
 

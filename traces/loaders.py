@@ -5,8 +5,8 @@ Recognised CSV shapes (by header):
   * Azure LLM inference trace:      ``ContextTokens``, ``GeneratedTokens``
   * plain:                          ``input_tokens``, ``output_tokens``
 Other columns are ignored. Rows with a zero count (BurstGPT records failed requests with 0 response
-tokens) are skipped; a missing, non-integer or negative value is a UserError naming file, row and
-column.
+tokens) are skipped; a missing, non-integer, negative or beyond-int32 value is a UserError naming
+file, row and column, and a corrupt or truncated gzip file is one saying it is not a valid gzip file.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ import csv
 import gzip
 import io
 import os
+import zlib
 from collections.abc import Iterator
 
 import numpy as np
 
 from blendsim.errors import UserError
+from blendsim.limits import INT32_MAX
 
 FORMATS: dict[str, tuple[str, str]] = {
     "burstgpt": ("Request tokens", "Response tokens"),
@@ -28,13 +30,16 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 
 
+def _is_gzip(path: str) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
 def _open_text(path: str) -> io.TextIOBase:
     if not os.path.exists(path):
         raise UserError(f"lengths file {path!r} does not exist")
     try:
-        with open(path, "rb") as fh:
-            magic = fh.read(2)
-        if magic == b"\x1f\x8b":
+        if _is_gzip(path):
             return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
         return open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed by the caller
     except OSError as exc:
@@ -45,10 +50,27 @@ def _rows(path: str) -> Iterator[list[str]]:
     fh = _open_text(path)
     try:
         yield from csv.reader(fh)
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # gzip's own errors: a corrupt or truncated file
+        raise _not_gzip(path, exc) from None
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise UserError(f"lengths file {path!r} is not a readable CSV: {exc}") from None
     finally:
         fh.close()
+
+
+def _not_gzip(path: str, exc: BaseException) -> UserError:
+    return UserError(f"lengths file {path!r} is not a valid gzip file ({exc})")
+
+
+def _gzip_problem(path: str) -> BaseException | None:
+    """Why the gzip file ``path`` does not decompress to its end (None: it does)."""
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 20):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        return exc
+    return None
 
 
 def _columns(header: list[str], path: str) -> tuple[int, int, tuple[str, str]]:
@@ -71,12 +93,27 @@ def _value(cell: str, path: str, row: int, column: str) -> int:
         ) from None
     if not np.isfinite(value) or value < 0 or value != int(value):
         raise UserError(f"lengths file {path!r} row {row} column {column!r}: {cell!r} is not a token count")
+    if value > INT32_MAX:
+        raise UserError(
+            f"lengths file {path!r} row {row} column {column!r}: {cell} tokens is beyond int32 ({INT32_MAX})"
+        )
     return int(value)
 
 
 def load_lengths(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(input tokens, output tokens) of every request with both counts positive, in file order."""
+    """(input tokens, output tokens) of every request with both counts positive, in file order.
+    A gzip file is read as it decompresses; when a row fails to parse, a corrupt gzip (it checks
+    its data only at the end) is reported as that, not as the garbage row it produced."""
     p = os.fspath(path)
+    try:
+        return _load(p)
+    except UserError:
+        if os.path.isfile(p) and _is_gzip(p) and (problem := _gzip_problem(p)) is not None:
+            raise _not_gzip(p, problem) from None
+        raise
+
+
+def _load(p: str) -> tuple[np.ndarray, np.ndarray]:
     rows = _rows(p)
     header = next(rows, None)
     if header is None:

@@ -20,7 +20,7 @@ from blendsim.errors import UserError, unknown
 from blendsim.profiler.cost import set_density
 from blendsim.profiler.specs import HardwareSpec, ModelSpec, get_gpu, get_model
 from blendsim.traces.assemble import assemble
-from blendsim.traces.solve import DENSITY_TOL, SHARING_TOL, feasible_band, feasible_ranges, solve_counts
+from blendsim.traces.solve import DENSITY_TOL, SHARING_TOL, feasible_band, solve_counts
 from blendsim.traces.sources import Source, get_source
 from blendsim.traces.streams import SourceStream, density_factor
 from blendsim.traces.trace import Trace
@@ -91,11 +91,13 @@ def _infeasible(
     requests: int,
     found: tuple[float, float] | None = None,
 ) -> UserError:
-    (s_lo, s_hi), rho_range = feasible_ranges(streams, sharing, factor, reference=requests)
+    # the sharing target counts as met anywhere within its tolerance, so is its feasibility
+    (s_lo, s_hi), rho_range = feasible_band(streams, sharing, factor, reference=requests)
     where = f"mix {names} with {requests} requests"
     if rho_range is None:
         return UserError(
-            f"sharing {sharing} is infeasible for {where}: feasible sharing is {s_lo:.3f}–{s_hi:.3f}"
+            f"sharing {sharing} is infeasible for {where}: feasible sharing is {s_lo:.3f}–{s_hi:.3f} "
+            f"(±{SHARING_TOL} tolerance)"
         )
     lo, hi = rho_range
     feasible = f"feasible density at that sharing is {lo:.3g}–{hi:.3g} (sharing {s_lo:.3f}–{s_hi:.3f})"

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import lsq_linear
 
 from blendsim.errors import UserError
 from blendsim.traces.streams import SourceStream, achieved
@@ -63,6 +62,8 @@ def _bounded_lstsq(a: np.ndarray, b: np.ndarray, upper: float) -> np.ndarray:
     x: np.ndarray = np.linalg.lstsq(a, b, rcond=None)[0]
     if x.min() >= 1.0 and x.max() <= upper:
         return x
+    from scipy.optimize import lsq_linear  # here: scipy takes 0.7 s to import, the CLI's help needs none
+
     bounded: np.ndarray = lsq_linear(a, b, bounds=(1.0, max(upper, 1.0 + 1e-9))).x
     return bounded
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from blendsim.errors import UserError
+from blendsim.limits import INT32_MAX
 from blendsim.traces.request import Request
 
 
@@ -81,22 +82,35 @@ class Trace:
 
     # ----------------------------------------------------------------- checks
     def validate(self) -> None:
-        """Raise UserError if the columns are inconsistent or the segment invariant is broken."""
+        """Raise UserError if the trace is empty, its columns are inconsistent, a length is out of
+        range (every prompt and output at least one token and within int32) or the segment invariant
+        is broken. Messages name the first offending request."""
         n = len(self)
-        if (
-            self.seg_offsets.shape != (n + 1,)
-            or self.seg_offsets[0] != 0
-            or self.seg_offsets[-1] != len(self.seg_ids)
-            or np.any(np.diff(self.seg_offsets) < 1)
+        if n == 0:
+            raise UserError("it holds no requests (a trace needs at least one)")
+        counts = np.diff(self.seg_offsets) if self.seg_offsets.shape == (n + 1,) else None
+        if counts is None or self.seg_offsets[0] != 0 or self.seg_offsets[-1] != len(self.seg_ids):
+            raise UserError("its segment offsets are malformed")
+        if np.any(counts < 1):
+            bad = int(self.request_id[np.argmax(counts < 1)])
+            raise UserError(f"request {bad} has an empty prompt (no segments); every prompt needs a token")
+        if len(self.seg_lens) != len(self.seg_ids):
+            raise UserError("it has a different number of segment ids and segment lengths")
+        for what, values, per_segment in (
+            ("a segment of length", self.seg_lens, True),
+            ("prompt length", self.prompt_len, False),
+            ("output length", self.output_len, False),
         ):
-            raise UserError("trace segments are malformed: every request needs at least one segment")
-        if len(self.seg_lens) != len(self.seg_ids) or np.any(self.seg_lens < 1):
-            raise UserError("trace segment lengths must be positive, one per segment")
-        if np.any(self.output_len < 1):
-            bad = int(self.request_id[np.argmax(self.output_len < 1)])
-            raise UserError(f"request {bad} has output length < 1")
+            out = (values < 1) | (values > INT32_MAX)
+            if np.any(out):
+                i = int(np.argmax(out))
+                row = int(np.searchsorted(self.seg_offsets, i, side="right") - 1) if per_segment else i
+                raise UserError(
+                    f"request {int(self.request_id[row])} has {what} {int(values[i])}; "
+                    f"lengths must be in [1, {INT32_MAX}] (int32)"
+                )
         if len(np.unique(self.request_id)) != n:
-            raise UserError("trace request ids are not unique")
+            raise UserError("its request ids are not unique")
         # an id must always have the same length and the same predecessor
         order = np.argsort(self.seg_ids, kind="stable")
         sid = self.seg_ids[order]

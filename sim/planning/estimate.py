@@ -125,8 +125,8 @@ def estimate_output_lengths(
         raise unknown("estimator", estimator, ESTIMATORS)
     if not 0.0 < sample_rate <= 1.0:
         raise UserError(f"sample rate must be in (0, 1], got {sample_rate}")
-    if not length_noise >= 0.0:
-        raise UserError(f"length noise must be >= 0, got {length_noise}")
+    if not 0.0 <= length_noise < float("inf"):
+        raise UserError(f"length noise must be finite and >= 0, got {length_noise}")
     true_len = np.asarray(true_len, dtype=np.int64)
     n = true_len.shape[0]
     if estimator == "oracle":

@@ -10,14 +10,13 @@ throughput by the GPUs of every replica, prefill and decode ones of a disaggrega
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from blendsim.errors import atomic_output
+from blendsim.outputs import atomic_output, atomic_outputs, write_json
 from blendsim.sim.simulation.record import COLOCATED, ROLES, STEP_COLUMNS
 
 RESULT_KEYS = (
@@ -149,7 +148,7 @@ class SimResult:
     def write(self, out_dir: str | Path) -> list[Path]:
         """Write ``<policy>_<engine>.json`` (result), ``_steps.parquet``, ``_chunks.parquet``,
         ``_trace.json`` (Chrome trace) and ``_admission.parquet`` into the folder ``out_dir``
-        (created if missing), and a disaggregated run's ``_transfers.parquet``; a disaggregated
+        (created if missing), and a disaggregated run's ``_transfers.parquet``, all or none; a disaggregated
         run's stem ends in its layout (``dfs_serial_1P2D``). Returns the paths."""
         d = Path(out_dir)
         d.mkdir(parents=True, exist_ok=True)
@@ -162,16 +161,16 @@ class SimResult:
             Path(f"{stem}_admission.parquet"),
             Path(f"{stem}_chunks.parquet"),
         ]
-        with atomic_output(paths[0]) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        write_parquet(paths[1], self.steps)
-        with atomic_output(paths[2]) as tmp:
-            tmp.write_text(json.dumps(chrome_trace(self)))
-        write_parquet(paths[3], self.admission)
-        write_parquet(paths[4], self.chunks)
         if self.transfers:
             paths.append(Path(f"{stem}_transfers.parquet"))
-            write_parquet(paths[5], self.transfers)
+        with atomic_outputs(*paths) as tmp:  # the files appear together, or none
+            write_json(tmp[0], self.to_dict())
+            write_parquet(tmp[1], self.steps)
+            write_json(tmp[2], chrome_trace(self), indent=None)
+            write_parquet(tmp[3], self.admission)
+            write_parquet(tmp[4], self.chunks)
+            if self.transfers:
+                write_parquet(tmp[5], self.transfers)
         return paths
 
 

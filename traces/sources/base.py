@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import optimize, special
 
 
 @dataclass(frozen=True)
@@ -91,6 +90,8 @@ def streams(seed: int, name: str, count: int) -> list[np.random.Generator]:
 
 def _clipped_lognormal_mean(mu: float, sigma: float, lo: float, hi: float) -> float:
     """E[clip(X, lo, hi)] for X ~ LogNormal(mu, sigma)."""
+    from scipy import special  # here, not at the top: the CLI imports sources to list them (0.5 s)
+
     a, b = (np.log(lo) - mu) / sigma, (np.log(hi) - mu) / sigma
     phi = special.ndtr
     body = np.exp(mu + sigma * sigma / 2) * (phi(b - sigma) - phi(a - sigma))
@@ -99,6 +100,8 @@ def _clipped_lognormal_mean(mu: float, sigma: float, lo: float, hi: float) -> fl
 
 @lru_cache(maxsize=256)
 def _mu_for_mean(mean: float, sigma: float, lo: float, hi: float) -> float:
+    from scipy import optimize
+
     def gap(mu: float) -> float:
         return _clipped_lognormal_mean(mu, sigma, lo, hi) - mean
 
