@@ -1,7 +1,8 @@
 """Trace files: one Parquet file, one row per request, in arrival order.
 
 Columns (exactly): ``request_id`` int64, ``source`` string, ``segments`` list<int64>,
-``segment_lens`` list<int64> (summing to ``prompt_len``), ``prompt_len`` int64, ``output_len`` int64.
+``segment_lens`` list<int64> (summing to ``prompt_len``), ``prompt_len`` int64, ``output_len`` int64;
+a trace imported from a batch file adds ``custom_id`` string (each line's own id).
 The schema metadata key ``blendsim`` holds JSON: generator version, seed, sources, targets, model,
 GPU, achieved density and sharing. Written deterministically (no timestamps): same trace, same bytes.
 """
@@ -29,6 +30,7 @@ COLUMNS: dict[str, pa.DataType] = {
     "prompt_len": pa.int64(),
     "output_len": pa.int64(),
 }
+CUSTOM_ID = "custom_id"  # optional column
 
 
 def to_table(trace: Trace) -> pa.Table:
@@ -44,8 +46,12 @@ def to_table(trace: Trace) -> pa.Table:
         pa.array(trace.prompt_len, type=pa.int64()),
         pa.array(trace.output_len, type=pa.int64()),
     ]
+    fields = [pa.field(name, typ) for name, typ in COLUMNS.items()]
+    if trace.custom_id is not None:
+        arrays.append(pa.array(trace.custom_id.tolist(), type=pa.string()))
+        fields.append(pa.field(CUSTOM_ID, pa.string()))
     schema = pa.schema(
-        [pa.field(name, typ) for name, typ in COLUMNS.items()],
+        fields,
         metadata={METADATA_KEY: json.dumps(trace.metadata, sort_keys=True).encode()},
     )
     return pa.Table.from_arrays(arrays, schema=schema)
@@ -105,6 +111,15 @@ def _metadata(table: pa.Table) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
+def _custom_ids(table: pa.Table, path: str) -> np.ndarray | None:
+    if CUSTOM_ID not in table.column_names:
+        return None
+    column = table.column(CUSTOM_ID)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) or column.null_count:
+        raise UserError(f"trace file {path!r}: column {CUSTOM_ID!r} must be strings, none missing")
+    return np.asarray(column.to_pylist(), dtype=object)
+
+
 def from_table(table: pa.Table, path: str = "<table>") -> Trace:
     """A Trace from a table with the trace columns; raises UserError when it is malformed."""
     _check_columns(table, path)
@@ -129,6 +144,7 @@ def from_table(table: pa.Table, path: str = "<table>") -> Trace:
         seg_lens=pc.list_flatten(lens).to_numpy(zero_copy_only=False).astype(np.int64),
         output_len=table.column("output_len").to_numpy().astype(np.int64),
         metadata=_metadata(table),
+        custom_id=_custom_ids(table, path),
     )
     if not np.array_equal(trace.prompt_len, table.column("prompt_len").to_numpy()):
         bad = int(np.argmax(trace.prompt_len != table.column("prompt_len").to_numpy()))
