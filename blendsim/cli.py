@@ -25,6 +25,7 @@ VERB_MODULES = (
     "blendsim.experiments.sweep_cli",  # sweep
     "blendsim.experiments.figures_cli",  # figures
     "blendsim.executor.cli",  # execute, executor setup | prepare-model, validate
+    "blendsim.executor.batch_cli",  # plan-batch, run-batch
 )
 
 DESCRIPTION = """\
@@ -37,6 +38,10 @@ typical session:
   blendsim plan t1.parquet --policy blend
   blendsim simulate t1.parquet --policy all
   blendsim sweep --sharing-ratio 0.5
+
+a real batch:
+  blendsim plan-batch batch.jsonl -o ordered.jsonl --profile cpu-vllm.json
+  blendsim run-batch ordered.jsonl -o results.jsonl
 """
 
 
