@@ -67,6 +67,11 @@ def register(sub: Any) -> None:
     est.add_argument("--lengths-from", metavar="RESULTS.jsonl", help="an earlier run's output file")
     est.add_argument("--length-field", metavar="FIELD", help="a field of each line (dotted)")
     est.add_argument("--pilot", type=float, metavar="RATE", help="run this fraction per prefix group first")
+    lengths.add_argument(
+        "--pilot-results",
+        metavar="FILE",
+        help="with --pilot: an earlier pilot's results (same --seed), not a new run",
+    )
     add_seed_option(p, "planning and the pilot's sample")
     p.add_argument("--json", action="store_true", help="print the plan's predictions as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
@@ -104,8 +109,10 @@ def cmd_plan_batch(args: argparse.Namespace) -> int:
     from blendsim.traces.importers import ImportOptions, import_trace
 
     if not args.profile and not args.gpu:
-        raise UserError("predicting needs the engine's profile: --profile FILE (vLLM-CPU: make one with "
-                        "`blendsim executor calibrate`) or --gpu NAME")  # fmt: skip
+        raise UserError(
+            "predicting needs the engine's profile: --profile FILE (vLLM-CPU: make one with "
+            "`blendsim executor calibrate`) or --gpu NAME"
+        )
     say = _say(args.quiet, "plan-batch")
     engine = engine_config(args)
     vllm = run_config(args)
@@ -127,7 +134,11 @@ def cmd_plan_batch(args: argparse.Namespace) -> int:
     if args.pilot is not None:
         from blendsim.executor.pilot import pilot_lengths
 
-        trace = pilot_lengths(args.batch, trace, args.pilot, args.output, vllm, say, args.seed)
+        trace = pilot_lengths(
+            args.batch, trace, args.pilot, args.output, vllm, say, args.seed, args.pilot_results
+        )
+    elif args.pilot_results:
+        raise UserError("--pilot-results goes with --pilot RATE (the rate and --seed that drew its sample)")
     req = PlanBatchRequest(
         args.batch,
         args.output,
@@ -161,7 +172,7 @@ def cmd_run_batch(args: argparse.Namespace) -> int:
     from blendsim.executor.run_batch import RunBatchRequest, run_batch, summary_lines
     from blendsim.executor.vllm_engine import VllmRunConfig
 
-    say = _say(args.quiet, "run-batch")
+    say = _say(False, "run-batch")  # -q silences the progress bar only
     path = args.plan or (None if args.no_plan else plan_path(args.batch))
     plan = BatchPlan.read(path) if path is not None and (args.plan or Path(path).exists()) else None
     config = run_config(args)
@@ -182,8 +193,13 @@ def cmd_run_batch(args: argparse.Namespace) -> int:
 def _check_no_override(args: argparse.Namespace, plan: Any) -> None:
     """With a plan, the engine is the plan's: a flag that asks for another is an error."""
     parser: argparse.ArgumentParser = args.parser
-    flags = {"kv_cache_gib": "kv_cache_gib", "token_budget": "max_num_batched_tokens",
-             "max_running": "max_num_seqs", "block_size": "block_size", "threads": "threads"}  # fmt: skip
+    flags = {
+        "kv_cache_gib": "kv_cache_gib",
+        "token_budget": "max_num_batched_tokens",
+        "max_running": "max_num_seqs",
+        "block_size": "block_size",
+        "threads": "threads",
+    }
     for dest, key in flags.items():
         value = getattr(args, dest)
         if value != parser.get_default(dest) and value != plan.vllm.get(key):

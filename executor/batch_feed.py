@@ -43,9 +43,23 @@ SAMPLING_FIELDS = (
     "include_stop_str_in_output",
 )
 # body fields that would change what is served in ways this runner does not do
-UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "response_format", "logit_bias",
-               "top_logprobs", "echo", "suffix", "structured_outputs", "guided_json", "guided_regex",
-               "guided_choice", "guided_grammar", "prompt_logprobs")  # fmt: skip
+UNSUPPORTED = (
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "response_format",
+    "logit_bias",
+    "top_logprobs",
+    "echo",
+    "suffix",
+    "structured_outputs",
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+    "guided_grammar",
+    "prompt_logprobs",
+)
 
 
 @dataclass

@@ -102,8 +102,20 @@ class BatchPlan:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise UserError(f"plan file {str(path)!r} is not a {FORMAT} file (from `blendsim plan-batch`)")
         pacing = d.get("pacing") or {}
-        known = {"format", "target", "policy", "batch", "ordered", "lengths", "engine", "vllm", "profile",
-                 "predictions", "order", "pacing"}  # fmt: skip
+        known = {
+            "format",
+            "target",
+            "policy",
+            "batch",
+            "ordered",
+            "lengths",
+            "engine",
+            "vllm",
+            "profile",
+            "predictions",
+            "order",
+            "pacing",
+        }
         return cls(
             target=d["target"],
             policy=d["policy"],

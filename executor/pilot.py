@@ -6,6 +6,7 @@ first block, in practice each system prompt), run first; every other request is 
 measured length of the samples in the smallest subtree around it that has any, never above its own
 ``max_tokens``. The sample runs as a batch of its own through ``blendsim run-batch`` in a child process
 (one engine per process), into ``<ordered>.pilot-results.jsonl``; those requests have then really run.
+Given an earlier pilot's results (``reuse``), the same sample (same seed) is read from them instead.
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ def pilot_paths(ordered: str) -> tuple[Path, Path]:
 
 
 def pilot_lengths(
-    batch: str, trace: Trace, rate: float, ordered: str, config: VllmRunConfig, say: Say, seed: int = 0
+    batch: str,
+    trace: Trace,
+    rate: float,
+    ordered: str,
+    config: VllmRunConfig,
+    say: Say,
+    seed: int = 0,
+    reuse: str | None = None,
 ) -> Trace:
     """``trace`` (output lengths = ``max_tokens``) with lengths learnt from a pilot run (module docstring)."""
     from blendsim.executor.plan_batch import batch_lines
@@ -44,12 +52,16 @@ def pilot_lengths(
     tree = PrefixTree.from_trace(trace)
     sampled = choose_sample(tree, len(trace), rate, seed)
     sample_file, results_file = pilot_paths(ordered)
-    lines = batch_lines(batch)
-    with atomic_output(sample_file) as tmp, open(tmp, "wb") as fh:
-        fh.writelines(lines[k] for k in np.flatnonzero(sampled))
-    say(f"pilot: running {int(sampled.sum())} of {len(trace)} requests ({rate:.1%} per prefix group) on vLLM")
-    results_file.unlink(missing_ok=True)
-    _run_child(str(sample_file), str(results_file), config)
+    if reuse is not None:
+        results_file = Path(reuse)
+        say(f"pilot: reading the sample's lengths from {reuse}")
+    else:
+        lines = batch_lines(batch)
+        with atomic_output(sample_file) as tmp, open(tmp, "wb") as fh:
+            fh.writelines(lines[k] for k in np.flatnonzero(sampled))
+        say(f"pilot: running {int(sampled.sum())} of {len(trace)} requests ({rate:.1%} per prefix group)")
+        results_file.unlink(missing_ok=True)
+        _run_child(str(sample_file), str(results_file), config)
     measured = completion_tokens(str(results_file))
     assert trace.custom_id is not None
     cids = trace.custom_id.tolist()
@@ -76,13 +88,23 @@ def pilot_lengths(
 
 def _run_child(sample: str, results: str, config: VllmRunConfig) -> None:
     args = [
-        "run-batch", sample, "-o", results, "--no-plan", "-q",
-        "--model-dir", config.model_dir,
-        "--kv-cache-gib", str(config.kv_cache_gib),
-        "--token-budget", str(config.max_num_batched_tokens),
-        "--max-running", str(config.max_num_seqs),
-        "--threads", str(config.threads),
-    ]  # fmt: skip
+        "run-batch",
+        sample,
+        "-o",
+        results,
+        "--no-plan",
+        "-q",
+        "--model-dir",
+        config.model_dir,
+        "--kv-cache-gib",
+        str(config.kv_cache_gib),
+        "--token-budget",
+        str(config.max_num_batched_tokens),
+        "--max-running",
+        str(config.max_num_seqs),
+        "--threads",
+        str(config.threads),
+    ]
     proc = subprocess.run(blendsim_command(None, *args), capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]

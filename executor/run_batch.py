@@ -144,9 +144,16 @@ def _run(
         results.append(error_line(feed.lines[pos].custom_id, f"vLLM refused the request: {message}"))
 
     driver = Driver(
-        started.engine, started.sched, trace, np.arange(len(trace)), config, feed, pacing=pacing,
-        on_finish=finish, on_reject=reject,
-    )  # fmt: skip
+        started.engine,
+        started.sched,
+        trace,
+        np.arange(len(trace)),
+        config,
+        feed,
+        pacing=pacing,
+        on_finish=finish,
+        on_reject=reject,
+    )
     driver.run_interruptible(None)
     if bar is not None:
         bar.close()
@@ -177,8 +184,10 @@ def _bar(total: int, enabled: bool) -> Any:
 
 def summary_lines(record: dict[str, Any]) -> list[str]:
     """What a person reads at the end of a run."""
-    lines = [f"{record['lines']} lines in {record['results']} ({record['errors']} error lines)"
-             + ("" if record["complete"] else "; INCOMPLETE: rerun the same command to finish")]  # fmt: skip
+    lines = [
+        f"{record['lines']} lines in {record['results']} ({record['errors']} error lines)"
+        + ("" if record["complete"] else "; INCOMPLETE: rerun the same command to finish")
+    ]
     m = record.get("measured")
     if m:
         lines.append(
