@@ -93,3 +93,26 @@ def test_run_batch_survives_kill_9(tmp_path: Path) -> None:
     ids = [r["custom_id"] for r in _lines(results)]
     assert len(ids) == 30 and len(set(ids)) == 30  # every custom_id exactly once
     assert f"{killed_at} of 30 requests already in" in done.stderr
+
+
+@pytest.mark.slow
+def test_paced_replay_follows_the_plan(tmp_path: Path) -> None:
+    from blendsim.cli import main
+
+    batch, ordered, results = tmp_path / "batch.jsonl", tmp_path / "ordered.jsonl", tmp_path / "results.jsonl"
+    write_batch(batch, requests=20, max_tokens_cap=16)
+    argv = ["plan-batch", str(batch), "-o", str(ordered), "--gpu", "a100-80g", "--target", "replay"]
+    assert main([*argv, "--choose", "blend", "-q"]) == 0
+    done = subprocess.run(
+        blendsim_command(None, "run-batch", str(ordered), "-o", str(results), "-q"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "blend order for the replay target" in done.stderr and "paced by the plan" in done.stderr
+    record = json.loads((tmp_path / "results.run.json").read_text())
+    assert record["paced"] and record["complete"] and record["predicted"]["policy"] == "blend"
+    planned = [json.loads(x)["custom_id"] for x in ordered.read_text().splitlines()]
+    assert record["admitted"] == planned  # vLLM first scheduled them in the planned order
+    assert len(_lines(results)) == 20
