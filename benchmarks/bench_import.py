@@ -75,9 +75,8 @@ def main() -> int:
     grew_mb = (int(peak_kb) - int(base_kb)) / 1e3
     cols_mb = int(cols) / 1e6
     rate = int(n) / float(wall)
-    print(
-        f"imported {int(n):,} requests in {float(wall):.1f} s: {rate:,.0f} lines/s (target >= {TARGET_LINES_S:,})"
-    )
+    target = f"target >= {TARGET_LINES_S:,}"
+    print(f"imported {int(n):,} requests in {float(wall):.1f} s: {rate:,.0f} lines/s ({target})")
     print(
         f"memory grew {grew_mb:,.0f} MB for {cols_mb:,.0f} MB of trace columns, beside a {size_mb:,.0f} MB "
         f"file (target < {COLUMN_FACTOR} x the columns: nothing per line is kept)"
