@@ -33,7 +33,7 @@ from blendsim.executor.batch_plan import BatchPlan
 from blendsim.executor.compare import signed_error
 from blendsim.executor.pacing import Pacing
 from blendsim.executor.vllm_driver import Driver, start_engine
-from blendsim.executor.vllm_engine import GiB, VllmRunConfig, read_model_config, vllm_installed
+from blendsim.executor.vllm_engine import VLLM_ENGINE, GiB, VllmRunConfig, read_model_config, vllm_installed
 from blendsim.profiler.specs import model_from_config
 from blendsim.sim.simulation.result import write_parquet
 from blendsim.traces.importers.chat import PromptTokenizer
@@ -65,7 +65,7 @@ def run_batch(req: RunBatchRequest, say: Say) -> dict[str, Any]:
     tokenizer = PromptTokenizer(req.config.model_dir)
     kv_bytes = model_from_config(Path(req.config.model_dir) / "config.json").kv_bytes_per_token
     kv_tokens = int(req.config.kv_cache_gib * GiB) // kv_bytes
-    block = req.config.block_size or 128
+    block = req.config.block_size or int(VLLM_ENGINE["block_size"])  # None: the engine's default
     feed = read_batch(req.batch, tokenizer, block, int(cfg["max_position_embeddings"]), kv_tokens)
     results = ResultsFile.open(req.results, feed.all_ids)
     resumed = len(results.done)
@@ -89,8 +89,9 @@ def run_batch(req: RunBatchRequest, say: Say) -> dict[str, Any]:
         "resumed_from": resumed,
     }
     try:
-        if len(todo):
-            record.update(_run(req, feed.subset(todo), results, fresh=resumed == 0, say=say))
+        if len(todo):  # fresh: none of the runnable requests ran before (pacing and comparison apply)
+            fresh = len(todo) == len(feed.lines)
+            record.update(_run(req, feed.subset(todo), results, fresh=fresh, say=say))
     finally:
         results.close()
     record["errors"] = sum(1 for line in results.done.values() if line.get("error") is not None)

@@ -9,12 +9,9 @@ order. What a request is (its prompt token ids and ``SamplingParams``) comes fro
 sampling). A pacing (:mod:`blendsim.executor.pacing`) holds requests back until the steps the
 simulator admitted them at, and caps each step's prefill tokens.
 
-Each step is timed with ``perf_counter`` around ``step()`` (schedule, model run, output processing).
-Its exact composition is read from the scheduler's output of that step (the scheduler's ``schedule``
-is wrapped): for every scheduled request, the tokens computed before the step ``c`` and the tokens
-scheduled ``q``. A request with ``c`` < its prompt length is a prefill chunk (``q`` tokens, ``q c +
-q (q + 1) / 2`` causal attention pairs); otherwise it decodes and reads ``c + q`` tokens of KV (the
-simulator's convention). A request's first schedule reports its prefix-cache hit as ``c``.
+Each step is timed with ``perf_counter`` around ``step()`` (schedule, model run, output processing);
+its exact composition comes from the scheduler's output of that step
+(:mod:`blendsim.executor.schedule_capture`).
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,6 +27,7 @@ import numpy as np
 from blendsim.executor.pacing import Pacing
 from blendsim.executor.prompts import PromptBuilder, block_saved_tokens
 from blendsim.executor.records import ExecResult, StepRecord
+from blendsim.executor.schedule_capture import Composition, ScheduleCapture
 from blendsim.executor.vllm_engine import VllmRunConfig, build_engine, scheduler_of
 from blendsim.traces.trace import Trace
 
@@ -92,54 +90,6 @@ def start_engine(config: VllmRunConfig, max_model_len: int) -> Started:
 
 Finish = Callable[[int, Any], None]  # (position, vLLM RequestOutput) when a request finishes
 Reject = Callable[[int, str], None]  # (position, vLLM's reason) when vLLM refuses a request
-
-
-@dataclass
-class Composition:
-    """One step's work as the scheduler laid it out (``BatchShape`` counts) and its first schedules'
-    prefix-cache hits by vLLM request id."""
-
-    prefill_tokens: int = 0
-    prefill_seqs: int = 0
-    pairs: float = 0.0
-    decode_seqs: int = 0
-    kv: int = 0
-    preempted: int = 0
-    hits: dict[str, int] = field(default_factory=dict)
-
-
-class ScheduleCapture:
-    """Wraps ``scheduler.schedule`` to keep each step's composition (see the module docstring)."""
-
-    def __init__(self, scheduler: Any) -> None:
-        self.scheduler = scheduler
-        self.last: Composition | None = None
-        self._schedule = scheduler.schedule
-        scheduler.schedule = self._wrapped
-
-    def _wrapped(self, *args: Any, **kwargs: Any) -> Any:
-        out = self._schedule(*args, **kwargs)
-        self.last = self._compose(out)
-        return out
-
-    def _compose(self, out: Any) -> Composition:
-        reqs = self.scheduler.requests
-        new_ids = {r.req_id for r in out.scheduled_new_reqs}
-        comp = Composition(preempted=len(out.preempted_req_ids or ()))
-        for rid, q in out.num_scheduled_tokens.items():
-            req = reqs[rid]
-            before = int(req.num_computed_tokens) - int(q)  # schedule() has already advanced it
-            prompt = int(req.num_prompt_tokens)
-            if before < prompt:
-                comp.prefill_tokens += q
-                comp.prefill_seqs += 1
-                comp.pairs += q * before + q * (q + 1) / 2.0
-            else:
-                comp.decode_seqs += 1
-                comp.kv += before + q
-            if rid in new_ids:
-                comp.hits[rid] = before
-        return comp
 
 
 class Driver:
