@@ -94,6 +94,14 @@ def register(sub: Any) -> None:
     r.set_defaults(func=cmd_run_batch, parser=r)
 
 
+def _distinct(given: str, written: str, flag: str) -> None:
+    """The file written is not the one read (it would be overwritten)."""
+    import os
+
+    if os.path.exists(written) and os.path.samefile(given, written):
+        raise UserError(f"{flag} {written!r} is the input file itself; write elsewhere")
+
+
 def _say(quiet: bool, verb: str) -> Any:
     return (
         (lambda _m: None)
@@ -114,6 +122,7 @@ def cmd_plan_batch(args: argparse.Namespace) -> int:
             "`blendsim executor calibrate`) or --gpu NAME"
         )
     say = _say(args.quiet, "plan-batch")
+    _distinct(args.batch, args.output, "-o")
     engine = engine_config(args)
     vllm = run_config(args)
     model = get_model(args.model)
@@ -173,6 +182,7 @@ def cmd_run_batch(args: argparse.Namespace) -> int:
     from blendsim.executor.vllm_engine import VllmRunConfig
 
     say = _say(False, "run-batch")  # -q silences the progress bar only
+    _distinct(args.batch, args.output, "-o")
     path = args.plan or (None if args.no_plan else plan_path(args.batch))
     plan = BatchPlan.read(path) if path is not None and (args.plan or Path(path).exists()) else None
     config = run_config(args)

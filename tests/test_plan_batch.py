@@ -93,6 +93,18 @@ def test_plan_batch_errors(
     assert not batch.with_name("ordered.jsonl").exists()
 
 
+def test_outputs_never_overwrite_the_batch(
+    batch: Path, model_dir: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = batch.read_bytes()
+    plan = ["plan-batch", str(batch), "-o", str(batch), "--gpu", "a100-80g", "--model-dir", model_dir]
+    run = ["run-batch", str(batch), "-o", str(batch), "--model-dir", model_dir, "--no-plan"]
+    for argv in (plan, run):
+        assert main(argv) == 2
+        assert "is the input file itself" in capsys.readouterr().err
+    assert batch.read_bytes() == before
+
+
 def test_plan_batch_needs_a_profile(batch: Path, model_dir: str, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["plan-batch", str(batch), "-o", str(batch.with_name("o.jsonl")), "--model-dir", model_dir]
     assert main(argv) == 2 and "--profile FILE" in capsys.readouterr().err
