@@ -21,6 +21,7 @@ alike; the prediction is only as good as the estimate (the plan records its sour
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 from collections.abc import Callable, Sequence
@@ -115,7 +116,7 @@ def plan_batch(req: PlanBatchRequest, trace: Trace, say: Say) -> BatchPlan:
         batch={"file": os.path.basename(req.batch), "sha256": file_sha256(req.batch), "requests": len(trace)},
         ordered={"file": os.path.basename(req.ordered), "sha256": file_sha256(req.ordered)},
         lengths=dict(trace.metadata.get("output_lengths", {})),
-        engine={**_engine_dict(config), "kv_capacity_tokens": config.kv_capacity_override},
+        engine=dataclasses.asdict(config),
         vllm={k: v for k, v in req.vllm.as_dict().items() if k != "model_dir"},
         profile=req.profile.name,
         predictions={p: r.numbers() for p, r in runs.items()},
@@ -153,12 +154,6 @@ def _margins(runs: dict[str, Predicted], chosen: str) -> dict[str, Any]:
         out["runner_up"] = runner
         out["margin_over_runner_up"] = mine / others[runner] - 1
     return out
-
-
-def _engine_dict(config: EngineConfig) -> dict[str, Any]:
-    import dataclasses
-
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
 
 def batch_lines(path: str) -> list[bytes]:

