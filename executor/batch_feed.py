@@ -21,7 +21,7 @@ import numpy as np
 from blendsim.errors import UserError
 from blendsim.traces.importers.builder import TraceBuilder, token_blocks
 from blendsim.traces.importers.chat import PromptTokenizer
-from blendsim.traces.importers.openai import BatchLine, check_line, custom_id_of, prompt_ids
+from blendsim.traces.importers.openai import BatchLine, check_line, prompt_ids, unique_custom_id
 from blendsim.traces.importers.reader import FileStats, Where, json_records
 from blendsim.traces.trace import Trace
 
@@ -133,10 +133,7 @@ def read_batch(
     errors: dict[str, str] = {}
     seen: dict[str, int] = {}
     for rank, (where, rec) in enumerate(json_records(path, "batch file", FileStats(path))):
-        cid = custom_id_of(where, rec)
-        if cid in seen:
-            raise where.error(f"{cid!r} is also the id of line {seen[cid]}", "custom_id")
-        seen[cid] = where.line
+        cid = unique_custom_id(where, rec, seen)
         try:
             line = check_line(where, rec)
             ids = np.asarray(prompt_ids(line, tokenizer), dtype=np.int64)

@@ -26,11 +26,15 @@ FORMAT = "blendsim-batch-plan/1"
 TARGETS = ("run-batch", "replay")
 
 
+def beside(path: str | os.PathLike[str], suffix: str) -> Path:
+    """A file beside a batch or results file: ``x.jsonl`` (or ``x.jsonl.gz``) -> ``x<suffix>``."""
+    p = Path(path)
+    return p.with_name(p.name.removesuffix(".gz").removesuffix(".jsonl") + suffix)
+
+
 def plan_path(ordered: str | os.PathLike[str]) -> Path:
     """Where the plan of an ordered batch file lives: ``x.jsonl`` -> ``x.plan.json``."""
-    p = Path(ordered)
-    stem = p.name.removesuffix(".gz").removesuffix(".jsonl")
-    return p.with_name(f"{stem}.plan.json")
+    return beside(ordered, ".plan.json")
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 
 from blendsim.child import blendsim_command
 from blendsim.errors import UserError, atomic_output
+from blendsim.executor.batch_plan import beside
 from blendsim.executor.vllm_engine import VllmRunConfig
 from blendsim.sim.planning.estimate import choose_sample, sampled_means
 from blendsim.sim.planning.tree import PrefixTree
@@ -29,9 +30,8 @@ Say = Callable[[str], None]
 
 
 def pilot_paths(ordered: str) -> tuple[Path, Path]:
-    p = Path(ordered)
-    stem = p.name.removesuffix(".gz").removesuffix(".jsonl")
-    return p.with_name(f"{stem}.pilot.jsonl"), p.with_name(f"{stem}.pilot-results.jsonl")
+    """The pilot's sample and results files, beside the ordered file."""
+    return beside(ordered, ".pilot.jsonl"), beside(ordered, ".pilot-results.jsonl")
 
 
 def pilot_lengths(

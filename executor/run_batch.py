@@ -29,7 +29,7 @@ import numpy as np
 from blendsim.errors import atomic_output
 from blendsim.executor.batch_feed import BatchFeed, read_batch
 from blendsim.executor.batch_output import ResultsFile, error_line, success_line, usage_of
-from blendsim.executor.batch_plan import BatchPlan
+from blendsim.executor.batch_plan import BatchPlan, beside
 from blendsim.executor.compare import signed_error
 from blendsim.executor.pacing import Pacing
 from blendsim.executor.vllm_driver import Driver, start_engine
@@ -55,8 +55,8 @@ class RunBatchRequest:
 
 
 def run_record_path(results: str) -> Path:
-    p = Path(results)
-    return p.with_name(p.name.removesuffix(".jsonl") + ".run.json")
+    """The run record beside a results file: ``x.jsonl`` -> ``x.run.json``."""
+    return beside(results, ".run.json")
 
 
 def run_batch(req: RunBatchRequest, say: Say) -> dict[str, Any]:

@@ -54,6 +54,15 @@ def custom_id_of(where: Where, rec: dict[str, Any]) -> str:
     return cid
 
 
+def unique_custom_id(where: Where, rec: dict[str, Any], seen: dict[str, int]) -> str:
+    """The line's ``custom_id``, not seen before (``seen``: id -> its line, updated)."""
+    cid = custom_id_of(where, rec)
+    if cid in seen:
+        raise where.error(f"{cid!r} is also the id of line {seen[cid]}", "custom_id")
+    seen[cid] = where.line
+    return cid
+
+
 def check_line(where: Where, rec: dict[str, Any]) -> BatchLine:
     """The line as a request; a UserError naming the line and field when it is not one."""
     cid = custom_id_of(where, rec)
@@ -212,10 +221,7 @@ def read_openai(path: str, opts: ImportOptions) -> Trace:
     seen: dict[str, int] = {}
     kinds = {"chat": 0, "completion": 0}
     for where, rec in json_records(path, "batch file", stats, opts.progress):
-        cid = custom_id_of(where, rec)
-        if cid in seen:
-            raise where.error(f"{cid!r} is also the id of line {seen[cid]}", "custom_id")
-        seen[cid] = where.line
+        unique_custom_id(where, rec, seen)
         line = check_line(where, rec)
         seg_ids, seg_lens = token_blocks(prompt_ids(line, tokenizer), block)
         builder.add(seg_lens, lengths.of(line, rec), seg_ids, custom_id=line.custom_id)
