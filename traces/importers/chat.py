@@ -73,13 +73,6 @@ class PromptTokenizer:
     def completion(self, prompt: str) -> list[int]:
         return [int(t) for t in self.tokenizer.encode(prompt, add_special_tokens=True)]
 
-    def decode(self, ids: list[int]) -> str:
-        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
-
-    @property
-    def vocab_size(self) -> int:
-        return int(len(self.tokenizer))
-
     def _message(self, m: dict[str, Any]) -> dict[str, Any]:
         role = m["role"]
         if role == "developer" and "developer" not in self.template:
