@@ -11,6 +11,7 @@ from blendsim.common_cli import add_policy_option, add_seed_option, engine_confi
 from blendsim.errors import UserError
 from blendsim.executor.batch_plan import TARGETS
 from blendsim.executor.cli import EXECUTE_POLICIES, add_vllm_args, run_config
+from blendsim.traces.importers.cli import add_import_options, import_options
 
 PLAN_DESCRIPTION = """\
 Plan an OpenAI batch file (JSONL, chat or completion bodies) for vLLM: import it (tokenized with the
@@ -62,10 +63,7 @@ def register(sub: Any) -> None:
     p.add_argument("--gpu", help="built-in GPU profile instead of --profile")
     p.add_argument("--model", default="smollm2-135m", help="model name or config.json for the simulation")
     lengths = p.add_argument_group("output lengths")
-    lengths.add_argument("--default-max-tokens", type=int, metavar="N", help="for lines without max_tokens")
-    est = lengths.add_mutually_exclusive_group()
-    est.add_argument("--lengths-from", metavar="RESULTS.jsonl", help="an earlier run's output file")
-    est.add_argument("--length-field", metavar="FIELD", help="a field of each line (dotted)")
+    est = add_import_options(lengths, block_size=False)  # the block size is the engine's --block-size
     est.add_argument("--pilot", type=float, metavar="RATE", help="run this fraction per prefix group first")
     lengths.add_argument(
         "--pilot-results",
@@ -114,7 +112,7 @@ def cmd_plan_batch(args: argparse.Namespace) -> int:
     from blendsim.executor.plan_batch import PlanBatchRequest, plan_batch, table
     from blendsim.profiler.profile import resolve_profile
     from blendsim.profiler.specs import get_model
-    from blendsim.traces.importers import ImportOptions, import_trace
+    from blendsim.traces.importers import import_trace
 
     if not args.profile and not args.gpu:
         raise UserError(
@@ -127,15 +125,8 @@ def cmd_plan_batch(args: argparse.Namespace) -> int:
     vllm = run_config(args)
     model = get_model(args.model)
     profile = resolve_profile(args.gpu, args.profile, model, args.tp)
-    opts = ImportOptions(
-        block_size=engine.block_size,
-        model_dir=vllm.model_dir,
-        default_max_tokens=args.default_max_tokens,
-        lengths_from=args.lengths_from,
-        length_field=args.length_field,
-        progress=not args.quiet and sys.stderr.isatty(),
-    )
-    trace = import_trace(args.batch, "openai", opts)
+    opts = import_options(args, vllm.model_dir, progress=not args.quiet and sys.stderr.isatty())
+    trace = import_trace(args.batch, "openai", opts)  # blocks of the engine's --block-size
     say(
         f"imported {len(trace):,} requests ({int(trace.prompt_len.sum()):,} prompt tokens, "
         f"sharing {trace.sharing():.3f})"

