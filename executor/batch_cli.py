@@ -61,7 +61,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--profile", help="profile JSON of the engine (vLLM-CPU: `blendsim executor calibrate`)")
     p.add_argument("--gpu", help="built-in GPU profile instead of --profile")
-    p.add_argument("--model", default="smollm2-135m", help="model name or config.json for the simulation")
+    p.add_argument(
+        "--model", default="smollm2-135m", help="model name or config.json for the simulation (--model-dir's)"
+    )
     lengths = p.add_argument_group("output lengths")
     est = add_import_options(lengths, block_size=False)  # the block size is the engine's --block-size
     est.add_argument("--pilot", type=float, metavar="RATE", help="run this fraction per prefix group first")
@@ -109,6 +111,7 @@ def _say(quiet: bool, verb: str) -> Any:
 
 
 def cmd_plan_batch(args: argparse.Namespace) -> int:
+    from blendsim.executor.batch_plan import plan_path
     from blendsim.executor.plan_batch import PlanBatchRequest, plan_batch, table
     from blendsim.profiler.profile import resolve_profile
     from blendsim.profiler.specs import get_model
@@ -119,6 +122,10 @@ def cmd_plan_batch(args: argparse.Namespace) -> int:
             "predicting needs the engine's profile: --profile FILE (vLLM-CPU: make one with "
             "`blendsim executor calibrate`) or --gpu NAME"
         )
+    if args.pilot_results and args.pilot is None:
+        raise UserError("--pilot-results goes with --pilot RATE (the rate and --seed that drew its sample)")
+    if args.pilot is not None and not 0 < args.pilot <= 1:
+        raise UserError(f"--pilot must be in (0, 1], got {args.pilot}")
     say = _say(args.quiet, "plan-batch")
     _distinct(args.batch, args.output, "-o")
     engine = engine_config(args)
@@ -137,8 +144,6 @@ def cmd_plan_batch(args: argparse.Namespace) -> int:
         trace = pilot_lengths(
             args.batch, trace, args.pilot, args.output, vllm, say, args.seed, args.pilot_results
         )
-    elif args.pilot_results:
-        raise UserError("--pilot-results goes with --pilot RATE (the rate and --seed that drew its sample)")
     req = PlanBatchRequest(
         args.batch,
         args.output,
@@ -161,7 +166,7 @@ def cmd_plan_batch(args: argparse.Namespace) -> int:
         )
     else:
         print(table(plan))
-        print(f"wrote {args.output} ({plan.policy} order) and its plan file")
+        print(f"wrote {args.output} ({plan.policy} order) and {plan_path(args.output)}")
     return 0
 
 

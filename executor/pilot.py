@@ -48,7 +48,7 @@ def pilot_lengths(
     from blendsim.executor.plan_batch import batch_lines
 
     if not 0 < rate <= 1:
-        raise UserError(f"--pilot rate must be in (0, 1], got {rate}")
+        raise UserError(f"pilot rate must be in (0, 1], got {rate}")
     tree = PrefixTree.from_trace(trace)
     sampled = choose_sample(tree, len(trace), rate, seed)
     sample_file, results_file = pilot_paths(ordered)
