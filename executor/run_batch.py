@@ -33,8 +33,13 @@ from blendsim.executor.batch_plan import BatchPlan, beside
 from blendsim.executor.compare import signed_error
 from blendsim.executor.pacing import Pacing
 from blendsim.executor.vllm_driver import Driver, start_engine
-from blendsim.executor.vllm_engine import VLLM_ENGINE, GiB, VllmRunConfig, read_model_config, vllm_installed
-from blendsim.profiler.specs import model_from_config
+from blendsim.executor.vllm_engine import (
+    VLLM_ENGINE,
+    VllmRunConfig,
+    kv_cache_tokens,
+    read_model_config,
+    vllm_installed,
+)
 from blendsim.sim.simulation.result import write_parquet
 from blendsim.traces.importers.chat import PromptTokenizer
 
@@ -63,8 +68,7 @@ def run_batch(req: RunBatchRequest, say: Say) -> dict[str, Any]:
     """Run ``req`` (module docstring); the run record it wrote."""
     cfg = read_model_config(req.config.model_dir)
     tokenizer = PromptTokenizer(req.config.model_dir)
-    kv_bytes = model_from_config(Path(req.config.model_dir) / "config.json").kv_bytes_per_token
-    kv_tokens = int(req.config.kv_cache_gib * GiB) // kv_bytes
+    kv_tokens = kv_cache_tokens(req.config)
     block = req.config.block_size or int(VLLM_ENGINE["block_size"])  # None: the engine's default
     feed = read_batch(req.batch, tokenizer, block, int(cfg["max_position_embeddings"]), kv_tokens)
     results = ResultsFile.open(req.results, feed.all_ids)

@@ -21,8 +21,7 @@ from blendsim.executor.pacing import Pacing
 from blendsim.executor.prompts import PromptBuilder
 from blendsim.executor.records import ExecResult
 from blendsim.executor.vllm_driver import Driver, TraceFeed, start_engine
-from blendsim.executor.vllm_engine import GiB, VllmRunConfig, read_model_config, vllm_installed
-from blendsim.profiler.specs import model_from_config
+from blendsim.executor.vllm_engine import VllmRunConfig, kv_cache_tokens, read_model_config, vllm_installed
 from blendsim.traces.trace import Trace
 
 
@@ -30,8 +29,7 @@ def check_trace_fits(trace: Trace, config: VllmRunConfig) -> dict[str, Any]:
     """Check the trace against the model directory's context and ``config``'s KV cache (see
     :func:`check_fits`); returns the model's ``config.json``."""
     cfg = read_model_config(config.model_dir)
-    kv_bytes = model_from_config(Path(config.model_dir) / "config.json").kv_bytes_per_token
-    kv_tokens = int(config.kv_cache_gib * GiB) // kv_bytes
+    kv_tokens = kv_cache_tokens(config)
     check_fits(trace, int(cfg["max_position_embeddings"]), kv_tokens, config.block_size or 128)
     return cfg
 

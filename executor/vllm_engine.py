@@ -106,6 +106,14 @@ class VllmRunConfig:
         )
 
 
+def kv_cache_tokens(config: VllmRunConfig) -> int:
+    """Tokens of KV that ``config``'s cache holds for its model directory's model."""
+    from blendsim.profiler.specs import model_from_config
+
+    kv_bytes = model_from_config(Path(config.model_dir) / "config.json").kv_bytes_per_token
+    return int(config.kv_cache_gib * GiB) // kv_bytes
+
+
 def kv_capacity_config(model: ModelSpec, engine: EngineConfig, kv_cache_gib: float) -> EngineConfig:
     """``engine`` with the KV capacity of a ``kv_cache_gib`` cache of ``model``, in whole blocks:
     the simulator's configuration of the vLLM engine it is compared with."""
