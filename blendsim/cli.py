@@ -44,6 +44,7 @@ VERB_MODULES: dict[str, tuple[str, ...]] = {
     "blendsim.experiments.sweep_cli": ("sweep",),
     "blendsim.experiments.figures_cli": ("figures",),
     "blendsim.executor.cli": ("execute", "executor", "validate"),
+    "blendsim.executor.batch_cli": ("plan-batch", "run-batch"),
 }
 
 DESCRIPTION = """\
@@ -56,6 +57,10 @@ typical session:
   blendsim plan t1.parquet --policy blend
   blendsim simulate t1.parquet --policy all
   blendsim sweep --sharing-ratio 0.5
+
+a real batch:
+  blendsim plan-batch batch.jsonl -o ordered.jsonl --profile cpu-vllm.json
+  blendsim run-batch ordered.jsonl -o results.jsonl
 
 exit status: 0 done, 2 a bad input (one line, nothing written), 1 a failure or a bug,
 130 interrupted (docs/cli.md)

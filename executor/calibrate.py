@@ -135,7 +135,9 @@ def phase_trace(grid: tuple[Phase, ...]) -> tuple[Trace, list[np.ndarray]]:
 def run_calibration(config: Any, grid: tuple[Phase, ...], max_steps: int | None = None) -> list[StepRecord]:
     """Run the phases one after the other through one in-process engine; every step's record."""
     from blendsim.executor.prompts import PromptBuilder
-    from blendsim.executor.vllm_backend import Driver, ScheduleCapture, check_trace_fits, engine_max_len
+    from blendsim.executor.schedule_capture import ScheduleCapture
+    from blendsim.executor.vllm_backend import check_trace_fits, engine_max_len
+    from blendsim.executor.vllm_driver import Driver, TraceFeed
     from blendsim.executor.vllm_engine import build_engine, scheduler_of
 
     trace, groups = phase_trace(grid)
@@ -157,7 +159,7 @@ def run_calibration(config: Any, grid: tuple[Phase, ...], max_steps: int | None 
             sub,
             np.arange(len(sub)),
             config,
-            prompts,
+            TraceFeed(sub, prompts),
             capture,
             pacing=Pacing(grid[k].release_steps()),
         )

@@ -29,7 +29,7 @@ from blendsim.executor.vllm_engine import VLLM_ENGINE
 EXECUTE_POLICIES = "fifo,dfs,blend"
 
 
-def _add_vllm_args(p: argparse.ArgumentParser) -> None:
+def add_vllm_args(p: argparse.ArgumentParser) -> None:
     """The real engine's options (beside the EngineConfig options, which both sides share)."""
     g = p.add_argument_group("vLLM engine")
     g.add_argument("--model-dir", help="Hugging Face model directory (default: the prepared SmolLM2-135M)")
@@ -54,7 +54,7 @@ def _add_vllm_args(p: argparse.ArgumentParser) -> None:
     add_engine_options(p, defaults=VLLM_ENGINE, exclude=("kv_capacity_override",))
 
 
-def _run_config(args: argparse.Namespace) -> Any:
+def run_config(args: argparse.Namespace) -> Any:
     from blendsim.executor.model_prep import default_model_dir
     from blendsim.executor.vllm_engine import VllmRunConfig
 
@@ -93,7 +93,7 @@ def register(sub: Any) -> None:
     add_seed_option(p)
     add_dp_option(p)
     p.add_argument("--out", required=True, help="output directory")
-    _add_vllm_args(p)
+    add_vllm_args(p)
     p.set_defaults(func=cmd_execute)
 
     ex = sub.add_parser("executor", help="set up the real-engine backends")
@@ -117,7 +117,7 @@ def register(sub: Any) -> None:
     c.add_argument("--quick", action="store_true", help="a smaller grid")
     c.add_argument("-o", "--output", required=True, help="calibrated profile JSON to write")
     c.add_argument("--max-steps", type=int, help="stop the calibration run after N steps")
-    _add_vllm_args(c)
+    add_vllm_args(c)
     c.set_defaults(func=cmd_calibrate)
     ex.set_defaults(func=lambda _a: (ex.print_help(), 2)[1])
 
@@ -148,7 +148,7 @@ def cmd_prepare_model(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from blendsim.executor.calibrate import calibrate_cli
 
-    return calibrate_cli(args, _run_config(args))
+    return calibrate_cli(args, run_config(args))
 
 
 def cmd_execute(args: argparse.Namespace) -> int:
@@ -171,7 +171,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
             kv_cache_gib=args.kv_cache_gib,
             backend=args.backend,
             device=args.device,
-            vllm=_run_config(args) if args.backend == "vllm" else None,
+            vllm=run_config(args) if args.backend == "vllm" else None,
             vllm_python=args.vllm_python,
             max_steps=args.max_steps,
             threads=args.threads if args.backend == "torch" else None,

@@ -56,6 +56,8 @@ class VllmRunConfig:
     dummy_weights: random weights (``load_format="dummy"``); the directory then needs only config.json.
     threads: torch/OpenMP threads of the engine (``OMP_NUM_THREADS``). 1 by default: on a loaded
         2-core machine two OpenMP threads stall at every barrier (measured 3x slower prefill).
+    tokenizer: the engine loads the model's tokenizer and detokenizes outputs (text, stop strings:
+        a real batch); off, prompts and outputs are token ids only (trace replays).
     """
 
     model_dir: str
@@ -70,6 +72,7 @@ class VllmRunConfig:
     device: str = "cpu"
     tp: int = 1
     seed: int = 0
+    tokenizer: bool = False
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -101,6 +104,14 @@ class VllmRunConfig:
             block_size=engine.block_size,
             **rest,
         )
+
+
+def kv_cache_tokens(config: VllmRunConfig) -> int:
+    """Tokens of KV that ``config``'s cache holds for its model directory's model."""
+    from blendsim.profiler.specs import model_from_config
+
+    kv_bytes = model_from_config(Path(config.model_dir) / "config.json").kv_bytes_per_token
+    return int(config.kv_cache_gib * GiB) // kv_bytes
 
 
 def kv_capacity_config(model: ModelSpec, engine: EngineConfig, kv_cache_gib: float) -> EngineConfig:
@@ -205,7 +216,7 @@ def build_engine(config: VllmRunConfig, max_model_len: int) -> Any:
         seed=config.seed,
         disable_log_stats=False,
         kv_cache_memory_bytes=int(config.kv_cache_gib * GiB),
-        skip_tokenizer_init=True,
+        skip_tokenizer_init=not config.tokenizer,
         tensor_parallel_size=config.tp,
     )
     if config.block_size is not None:

@@ -1,4 +1,4 @@
-"""``blendsim trace make | stats``: generate workload traces and show their statistics."""
+"""``blendsim trace make | stats | import | export``: generate, inspect, import and export traces."""
 
 from __future__ import annotations
 
@@ -41,10 +41,11 @@ compute-bound); sharing = prompt tokens a prefix cache saves / all tokens."""
 def register(subparsers: Any) -> None:
     trace = subparsers.add_parser(
         "trace",
-        help="generate workload traces and show their statistics",
-        description="Generate workload traces (Parquet) and show their statistics.",
+        help="generate, inspect, import and export workload traces",
+        description="Generate workload traces (Parquet), show their statistics, import real traces and "
+        "OpenAI batch files, export to other simulators' formats.",
     )
-    verbs = trace.add_subparsers(dest="trace_verb", metavar="{make,stats}")
+    verbs = trace.add_subparsers(dest="trace_verb", metavar="{make,stats,import,export}")
     trace.set_defaults(func=lambda _args: (trace.print_help(), 2)[1])
 
     make = verbs.add_parser(
@@ -95,11 +96,15 @@ def register(subparsers: Any) -> None:
         description="Requests, mean and p99 of prompt (p) and output (d) lengths, tokens, "
         "density and sharing, per source and in total.",
     )
-    stats.add_argument("trace", metavar="FILE", help="a trace file written by `blendsim trace make`")
+    stats.add_argument("trace", metavar="FILE", help="a trace file (`blendsim trace make` or `trace import`)")
     stats.add_argument("--model", help="model for the density (default: the file's, else llama-3-8b)")
     stats.add_argument("--gpu", help="GPU for the density (default: the file's, else a100-80g)")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.set_defaults(func=run_stats)
+
+    from blendsim.traces.importers import cli as transfer
+
+    transfer.register(verbs)  # import, export
 
 
 def _progress(quiet: bool) -> Any:
@@ -165,4 +170,14 @@ def run_stats(args: argparse.Namespace) -> int:
         print(json_text(out, sort_keys=True))
     else:
         print(format_stats(stats))
+        imported = trace.metadata.get("imported")
+        if imported:
+            block = f", {imported['block_size']}-token blocks" if "block_size" in imported else ""
+            lengths = trace.metadata.get("output_lengths", {}).get("source")
+            lines = f"{imported['lines']:,} lines"
+            print(
+                f"imported from {imported['file']} ({imported['format']}{block}, {lines}, "
+                f"sha256 {imported['sha256'][:12]}…)"
+                + (f"; output lengths from {lengths}" if lengths else "")
+            )
     return 0

@@ -1,7 +1,8 @@
 """Trace files: one Parquet file, one row per request, in arrival order.
 
 Columns (exactly): ``request_id`` int64, ``source`` string, ``segments`` list<int64>,
-``segment_lens`` list<int64> (summing to ``prompt_len``), ``prompt_len`` int64, ``output_len`` int64.
+``segment_lens`` list<int64> (summing to ``prompt_len``), ``prompt_len`` int64, ``output_len`` int64;
+a trace imported from a batch file adds ``custom_id`` string (each line's own id).
 The schema metadata key ``blendsim`` holds JSON: ``format_version`` (:data:`FORMAT_VERSION`; files
 from before versions count as 0 and read the same), ``provenance`` (what wrote the file:
 :func:`blendsim.provenance.provenance`), generator version, seed, sources, targets, model, GPU,
@@ -35,6 +36,7 @@ COLUMNS: dict[str, pa.DataType] = {
     "prompt_len": pa.int64(),
     "output_len": pa.int64(),
 }
+CUSTOM_ID = "custom_id"  # optional column
 
 
 def to_table(trace: Trace) -> pa.Table:
@@ -55,8 +57,12 @@ def to_table(trace: Trace) -> pa.Table:
         "format_version": FORMAT_VERSION,
         "provenance": provenance(seed=trace.metadata.get("seed"), profile=trace.metadata.get("gpu")),
     }
+    fields = [pa.field(name, typ) for name, typ in COLUMNS.items()]
+    if trace.custom_id is not None:
+        arrays.append(pa.array(trace.custom_id.tolist(), type=pa.string()))
+        fields.append(pa.field(CUSTOM_ID, pa.string()))
     schema = pa.schema(
-        [pa.field(name, typ) for name, typ in COLUMNS.items()],
+        fields,
         metadata={METADATA_KEY: json_text(meta, indent=None, sort_keys=True).encode()},
     )
     return pa.Table.from_arrays(arrays, schema=schema)
@@ -121,6 +127,15 @@ def _metadata(table: pa.Table, path: str) -> dict[str, Any]:
     return meta
 
 
+def _custom_ids(table: pa.Table, path: str) -> np.ndarray | None:
+    if CUSTOM_ID not in table.column_names:
+        return None
+    column = table.column(CUSTOM_ID)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) or column.null_count:
+        raise UserError(f"trace file {path!r}: column {CUSTOM_ID!r} must be strings, none missing")
+    return np.asarray(column.to_pylist(), dtype=object)
+
+
 def from_table(table: pa.Table, path: str = "<table>") -> Trace:
     """A Trace from a table with the trace columns; raises UserError when it is malformed."""
     metadata = _metadata(table, path)
@@ -146,6 +161,7 @@ def from_table(table: pa.Table, path: str = "<table>") -> Trace:
         seg_lens=pc.list_flatten(lens).to_numpy(zero_copy_only=False).astype(np.int64),
         output_len=table.column("output_len").to_numpy().astype(np.int64),
         metadata=metadata,
+        custom_id=_custom_ids(table, path),
     )
     try:
         trace.validate()

@@ -2,7 +2,8 @@
 
 Segments are kept in CSR form: request ``i`` has segments ``seg_ids[seg_offsets[i]:seg_offsets[i+1]]``
 with lengths ``seg_lens[...]`` of the same slice. Positions (0..n-1) index requests everywhere in
-blendsim; ``request_id`` is the user-visible id.
+blendsim; ``request_id`` is the user-visible id. A trace imported from a batch file also keeps each
+request's ``custom_id`` (the batch line's own id, a string), in ``custom_id``; generated traces have none.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Trace:
     seg_lens: np.ndarray  # int64[total segments]
     output_len: np.ndarray  # int64[n]
     metadata: dict[str, Any] = field(default_factory=dict)
+    custom_id: np.ndarray | None = None  # object[n] of str: the batch file's ids, when imported from one
 
     def __post_init__(self) -> None:
         self.prompt_len = (
@@ -111,6 +113,11 @@ class Trace:
                 )
         if len(np.unique(self.request_id)) != n:
             raise UserError("its request ids are not unique")
+        if self.custom_id is not None:
+            if self.custom_id.shape != (n,):
+                raise UserError("its custom ids must be one per request")
+            if len(set(self.custom_id.tolist())) != n:
+                raise UserError("its custom ids are not unique")
         # an id must always have the same length and the same predecessor
         order = np.argsort(self.seg_ids, kind="stable")
         sid = self.seg_ids[order]
@@ -170,4 +177,5 @@ class Trace:
             self.seg_lens[gather],
             self.output_len[positions],
             dict(self.metadata),
+            None if self.custom_id is None else self.custom_id[positions],
         )

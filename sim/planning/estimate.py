@@ -95,6 +95,18 @@ def top_up_sources(tree: PrefixTree, sampled: np.ndarray, minimum: int, rng: np.
         sampled[rng.choice(free, size=extra, replace=False)] = True
 
 
+def choose_sample(
+    tree: PrefixTree, n: int, sample_rate: float, seed: int = 0, min_per_source: int = 1
+) -> np.ndarray:
+    """The requests the ``sampled`` estimator runs first (module docstring): each with probability
+    ``sample_rate``, topped up to ``min_per_source`` per root subtree, at least one in all."""
+    sampled = np.asarray(_rng(seed, 1).random(n) < sample_rate)
+    top_up_sources(tree, sampled, min_per_source, _rng(seed, 4))
+    if n and not sampled.any():
+        sampled[int(_rng(seed, 2).integers(n))] = True
+    return sampled
+
+
 def exact_requests(
     sources: list[str] | None, codes: np.ndarray | None, kinds: tuple[str, ...], n: int
 ) -> np.ndarray:
@@ -135,10 +147,7 @@ def estimate_output_lengths(
         known = np.ones(n, dtype=bool)
         noisy = np.ones(n, dtype=bool)
     else:
-        sampled = np.asarray(_rng(seed, 1).random(n) < sample_rate)
-        top_up_sources(tree, sampled, min_per_source, _rng(seed, 4))
-        if n and not sampled.any():
-            sampled[int(_rng(seed, 2).integers(n))] = True
+        sampled = choose_sample(tree, n, sample_rate, seed, min_per_source)
         est = sampled_means(tree, true_len, sampled)[tree.leaf_offset :]
         known = sampled | exact_requests(sources, source_codes, exact_kinds, n)
         est = np.where(known, true_len, est)
