@@ -11,11 +11,13 @@ from typing import Any
 from blendsim.common_cli import (
     add_dp_option,
     add_engine_options,
+    add_estimation_options,
     add_hardware_options,
     add_policy_option,
     add_seed_option,
     check_counts,
     engine_configs,
+    estimation_config,
     policies,
 )
 from blendsim.errors import UserError
@@ -88,6 +90,7 @@ def register(subparsers: Any) -> None:
         "needs pip install 'blendsim[ray]'",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_estimation_options(p)
     add_engine_options(p, several_engines=True)
     p.set_defaults(func=cmd_sweep)
 
@@ -107,6 +110,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         policies=policies(args),
         engines=tuple(c.engine for c in configs),
         engine_options=non_defaults(configs[0], skip=("engine",)),
+        estimation_options=non_defaults(estimation_config(args)),
         requests=DEFAULT_REQUESTS if args.requests is None else args.requests,
         model=args.model,
         gpu=gpu,

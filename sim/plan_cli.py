@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from blendsim.common_cli import add_estimation_options, estimation_config
 from blendsim.errors import UserError, atomic_output
-from blendsim.sim.planning.estimate import ESTIMATORS
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.planning.planner import make_plan
 from blendsim.sim.planning.policies import POLICIES
@@ -73,6 +73,7 @@ def summary(plan: Plan) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    estimation = estimation_config(args)  # checked before any trace is built
     trace = load_trace(args.trace, args.requests, args.model, args.gpu, args.seed)
     options: dict[str, Any] = {}
     if args.policy == "blend":
@@ -82,9 +83,7 @@ def run(args: argparse.Namespace) -> int:
         args.policy,
         args.model,
         args.gpu,
-        estimator=args.estimator,
-        sample_rate=args.sample_rate,
-        length_noise=args.length_noise,
+        estimation=estimation,
         seed=args.seed,
         **options,
     )
@@ -106,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"  target density {plan.target_density:.3f}; lengths: {info['estimator']}"
         + (f" at {info['sample_rate']:.2%}" if info["sample_rate"] else "")
+        + f", video lengths {info['video_lengths']}, noise sigma {info['length_noise']:g}"
         + f", mean relative error {info['length_error']:.2f}"
     )
     if plan.two_sided:
@@ -129,11 +129,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--policy", required=True, choices=POLICIES)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--order-out", metavar="FILE", help="write the admission order as CSV")
-    p.add_argument("--estimator", default="sampled", choices=ESTIMATORS)
-    p.add_argument(
-        "--sample-rate", type=float, default=0.01, help="fraction of requests sampled (default 0.01)"
-    )
-    p.add_argument("--length-noise", type=float, default=0.0, help="σ of multiplicative log-normal error")
+    add_estimation_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="llama-3-8b")
     p.add_argument("--gpu", default="a100-80g")

@@ -11,12 +11,14 @@ from blendsim.common_cli import (
     add_disagg_options,
     add_dp_option,
     add_engine_options,
+    add_estimation_options,
     add_hardware_options,
     add_policy_option,
     add_seed_option,
     check_counts,
     disagg_config,
     engine_configs,
+    estimation_config,
     policies,
 )
 from blendsim.sim.simulation.layout import DisaggConfig, not_disaggregable
@@ -46,6 +48,7 @@ def register(subparsers: Any) -> None:
         help="also write per policy and engine: result JSON, per-step and per-chunk Parquet, "
         "Chrome trace and admission order",
     )
+    add_estimation_options(p)
     add_engine_options(p, several_engines=True)
     add_disagg_options(p)
     p.set_defaults(func=run)
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     disagg = disagg_config(args)
     names = _policies(args, disagg)
     configs = engine_configs(args)
+    estimation = estimation_config(args)
     trace = read_trace(args.trace)
     model = get_model(args.model or str(trace.metadata.get("model") or DEFAULT_MODEL))
     profile = resolve_profile(args.gpu, args.profile, model, args.tp)
@@ -71,7 +75,16 @@ def run(args: argparse.Namespace) -> int:
         results: list[SimResult] = []
         for policy in names:
             res = simulate_policy(
-                trace, policy, model, profile, config, args.dp, args.seed, disagg=disagg, progress=progress
+                trace,
+                policy,
+                model,
+                profile,
+                config,
+                args.dp,
+                args.seed,
+                disagg=disagg,
+                estimation=estimation,
+                progress=progress,
             )
             results.append(res)
             if args.out:
