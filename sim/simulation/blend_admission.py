@@ -15,8 +15,9 @@ Every step, before the engine runs it:
 4. the left (compute-heavy) stream does the same with ``C_L`` and ``M_L`` (the paper), or, with
    ``EngineConfig.blend_pacing``, is *paced* (design.md "The critical path"): its budget is the GEMM
    tokens that keep this step's compute at ``r`` times the decode-attention time of the KV actually
-   resident, ``r = remaining compute / remaining memory work`` of the replica's share (planning
-   estimates minus work done), never below the profile's ridge (GEMM steps below it cost the same);
+   resident, ``r = remaining compute / remaining memory work`` of the replica's share (closed loop:
+   what its requests have not run of their estimates, :mod:`.work_left`), never below the
+   profile's ridge (GEMM steps below it cost the same);
    its memory is all that the right stream does not hold or still need. Once the right cursor has
    no memory-heavy unit left, the paced left stream drains everything (the cursors meet there).
 
@@ -35,6 +36,7 @@ from blendsim.sim.simulation.cursors import DualScanner
 from blendsim.sim.simulation.engine import Engine
 from blendsim.sim.simulation.projected_peak import RightProjection
 from blendsim.sim.simulation.sides import LEFT, RIGHT
+from blendsim.sim.simulation.work_left import WorkLeft
 
 
 class BlendAdmission:
@@ -59,8 +61,7 @@ class BlendAdmission:
         self.capacity_blocks = capacity_blocks
         self.tok_s = token_comp_time(model, hw)  # planning units: seconds at the datasheet peaks
         self.kv_s = self.kv_bytes / hw.mem_bandwidth
-        self.comp_total = float(plan.unit_comp.sum())
-        self.mem_total = float(plan.unit_mem.sum())
+        self.work = WorkLeft(self.scanner, self.tok_s, self.kv_s)
         self.ridge = ridge_tokens
         self.credit = [0.0, 0.0, 0.0]
         self._key: tuple[int, int] | None = None
@@ -125,9 +126,7 @@ class BlendAdmission:
         """GEMM tokens of this step that keep compute at pace with the resident memory: ``r`` x
         the decode-attention time, ``r`` = remaining compute / remaining memory work, never below
         the ridge; None when no memory work is left to pace against."""
-        stats = engine.stats
-        comp_left = self.comp_total - stats.gemm_done * self.tok_s
-        mem_left = self.mem_total - stats.kv_done * self.kv_s
+        comp_left, mem_left = self.work.left(engine)
         if mem_left <= 0 or comp_left <= 0:
             return None
         paced = comp_left / mem_left * engine.decodes.kv_read * self.kv_s / self.tok_s
