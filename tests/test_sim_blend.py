@@ -171,3 +171,21 @@ def test_cli_estimation_options_reach_the_plan(tmp_path, capsys, trace1) -> None
         assert main([*args, bad, flag]) == 2
         err = capsys.readouterr().err
         assert bad in err and flag in err and err.count("\n") == 1
+
+
+def test_plan_knows_which_lengths_are_estimates(trace1) -> None:
+    from blendsim.sim.planning.estimate import EstimationConfig
+
+    video = trace1.source_codes == trace1.sources.index("openvid")
+    assert video.any()
+    exact = make_plan(trace1, "blend", LLAMA, GPUS["a100-80g"])
+    assert exact.known_len[video].all() and not exact.known_len[~video].all()
+    sampled = make_plan(
+        trace1, "blend", LLAMA, GPUS["a100-80g"], estimation=EstimationConfig(video_lengths="sampled")
+    )
+    assert sampled.estimate is not None
+    assert np.array_equal(sampled.known_len, sampled.estimate.sampled)
+    oracle = make_plan(
+        trace1, "dfs", LLAMA, GPUS["a100-80g"], estimation=EstimationConfig(estimator="oracle")
+    )
+    assert oracle.known_len.all()

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from blendsim.sim.planning.estimate import LengthEstimate
+
 
 @dataclass
 class Plan:
@@ -33,6 +35,7 @@ class Plan:
     target_density: float = float("nan")  # rho(rt) for blend
     stats: dict[str, Any] = field(default_factory=dict)  # leaves_split, sharing_kept, plan_s, ...
     prompt_len: np.ndarray | None = None  # int64[n] by request position (None: the unit means stand in)
+    estimate: LengthEstimate | None = None  # how est_output_len was made (None: taken as known)
 
     @property
     def num_units(self) -> int:
@@ -63,6 +66,14 @@ class Plan:
             unit_sum = np.bincount(unit_of, weights=weight, minlength=self.num_units)
             per.append(total[unit_of] * weight / np.where(unit_sum > 0, unit_sum, 1.0)[unit_of])
         return per[0], per[1]
+
+    @property
+    def known_len(self) -> np.ndarray:
+        """bool[n] by position: the estimate is the request's true length (sampled, of an exact
+        kind, or the oracle's); every length counts as known without an ``estimate``."""
+        if self.estimate is None:
+            return np.ones(self.est_output_len.shape[0], dtype=bool)
+        return self.estimate.known
 
     def unit(self, k: int) -> np.ndarray:
         return self.order[self.unit_bounds[k] : self.unit_bounds[k + 1]]

@@ -11,7 +11,11 @@ Every step, before the engine runs it:
 3. the right (memory-heavy) stream admits while its credit is positive and its partition has room:
    a side's use is the larger of its admission charges (``new prompt blocks + charge`` per request,
    E8's ``p + d/2`` by default) and the KV its requests actually hold ("current used KV", which
-   outgrows the charges when lifetimes line up); an empty partition always takes one request;
+   outgrows the charges when lifetimes line up); an empty partition always takes one request.
+   Only requests whose output length the planner *knows* (sampled, of an exact kind, the oracle's)
+   are staggered by the credit: staggering spaces lifetimes by ``d``, which an estimate gets wrong,
+   so a request with an estimated length is admitted as soon as the partition has room and the
+   partition (KV actually held) does the pacing;
 4. the left (compute-heavy) stream does the same with ``C_L`` and ``M_L`` (the paper), or, with
    ``EngineConfig.blend_pacing``, is *paced* (design.md "The critical path"): its budget is the GEMM
    tokens that keep this step's compute at ``r`` times the decode-attention time of the KV actually
@@ -52,6 +56,7 @@ class BlendAdmission:
         ridge_tokens: float = 0.0,
     ) -> None:
         self.scanner = DualScanner(plan, refresh_target=config.blend_refresh_target)
+        self.known: list[bool] = plan.known_len.tolist()
         self.pacing = config.blend_pacing
         self.chunk_pacing = config.blend_pacing and config.blend_chunk_pacing
         self.request_credit = config.blend_request_credit
@@ -103,7 +108,9 @@ class BlendAdmission:
         right_tokens = 0
         if not self.pacing or s.right_is_memory_heavy():
             per_step = b.m_right / self.kv_bytes if self.request_credit else b.c_right
-            if self._refill(engine, RIGHT, per_step) > 0:
+            head = s.peek_right()
+            estimated_head = head is not None and not self.known[head]
+            if self._refill(engine, RIGHT, per_step) > 0 or estimated_head:
                 right_tokens = self._admit_right(engine, b.m_right / self.block_bytes)
                 if right_tokens:  # the right cursor moved: the units under the cursors may have
                     b = self.budget()
@@ -200,9 +207,10 @@ class BlendAdmission:
         s, sides, r, bs = self.scanner, engine.sides, engine.requests, engine.bs
         credit = self.credit
         admitted = 0
-        while credit[RIGHT] > 0:
+        known = self.known
+        while True:
             pos = s.peek_right()
-            if pos is None:
+            if pos is None or (credit[RIGHT] <= 0 and known[pos]):
                 break
             if sides.members[RIGHT]:
                 if self.projected:
@@ -221,7 +229,9 @@ class BlendAdmission:
                 break
             s.pop_right()
             p = r.p[pos]
-            if self.request_credit:
+            if not known[pos]:
+                pass  # an estimated length is not staggered (module docstring, step 3)
+            elif self.request_credit:
                 d = r.d_hat[pos]
                 credit[RIGHT] -= (p + d / 2) * d
             else:

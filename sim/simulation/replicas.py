@@ -102,6 +102,7 @@ def sub_plan(plan: Plan, idx: np.ndarray) -> Plan:
             target_density=plan.target_density,
             stats=dict(plan.stats),
             prompt_len=plan.prompt_len,
+            estimate=plan.estimate,
         )
     share_mean_d = np.add.reduceat(d[idx], starts) / np.diff(bounds)
     scale = share_mean_d / np.where(unit_mean_d[units] > 0, unit_mean_d[units], 1.0)
@@ -118,6 +119,7 @@ def sub_plan(plan: Plan, idx: np.ndarray) -> Plan:
         target_density=plan.target_density,
         stats=dict(plan.stats),
         prompt_len=plan.prompt_len,
+        estimate=plan.estimate,
     )
 
 

@@ -73,6 +73,7 @@ def per_request_plan(policy: str, ctx: PlanningInput, order: np.ndarray) -> Plan
         two_sided=False,
         target_density=float(tree.density()[ROOT]),
         prompt_len=ctx.trace.prompt_len,
+        estimate=ctx.estimate,
         stats={
             "leaves_split": 0,
             "leaf_split_fraction": 0.0,
