@@ -78,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.policy == "blend":
         options = {"keep_sharing": args.keep_sharing, "split": not args.no_split, "merge": not args.no_merge}
+    if args.policy == "auto":  # ranks on the GPU's built-in profile and the default engine
+        from blendsim.profiler.profile import resolve_profile
+        from blendsim.profiler.specs import get_model
+        from blendsim.sim.planning.policies.auto import RankingRun
+
+        options = {"run": RankingRun(resolve_profile(args.gpu, None, get_model(args.model)))}
     plan = make_plan(
         trace,
         args.policy,
@@ -113,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
             f"  left (compute-heavy) requests {info['left_requests']}, right {info['right_requests']}; "
             f"split stop {info['split_stop']} after {info['split_rounds']} round(s)"
         )
+    if "auto" in info:
+        from blendsim.sim.simulate_cli import auto_line
+
+        print(f"  {auto_line(info)}")
     if args.order_out:
         print(f"  admission order written to {args.order_out}")
     return 0

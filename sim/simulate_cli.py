@@ -36,7 +36,9 @@ def register(subparsers: Any) -> None:
         "Prints throughput, the fraction of the practical optimum and the prefix sharing kept.",
     )
     p.add_argument("trace", metavar="TRACE", help="trace file (Parquet, from `blendsim trace make`)")
-    add_policy_option(p, narrower="; with --disagg every one-sided policy: fifo, dfs, balance")
+    add_policy_option(
+        p, narrower="; with --disagg every one-sided policy: fifo, dfs, balance, which auto then ranks"
+    )
     add_hardware_options(p, model_default=None)
     add_dp_option(p)
     add_seed_option(p)
@@ -182,6 +184,7 @@ def format_table(rows: list[dict[str, Any]], title: str) -> str:
             f"({r['total_tokens'] / r['optimal_time_s']:,.0f} tok/s); "
             f"{r['total_tokens']:,} tokens"
         )
+        lines.extend(auto_line(a) for a in rows if "auto" in a)
         if "roles" in r.get("breakdown", {}):
             lines.extend(_layout_lines(r))
         if "breakdown" in r:
@@ -192,6 +195,16 @@ def format_table(rows: list[dict[str, Any]], title: str) -> str:
                 f"'% bound' = step bound / makespan"
             )
     return "\n".join(lines)
+
+
+def auto_line(row: dict[str, Any]) -> str:
+    """Why ``auto`` chose what it did: every candidate's simulated throughput on this run."""
+    a = row["auto"]
+    ranked = ", ".join(f"{c['policy']} {c['throughput_tok_s']:,.0f}" for c in a["candidates"])
+    return (
+        f"auto chose {a['chosen']} ({a['margin']:.3f}x the runner-up), simulated on this run "
+        f"in {a['rank_s']:.1f} s; tok/s by candidate: {ranked}"
+    )
 
 
 def _layout_lines(r: dict[str, Any]) -> list[str]:

@@ -15,7 +15,7 @@ from blendsim.errors import UserError
 from blendsim.options import FieldError
 from blendsim.sim.planning.estimate import EstimationConfig, estimate_output_lengths
 from blendsim.sim.planning.planner import make_plan
-from blendsim.sim.planning.policies import POLICIES, get_policy
+from blendsim.sim.planning.policies import ORDERS, get_policy
 from blendsim.sim.planning.policies.base import unbounded_cache_saved
 from blendsim.sim.planning.tree import PrefixTree
 from blendsim.traces.trace import Trace
@@ -26,7 +26,7 @@ ORACLE = EstimationConfig("oracle")
 @settings(max_examples=30, deadline=None)
 @given(random_traces())
 def test_every_policy_order_is_a_permutation(trace: Trace) -> None:
-    for policy in POLICIES:
+    for policy in ORDERS:
         plan = make_plan(trace, policy, MODEL, GPU, seed=3)
         plan.validate(len(trace))
         assert plan.est_output_len.shape == (len(trace),)

@@ -46,7 +46,7 @@ def make_plan(
         source_codes=trace.source_codes,
     )
     tree.set_lengths(estimate.lengths, model, gpu)
-    plan: Plan = build(PlanningInput(trace, model, gpu, tree, estimate, seed), **policy_options)
+    plan: Plan = build(PlanningInput(trace, model, gpu, tree, estimate, seed, est), **policy_options)
     plan.stats.update(
         requests=len(trace),
         units=plan.num_units,

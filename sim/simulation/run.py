@@ -223,6 +223,7 @@ def _result(
             "profile": profile.name,
             "estimation": _estimation(plan),
             "breakdown": breakdown,
+            **({"auto": plan.stats["auto"]} if "auto" in plan.stats else {}),
         },
     )
 
@@ -288,6 +289,11 @@ def simulate_policy(
 
     if disagg is not None and policy in TWO_SIDED:
         raise not_disaggregable(policy)
+    if policy == "auto":  # its ranking already simulated the winner: no second run
+        from blendsim.sim.planning.policies.auto import RankingRun, rank
+
+        run = RankingRun(profile, config or EngineConfig(), dp, disagg)
+        return rank(trace, model, run, estimation=estimation, seed=seed, progress=progress, **options).result
     profile = bound_profile(profile, model)
     started = time.perf_counter()
     plan = make_plan(trace, policy, model, profile.hardware, estimation=estimation, seed=seed, **options)
