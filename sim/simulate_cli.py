@@ -21,6 +21,7 @@ from blendsim.common_cli import (
     estimation_config,
     policies,
 )
+from blendsim.sim.planning.policies import ONE_SIDED
 from blendsim.sim.simulation.layout import DisaggConfig, not_disaggregable
 from blendsim.sim.simulation.result import SimResult
 
@@ -36,8 +37,9 @@ def register(subparsers: Any) -> None:
         "Prints throughput, the fraction of the practical optimum and the prefix sharing kept.",
     )
     p.add_argument("trace", metavar="TRACE", help="trace file (Parquet, from `blendsim trace make`)")
+    one_sided = ", ".join(ONE_SIDED)
     add_policy_option(
-        p, narrower="; with --disagg every one-sided policy: fifo, dfs, balance, which auto then ranks"
+        p, narrower=f"; with --disagg every one-sided policy: {one_sided}, which auto then ranks"
     )
     add_hardware_options(p, model_default=None)
     add_dp_option(p)

@@ -198,3 +198,27 @@ def test_plan_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "sharing kept" in capsys.readouterr().out
     assert main(["plan", "no-such-trace", "--policy", "dfs"]) == 2
     assert "neither a file nor a preset" in capsys.readouterr().err
+
+
+def test_dfs_tuned_puts_long_outputs_first_and_spreads_the_prefill() -> None:
+    from blendsim.profiler.profile import builtin_profile
+    from blendsim.sim.planning.policies.dfs_tuned import LONG_OUTPUT, SPAN
+    from blendsim.sim.simulation.run import simulate
+    from blendsim.traces.mixer import make_preset
+
+    trace = make_preset("trace1", requests=800, seed=5)
+    plan = make_plan(trace, "dfs-tuned", MODEL, GPU, estimation=ORACLE)
+    plan.validate(len(trace))
+    long = trace.output_len[plan.order] >= LONG_OUTPUT
+    assert long.any() and not long[np.argmin(long) :].any()  # every long output before every short one
+    dfs = make_plan(trace, "dfs", MODEL, GPU, estimation=ORACLE).order
+    assert np.array_equal(plan.order[~long], dfs[trace.output_len[dfs] < LONG_OUTPUT])  # DFS otherwise
+    work = trace.prompt_len.sum() - trace.saved_tokens()
+    assert plan.prefill_cap == int(np.ceil(SPAN * work / trace.output_len.max()))
+    assert plan.stats["sharing_kept"] == 1.0
+    res = simulate(trace, plan, MODEL, builtin_profile("a100-80g").bind(MODEL))
+    assert 0 < res.steps["prefill_tokens"].max() <= plan.prefill_cap
+    off = make_plan(trace, "dfs-tuned", MODEL, GPU, estimation=ORACLE, long_output=None, span=None)
+    assert np.array_equal(off.order, dfs) and off.prefill_cap is None
+    with pytest.raises(UserError, match="long_output and span"):
+        make_plan(trace, "dfs-tuned", MODEL, GPU, budget=3)

@@ -36,6 +36,8 @@ class Plan:
     stats: dict[str, Any] = field(default_factory=dict)  # leaves_split, sharing_kept, plan_s, ...
     prompt_len: np.ndarray | None = None  # int64[n] by request position (None: the unit means stand in)
     estimate: LengthEstimate | None = None  # how est_output_len was made (None: taken as known)
+    # one-sided plans: prefill tokens per step their admission allows (None: the step's budget)
+    prefill_cap: int | None = None
 
     @property
     def num_units(self) -> int:

@@ -51,7 +51,7 @@ def _admissions(
             for idx in carve_shares(plan, dp)
         ]
     weight = trace.prompt_len + plan.est_output_len
-    return [FcfsAdmission(part) for part in split_contiguous(plan.order, weight, dp)]
+    return [FcfsAdmission(part, plan.prefill_cap) for part in split_contiguous(plan.order, weight, dp)]
 
 
 def simulate(

@@ -16,12 +16,13 @@ from blendsim.errors import unknown
 from blendsim.options import parse_choice_list
 
 # policies that build an order themselves
-ORDERS: tuple[str, ...] = ("fifo", "dfs", "balance", "blend")
+ORDERS: tuple[str, ...] = ("fifo", "dfs", "balance", "blend", "dfs-tuned")
 # auto: simulates the orders on the run it plans for and returns the fastest (auto.py)
 POLICIES: tuple[str, ...] = (*ORDERS, "auto")
 POLICY_HELP = (
     "fifo (arrival order), dfs (prefix-tree order), balance (random), blend (BlendServe), "
-    "auto (simulates every order on this run, keeps the fastest)"
+    "dfs-tuned (long outputs first, small prefill chunks), "
+    "auto (simulates every order on this run, keeps the fastest; not in all)"
 )
 # policies whose plan is two-sided: their admission draws from both ends at once to blend compute
 # and memory on one replica, so they cannot feed a disaggregated layout's shared prefill stream
@@ -35,7 +36,7 @@ def get_policy(name: str) -> PolicyBuilder:
     """The ``build`` function of policy ``name`` (a UserError names the valid ones)."""
     if name not in POLICIES:
         raise unknown("policy", name, POLICIES)
-    module = importlib.import_module(f"{__name__}.{name}")
+    module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
     builder: PolicyBuilder = module.build
     return builder
 
