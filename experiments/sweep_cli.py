@@ -43,6 +43,8 @@ from blendsim.outputs import output_dir
 # fewer requests let the few 16K-token videos' critical path dominate every policy's makespan.
 DEFAULT_REQUESTS = 40_000
 DEFAULT_SHARING = 0.35  # the paper's "high sharing" (Table 2, Trace#1 and #2)
+# the paper's baselines and blend (issue 15: the default set stays, for the main job's time)
+DEFAULT_POLICIES = "fifo,dfs,balance,blend"
 
 
 def register(subparsers: Any) -> None:
@@ -67,7 +69,7 @@ def register(subparsers: Any) -> None:
         help=f"compute densities, A:B:STEP (inclusive) or a list (default {DEFAULT_DENSITIES})",
     )
     p.add_argument("--mix", default=",".join(DEFAULT_MIX), help="trace sources to mix (default %(default)s)")
-    add_policy_option(p)
+    add_policy_option(p, default=DEFAULT_POLICIES)
     p.add_argument(
         "--requests",
         type=int,

@@ -97,7 +97,7 @@ def test_cli_all_policies_json_and_outputs(tmp_path, capsys, trace1) -> None:
     out = tmp_path / "out"
     assert main(["simulate", str(path), "--policy", "all", "--json", "--out", str(out)]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["policy"] for r in rows] == ["fifo", "dfs", "balance", "blend"]
+    assert [r["policy"] for r in rows] == ["fifo", "dfs", "balance", "blend", "dfs-tuned"]
     keys = {
         "policy",
         "engine",
