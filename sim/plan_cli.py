@@ -120,9 +120,9 @@ def run(args: argparse.Namespace) -> int:
             f"split stop {info['split_stop']} after {info['split_rounds']} round(s)"
         )
     if "auto" in info:
-        from blendsim.sim.simulate_cli import auto_line
+        from blendsim.sim.planning.policies.auto import ranking_line
 
-        print(f"  {auto_line(info)}")
+        print(f"  {ranking_line(info['auto'])}")
     if args.order_out:
         print(f"  admission order written to {args.order_out}")
     return 0

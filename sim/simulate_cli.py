@@ -22,6 +22,7 @@ from blendsim.common_cli import (
     policies,
 )
 from blendsim.sim.planning.policies import ONE_SIDED
+from blendsim.sim.planning.policies.auto import ranking_line
 from blendsim.sim.simulation.layout import DisaggConfig, not_disaggregable
 from blendsim.sim.simulation.result import SimResult
 
@@ -186,7 +187,7 @@ def format_table(rows: list[dict[str, Any]], title: str) -> str:
             f"({r['total_tokens'] / r['optimal_time_s']:,.0f} tok/s); "
             f"{r['total_tokens']:,} tokens"
         )
-        lines.extend(auto_line(a) for a in rows if "auto" in a)
+        lines.extend(ranking_line(a["auto"]) for a in rows if "auto" in a)
         if "roles" in r.get("breakdown", {}):
             lines.extend(_layout_lines(r))
         if "breakdown" in r:
@@ -197,16 +198,6 @@ def format_table(rows: list[dict[str, Any]], title: str) -> str:
                 f"'% bound' = step bound / makespan"
             )
     return "\n".join(lines)
-
-
-def auto_line(row: dict[str, Any]) -> str:
-    """Why ``auto`` chose what it did: every candidate's simulated throughput on this run."""
-    a = row["auto"]
-    ranked = ", ".join(f"{c['policy']} {c['throughput_tok_s']:,.0f}" for c in a["candidates"])
-    return (
-        f"auto chose {a['chosen']} ({a['margin']:.3f}x the runner-up), simulated on this run "
-        f"in {a['rank_s']:.1f} s; tok/s by candidate: {ranked}"
-    )
 
 
 def _layout_lines(r: dict[str, Any]) -> list[str]:

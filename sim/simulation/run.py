@@ -292,8 +292,14 @@ def simulate_policy(
     if policy == "auto":  # its ranking already simulated the winner: no second run
         from blendsim.sim.planning.policies.auto import RankingRun, rank
 
+        candidates = options.pop("candidates", None)
+        if options:
+            raise UserError(f"policy 'auto' takes candidates, got: {', '.join(sorted(options))}")
         run = RankingRun(profile, config or EngineConfig(), dp, disagg)
-        return rank(trace, model, run, estimation=estimation, seed=seed, progress=progress, **options).result
+        ranking = rank(
+            trace, model, run, estimation=estimation, seed=seed, candidates=candidates, progress=progress
+        )
+        return ranking.result
     profile = bound_profile(profile, model)
     started = time.perf_counter()
     plan = make_plan(trace, policy, model, profile.hardware, estimation=estimation, seed=seed, **options)

@@ -116,6 +116,15 @@ def rank(
     return Ranking(plan, result, summary)
 
 
+def ranking_line(summary: dict[str, Any]) -> str:
+    """Why ``auto`` chose what it did (a ``Ranking.summary``): every candidate's simulated tok/s."""
+    ranked = ", ".join(f"{c['policy']} {c['throughput_tok_s']:,.0f}" for c in summary["candidates"])
+    return (
+        f"auto chose {summary['chosen']} ({summary['margin']:.3f}x the runner-up), simulated on this "
+        f"run in {summary['rank_s']:.1f} s; tok/s by candidate: {ranked}"
+    )
+
+
 def build(
     ctx: PlanningInput, *, run: RankingRun | None = None, candidates: Sequence[str] | None = None
 ) -> Plan:
