@@ -229,13 +229,12 @@ class BlendAdmission:
                 break
             s.pop_right()
             p = r.p[pos]
-            if not known[pos]:
-                pass  # an estimated length is not staggered (module docstring, step 3)
-            elif self.request_credit:
-                d = r.d_hat[pos]
-                credit[RIGHT] -= (p + d / 2) * d
-            else:
-                credit[RIGHT] -= p
+            if known[pos]:  # an estimated length is not staggered (module docstring, step 3)
+                if self.request_credit:
+                    d = r.d_hat[pos]
+                    credit[RIGHT] -= (p + d / 2) * d
+                else:
+                    credit[RIGHT] -= p
             admitted += tokens
             if self.pacing and not s.right_is_memory_heavy():
                 break
