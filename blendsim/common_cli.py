@@ -1,6 +1,6 @@
 """The options several verbs share, each declared once: the engine (from ``EngineConfig``'s fields),
-the policies, the model and its hardware profile, data parallelism or a disaggregated layout (from
-``DisaggConfig``'s fields) and the seed.
+output-length estimation (``EstimationConfig``'s), the policies, the model and its hardware profile,
+data parallelism or a disaggregated layout (from ``DisaggConfig``'s fields) and the seed.
 
 A verb adds the groups it needs and reads them back with the matching function; a verb whose
 engine differs from the simulator's defaults (the vLLM backend: serial steps, 128-token KV blocks)
@@ -24,6 +24,7 @@ from blendsim.options import (
     non_defaults,
     parse_choice_list,
 )
+from blendsim.sim.planning.estimate import EstimationConfig
 from blendsim.sim.planning.policies import POLICIES, POLICY_HELP, parse_policies
 from blendsim.sim.simulation.config import ENGINES, EngineConfig
 from blendsim.sim.simulation.layout import DisaggConfig, parse_layout
@@ -56,6 +57,15 @@ def engine_configs(args: argparse.Namespace, **fixed: Any) -> list[EngineConfig]
 
 def engine_config(args: argparse.Namespace, **fixed: Any) -> EngineConfig:
     return config_from_args(EngineConfig, args, **fixed)
+
+
+def add_estimation_options(parser: argparse.ArgumentParser) -> None:
+    """How planning estimates output lengths (``EstimationConfig``), in a group of their own."""
+    add_options(parser.add_argument_group("output-length estimation (EstimationConfig)"), EstimationConfig)
+
+
+def estimation_config(args: argparse.Namespace) -> EstimationConfig:
+    return config_from_args(EstimationConfig, args)
 
 
 def add_policy_option(parser: argparse.ArgumentParser, default: str = "all", narrower: str = "") -> None:
@@ -152,6 +162,7 @@ __all__ = [
     "add_disagg_options",
     "add_dp_option",
     "add_engine_options",
+    "add_estimation_options",
     "add_hardware_options",
     "add_policy_option",
     "add_seed_option",
@@ -159,5 +170,6 @@ __all__ = [
     "disagg_config",
     "engine_config",
     "engine_configs",
+    "estimation_config",
     "policies",
 ]

@@ -118,6 +118,11 @@ def cmd_plan_batch(args: argparse.Namespace) -> int:
         raise UserError("--pilot-results goes with --pilot RATE (the rate and --seed that drew its sample)")
     if args.pilot is not None and not 0 < args.pilot <= 1:
         raise UserError(f"--pilot must be in (0, 1], got {args.pilot}")
+    if "auto" in policies(args):
+        raise UserError(
+            "plan-batch predicts every --policy it is given and writes the fastest (--choose best): "
+            "list the orders to rank instead of auto"
+        )
     say = _say(args.quiet, "plan-batch")
     output_file(args.output, "-o", inputs=[args.batch])
     engine = engine_config(args)

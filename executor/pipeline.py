@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from blendsim.executor.compare import ComparisonEntry, entry_from_replay, entry_from_results
 from blendsim.executor.vllm_engine import VllmRunConfig
@@ -115,12 +115,14 @@ def compare_policies(
     docstring); ``also`` sees each policy's plan, simulation and entry (extra comparisons). Stops
     after a replay that was interrupted, keeping what it measured."""
     from blendsim.sim.planning.planner import make_plan
+    from blendsim.sim.planning.policies.auto import RankingRun
     from blendsim.sim.simulation.run import simulate
 
     log = say or (lambda _m: None)
     entries = []
     for policy in policies:
-        plan = make_plan(trace, policy, model, profile.hardware, seed=seed)
+        ranking: dict[str, Any] = {"run": RankingRun(profile, config, dp)} if policy == "auto" else {}
+        plan = make_plan(trace, policy, model, profile.hardware, seed=seed, **ranking)
         sim = simulate(trace, plan, model, profile, config, dp)
         sim.write(out / "sim" / backend.name)
         where = f"{backend.name}" + (f", {dp} replicas" if dp > 1 else "")

@@ -85,15 +85,17 @@ class Predicted:
 
 def predict(trace: Trace, policy: str, req: PlanBatchRequest, config: EngineConfig) -> Predicted:
     """Plan and simulate ``policy`` for the target (module docstring)."""
+    from blendsim.sim.planning.estimate import ORACLE
     from blendsim.sim.planning.planner import make_plan
     from blendsim.sim.simulation.run import simulate
 
-    plan = make_plan(trace, policy, req.model, req.profile.hardware, estimator="oracle", seed=req.seed)
+    plan = make_plan(trace, policy, req.model, req.profile.hardware, estimation=ORACLE, seed=req.seed)
     sim = simulate(trace, plan, req.model, req.profile, config)
     order = np.asarray(sim.admission["position"], dtype=np.int64)
-    if req.target == "run-batch" and plan.two_sided:  # run FCFS in that order, unpaced
+    paced = plan.two_sided or plan.prefill_cap is not None  # vllm run-batch applies neither
+    if req.target == "run-batch" and paced:  # run FCFS in that order, unpaced
         ordered = trace.subset(order)
-        fcfs = make_plan(ordered, FILE_ORDER, req.model, req.profile.hardware, estimator="oracle")
+        fcfs = make_plan(ordered, FILE_ORDER, req.model, req.profile.hardware, estimation=ORACLE)
         sim = simulate(ordered, fcfs, req.model, req.profile, config)
         sim.policy = policy
     return Predicted(policy, order, sim)

@@ -72,10 +72,21 @@ def run_cell(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
         )
         record["trace"] = trace_summary(trace, model, profile.hardware)
         options = dict(spec.sim_options)
+        estimation = spec.estimation
         for engine in spec.engines:
             for policy in spec.policies:
                 config = spec.engine_config(engine)
-                result = simulate_policy(trace, policy, model, profile, config, spec.dp, spec.seed, **options)
+                result = simulate_policy(
+                    trace,
+                    policy,
+                    model,
+                    profile,
+                    config,
+                    spec.dp,
+                    spec.seed,
+                    estimation=estimation,
+                    **options,
+                )
                 record["results"].append(result.to_dict())
     except UserError as exc:
         record.update(status="infeasible", reason=str(exc), results=[])

@@ -13,7 +13,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -162,7 +162,9 @@ class Run:
 
 
 def simulate_run(run: Run) -> dict[str, Any]:
-    """``SimResult.to_dict()`` of the run, plus ``series`` (per-step columns) when asked."""
+    """``SimResult.to_dict()`` of the run, plus ``series`` (per-step columns) when asked. Options
+    named like :class:`EstimationConfig`'s fields set the estimation; the rest go to the policy."""
+    from blendsim.sim.planning.estimate import EstimationConfig
     from blendsim.sim.simulation.config import EngineConfig
     from blendsim.sim.simulation.layout import DisaggConfig
     from blendsim.sim.simulation.run import simulate_policy
@@ -173,8 +175,20 @@ def simulate_run(run: Run) -> dict[str, Any]:
         profile = replace(profile, params=replace(profile.params, **dict(run.profile_params)))
     config = EngineConfig(engine=run.engine)
     disagg = DisaggConfig(*run.disagg) if run.disagg else None
+    options = dict(run.options)
+    estimated = {f.name for f in fields(EstimationConfig)}
+    estimation = EstimationConfig(**{k: options.pop(k) for k in list(options) if k in estimated})
     result = simulate_policy(
-        trace, run.policy, model, profile, config, run.dp, run.seed, disagg=disagg, **dict(run.options)
+        trace,
+        run.policy,
+        model,
+        profile,
+        config,
+        run.dp,
+        run.seed,
+        disagg=disagg,
+        estimation=estimation,
+        **options,
     )
     out = dict(result.to_dict())
     if run.keep_steps:

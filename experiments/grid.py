@@ -21,6 +21,7 @@ from typing import Any
 
 from blendsim import __version__
 from blendsim.errors import UserError
+from blendsim.sim.planning.estimate import EstimationConfig
 from blendsim.sim.simulation.config import EngineConfig
 
 DEFAULT_MIX = ("burstgpt", "mmlu", "openvid")
@@ -94,6 +95,7 @@ class SweepSpec:
     seed: int = 0
     sim_options: tuple[tuple[str, Any], ...] = field(default=())  # planner options of simulate_policy
     engine_options: tuple[tuple[str, Any], ...] = field(default=())  # EngineConfig fields off their defaults
+    estimation_options: tuple[tuple[str, Any], ...] = field(default=())  # EstimationConfig fields, likewise
 
     def __post_init__(self) -> None:
         if not self.densities or not self.sharings:
@@ -119,6 +121,11 @@ class SweepSpec:
         return EngineConfig(engine=engine, **dict(self.engine_options))
 
     @property
+    def estimation(self) -> EstimationConfig:
+        """How every cell's planning estimates output lengths."""
+        return EstimationConfig(**dict(self.estimation_options))
+
+    @property
     def cells(self) -> list[Cell]:
         """Grid cells, sharing-major then density, the order results are reported in."""
         return [Cell(d, s) for s in self.sharings for d in self.densities]
@@ -128,6 +135,9 @@ class SweepSpec:
         ident = {k: v for k, v in asdict(self).items() if k not in ("densities", "sharings", "profile")}
         ident["sim_options"] = [list(kv) for kv in self.sim_options]
         ident["engine_options"] = [list(kv) for kv in self.engine_options]
+        ident["estimation_options"] = [list(kv) for kv in self.estimation_options]
+        if not self.estimation_options:  # the paper's estimation: digests of earlier sweeps still match
+            del ident["estimation_options"]
         ident["mix"], ident["policies"], ident["engines"] = (
             list(self.mix),
             list(self.policies),
@@ -152,7 +162,7 @@ class SweepSpec:
             f"{_count(len(self.sharings), 'sharing ratio', 'sharing ratios')} = "
             f"{_count(len(self.cells), 'cell', 'cells')}; "
             f"policies {','.join(self.policies)}; engine {','.join(self.engines)}"
-            + "".join(f" {k}={v}" for k, v in self.engine_options)
+            + "".join(f" {k}={v}" for k, v in (*self.engine_options, *self.estimation_options))
             + "; "
             f"mix {','.join(self.mix)}; {self.requests} requests per trace; model {self.model} on {hw}"
             + (f"; dp {self.dp}" if self.dp > 1 else "")

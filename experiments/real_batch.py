@@ -89,6 +89,7 @@ def resimulate(
     ordered: Path, results: Path, record: dict[str, Any], plan: BatchPlan, profile: Any, model: Any
 ) -> Any:
     """The run as it happened, simulated (module docstring, step 4)."""
+    from blendsim.sim.planning.estimate import ORACLE
     from blendsim.sim.planning.planner import make_plan
     from blendsim.sim.simulation.config import EngineConfig
     from blendsim.sim.simulation.run import simulate
@@ -104,7 +105,7 @@ def resimulate(
     position = {c: k for k, c in enumerate(trace.custom_id.tolist())}
     ran = trace.subset(np.asarray([position[c] for c in record["admitted"]], dtype=np.int64))
     config = EngineConfig(**plan.engine)  # vLLM's block size, KV capacity, token budget, running cap
-    fcfs = make_plan(ran, "fifo", model, profile.hardware, estimator="oracle")
+    fcfs = make_plan(ran, "fifo", model, profile.hardware, estimation=ORACLE)
     return simulate(ran, fcfs, model, profile, config)
 
 

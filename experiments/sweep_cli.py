@@ -11,11 +11,13 @@ from typing import Any
 from blendsim.common_cli import (
     add_dp_option,
     add_engine_options,
+    add_estimation_options,
     add_hardware_options,
     add_policy_option,
     add_seed_option,
     check_counts,
     engine_configs,
+    estimation_config,
     policies,
 )
 from blendsim.errors import UserError
@@ -42,6 +44,8 @@ from blendsim.provenance import provenance
 # fewer requests let the few 16K-token videos' critical path dominate every policy's makespan.
 DEFAULT_REQUESTS = 40_000
 DEFAULT_SHARING = 0.35  # the paper's "high sharing" (Table 2, Trace#1 and #2)
+# the paper's baselines and blend (issue 15: the default set stays, for the main job's time)
+DEFAULT_POLICIES = "fifo,dfs,balance,blend"
 
 
 def register(subparsers: Any) -> None:
@@ -66,7 +70,7 @@ def register(subparsers: Any) -> None:
         help=f"compute densities, A:B:STEP (inclusive) or a list (default {DEFAULT_DENSITIES})",
     )
     p.add_argument("--mix", default=",".join(DEFAULT_MIX), help="trace sources to mix (default %(default)s)")
-    add_policy_option(p)
+    add_policy_option(p, default=DEFAULT_POLICIES)
     p.add_argument(
         "--requests",
         type=int,
@@ -89,6 +93,7 @@ def register(subparsers: Any) -> None:
         "needs pip install 'blendsim[ray]'",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_estimation_options(p)
     add_engine_options(p, several_engines=True)
     p.set_defaults(func=cmd_sweep)
 
@@ -108,6 +113,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         policies=policies(args),
         engines=tuple(c.engine for c in configs),
         engine_options=non_defaults(configs[0], skip=("engine",)),
+        estimation_options=non_defaults(estimation_config(args)),
         requests=DEFAULT_REQUESTS if args.requests is None else args.requests,
         model=args.model,
         gpu=gpu,

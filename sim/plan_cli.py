@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from blendsim.common_cli import add_seed_option
+from blendsim.common_cli import add_estimation_options, add_seed_option, estimation_config
 from blendsim.errors import UserError
 from blendsim.limits import check_run_size
 from blendsim.outputs import atomic_output, json_text, output_file
-from blendsim.sim.planning.estimate import ESTIMATORS
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.planning.planner import make_plan
 from blendsim.sim.planning.policies import POLICIES
@@ -78,18 +77,23 @@ def run(args: argparse.Namespace) -> int:
     order_out = output_file(args.order_out, "--order-out", inputs=[args.trace]) if args.order_out else None
     if args.requests is not None:
         check_run_size(args.requests)
+    estimation = estimation_config(args)  # checked before any trace is built
     trace = load_trace(args.trace, args.requests, args.model, args.gpu, args.seed)
     options: dict[str, Any] = {}
     if args.policy == "blend":
         options = {"keep_sharing": args.keep_sharing, "split": not args.no_split, "merge": not args.no_merge}
+    if args.policy == "auto":  # ranks on the GPU's built-in profile and the default engine
+        from blendsim.profiler.profile import resolve_profile
+        from blendsim.profiler.specs import get_model
+        from blendsim.sim.planning.policies.auto import RankingRun
+
+        options = {"run": RankingRun(resolve_profile(args.gpu, None, get_model(args.model)))}
     plan = make_plan(
         trace,
         args.policy,
         args.model,
         args.gpu,
-        estimator=args.estimator,
-        sample_rate=args.sample_rate,
-        length_noise=args.length_noise,
+        estimation=estimation,
         seed=args.seed,
         **options,
     )
@@ -111,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"  target density {plan.target_density:.3f}; lengths: {info['estimator']}"
         + (f" at {info['sample_rate']:.2%}" if info["sample_rate"] else "")
+        + f", video lengths {info['video_lengths']}, noise sigma {info['length_noise']:g}"
         + f", mean relative error {info['length_error']:.2f}"
     )
     if plan.two_sided:
@@ -118,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
             f"  left (compute-heavy) requests {info['left_requests']}, right {info['right_requests']}; "
             f"split stop {info['split_stop']} after {info['split_rounds']} round(s)"
         )
+    if "auto" in info:
+        from blendsim.sim.planning.policies.auto import ranking_line
+
+        print(f"  {ranking_line(info['auto'])}")
     if args.order_out:
         print(f"  admission order written to {args.order_out}")
     return 0
@@ -134,11 +143,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--policy", required=True, choices=POLICIES)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--order-out", metavar="FILE", help="write the admission order as CSV")
-    p.add_argument("--estimator", default="sampled", choices=ESTIMATORS)
-    p.add_argument(
-        "--sample-rate", type=float, default=0.01, help="fraction of requests sampled (default 0.01)"
-    )
-    p.add_argument("--length-noise", type=float, default=0.0, help="σ of multiplicative log-normal error")
+    add_estimation_options(p)
     add_seed_option(p)
     p.add_argument("--model", default="llama-3-8b")
     p.add_argument("--gpu", default="a100-80g")

@@ -11,18 +11,23 @@ from blendsim.common_cli import (
     add_disagg_options,
     add_dp_option,
     add_engine_options,
+    add_estimation_options,
     add_hardware_options,
     add_policy_option,
     add_seed_option,
     check_counts,
     disagg_config,
     engine_configs,
+    estimation_config,
     policies,
 )
 from blendsim.limits import check_run_size
 from blendsim.output_folders import OutputFolder, output_folder
 from blendsim.outputs import json_text
 from blendsim.provenance import provenance
+from blendsim.sim.planning.estimate import EstimationConfig
+from blendsim.sim.planning.policies import ONE_SIDED
+from blendsim.sim.planning.policies.auto import ranking_line
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.layout import DisaggConfig, not_disaggregable
 from blendsim.sim.simulation.result import SimResult
@@ -39,7 +44,10 @@ def register(subparsers: Any) -> None:
         "Prints throughput, the fraction of the practical optimum and the prefix sharing kept.",
     )
     p.add_argument("trace", metavar="TRACE", help="trace file (Parquet, from `blendsim trace make`)")
-    add_policy_option(p, narrower="; with --disagg every one-sided policy: fifo, dfs, balance")
+    one_sided = ", ".join(ONE_SIDED)
+    add_policy_option(
+        p, narrower=f"; with --disagg every one-sided policy: {one_sided}, which auto then ranks"
+    )
     add_hardware_options(p, model_default=None)
     add_dp_option(p)
     add_seed_option(p)
@@ -51,6 +59,7 @@ def register(subparsers: Any) -> None:
         help="also write per policy and engine: result JSON, per-step and per-chunk Parquet, "
         "Chrome trace and admission order",
     )
+    add_estimation_options(p)
     add_engine_options(p, several_engines=True)
     add_disagg_options(p)
     p.set_defaults(func=run)
@@ -61,9 +70,10 @@ def run(args: argparse.Namespace) -> int:
     disagg = disagg_config(args)
     names = _policies(args, disagg)
     configs = engine_configs(args)
+    estimation = estimation_config(args)
     out = output_folder(args.out, "--out", "simulate") if args.out is not None else contextlib.nullcontext()
     with out as folder:
-        return _simulate(args, names, configs, disagg, folder)
+        return _simulate(args, names, configs, disagg, estimation, folder)
 
 
 def _simulate(
@@ -71,6 +81,7 @@ def _simulate(
     names: tuple[str, ...],
     configs: list[EngineConfig],
     disagg: DisaggConfig | None,
+    estimation: EstimationConfig,
     folder: OutputFolder | None,
 ) -> int:
     from blendsim.common_cli import DEFAULT_MODEL
@@ -90,7 +101,16 @@ def _simulate(
         results: list[SimResult] = []
         for policy in names:
             res = simulate_policy(
-                trace, policy, model, profile, config, args.dp, args.seed, disagg=disagg, progress=progress
+                trace,
+                policy,
+                model,
+                profile,
+                config,
+                args.dp,
+                args.seed,
+                disagg=disagg,
+                estimation=estimation,
+                progress=progress,
             )
             res.extra["provenance"] = provenance(**record)
             results.append(res)
@@ -193,6 +213,7 @@ def format_table(rows: list[dict[str, Any]], title: str) -> str:
             f"({r['total_tokens'] / r['optimal_time_s']:,.0f} tok/s); "
             f"{r['total_tokens']:,} tokens"
         )
+        lines.extend(ranking_line(a["auto"]) for a in rows if "auto" in a)
         if "roles" in r.get("breakdown", {}):
             lines.extend(_layout_lines(r))
         if "breakdown" in r:

@@ -12,18 +12,21 @@ from plan_helpers import GPU, MODEL, outlier_trace, random_traces
 
 from blendsim.cli import main
 from blendsim.errors import UserError
-from blendsim.sim.planning.estimate import estimate_output_lengths
+from blendsim.options import FieldError
+from blendsim.sim.planning.estimate import EstimationConfig, estimate_output_lengths
 from blendsim.sim.planning.planner import make_plan
-from blendsim.sim.planning.policies import POLICIES, get_policy
+from blendsim.sim.planning.policies import ORDERS, get_policy
 from blendsim.sim.planning.policies.base import unbounded_cache_saved
 from blendsim.sim.planning.tree import PrefixTree
 from blendsim.traces.trace import Trace
+
+ORACLE = EstimationConfig("oracle")
 
 
 @settings(max_examples=30, deadline=None)
 @given(random_traces())
 def test_every_policy_order_is_a_permutation(trace: Trace) -> None:
-    for policy in POLICIES:
+    for policy in ORDERS:
         plan = make_plan(trace, policy, MODEL, GPU, seed=3)
         plan.validate(len(trace))
         assert plan.est_output_len.shape == (len(trace),)
@@ -41,7 +44,7 @@ def test_dfs_with_an_unbounded_cache_reaches_the_optimal_sharing(trace: Trace) -
 @settings(max_examples=30, deadline=None)
 @given(random_traces())
 def test_blend_units_partition_the_requests_and_keep_their_memory(trace: Trace) -> None:
-    plan = make_plan(trace, "blend", MODEL, GPU, estimator="oracle", keep_sharing=0.5)
+    plan = make_plan(trace, "blend", MODEL, GPU, estimation=ORACLE, keep_sharing=0.5)
     tree = PrefixTree.from_trace(trace)
     tree.set_lengths(trace.output_len, MODEL, GPU)
     for k in range(plan.num_units):
@@ -66,7 +69,7 @@ def test_fifo_and_balance() -> None:
 
 def test_blend_puts_compute_heavy_left_and_splits_the_outlier() -> None:
     trace = outlier_trace()
-    plan = make_plan(trace, "blend", MODEL, GPU, estimator="oracle", keep_sharing=0.9)
+    plan = make_plan(trace, "blend", MODEL, GPU, estimation=ORACLE, keep_sharing=0.9)
     rho = plan.unit_density
     assert plan.two_sided and rho[0] > plan.target_density > rho[-1]
     assert plan.stats["leaves_split"] == 1 and plan.stats["leaf_split_fraction"] == pytest.approx(1 / 24)
@@ -91,12 +94,11 @@ def test_sampled_estimates_fall_back_to_the_nearest_sampled_subtree() -> None:
     est = estimate_output_lengths(
         tree,
         trace.output_len,
-        sample_rate=1e-9,
+        EstimationConfig(sample_rate=1e-9, video_lengths="sampled"),
         seed=0,
         min_per_source=1,
         sources=trace.sources,
         source_codes=trace.source_codes,
-        exact_kinds=(),
     )
     api = np.arange(21)
     sampled = np.flatnonzero(est.sampled[api])
@@ -106,11 +108,10 @@ def test_sampled_estimates_fall_back_to_the_nearest_sampled_subtree() -> None:
     again = estimate_output_lengths(
         tree,
         trace.output_len,
-        sample_rate=1e-9,
+        EstimationConfig(sample_rate=1e-9, video_lengths="sampled"),
         seed=0,
         sources=trace.sources,
         source_codes=trace.source_codes,
-        exact_kinds=(),
     )
     assert np.array_equal(est.lengths, again.lengths)  # deterministic
 
@@ -129,18 +130,28 @@ def test_oracle_noise_and_exact_video_lengths() -> None:
         tree, trace.output_len, sources=trace.sources, source_codes=trace.source_codes
     )
     assert np.array_equal(exact.lengths[:5], trace.output_len[:5])  # video lengths are deterministic
-    oracle = estimate_output_lengths(tree, trace.output_len, estimator="oracle")
+    sampled = EstimationConfig(video_lengths="sampled")
+    guessed = estimate_output_lengths(
+        tree, trace.output_len, sampled, sources=trace.sources, source_codes=trace.source_codes
+    )
+    videos = ~guessed.sampled[:5]
+    assert videos.any() and not np.array_equal(guessed.lengths[:5][videos], trace.output_len[:5][videos])
+    oracle = estimate_output_lengths(tree, trace.output_len, ORACLE)
     assert np.array_equal(oracle.lengths, trace.output_len)
-    noisy = estimate_output_lengths(tree, trace.output_len, estimator="oracle", length_noise=0.5, seed=1)
+    noisy = estimate_output_lengths(
+        tree, trace.output_len, EstimationConfig("oracle", length_noise=0.5), seed=1
+    )
     ratio = noisy.lengths / trace.output_len
     assert (
         np.std(np.log(ratio)) == pytest.approx(0.5, rel=0.4)
         and noisy.mean_abs_rel_error(trace.output_len) > 0
     )
-    with pytest.raises(UserError):
-        estimate_output_lengths(tree, trace.output_len, sample_rate=0.0)
-    with pytest.raises(UserError):
-        estimate_output_lengths(tree, trace.output_len, estimator="psychic")
+    with pytest.raises(FieldError, match="sample_rate"):
+        EstimationConfig(sample_rate=0.0)
+    with pytest.raises(FieldError, match="estimator"):
+        EstimationConfig(estimator="psychic")
+    with pytest.raises(FieldError, match="length_noise"):
+        EstimationConfig(length_noise=float("nan"))
 
 
 @pytest.mark.slow
@@ -150,7 +161,7 @@ def test_blend_on_table_2_presets_keeps_sharing_and_splits_few_leaves(preset: st
 
     trace = make_preset(preset)
     for estimator in ("sampled", "oracle"):
-        plan = make_plan(trace, "blend", MODEL, GPU, estimator=estimator)
+        plan = make_plan(trace, "blend", MODEL, GPU, estimation=EstimationConfig(estimator))
         plan.validate(len(trace))
         assert plan.stats["sharing_kept"] >= 0.97
         assert plan.stats["leaf_split_fraction"] <= 0.01
@@ -187,3 +198,27 @@ def test_plan_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "sharing kept" in capsys.readouterr().out
     assert main(["plan", "no-such-trace", "--policy", "dfs"]) == 2
     assert "neither a file nor a preset" in capsys.readouterr().err
+
+
+def test_dfs_tuned_puts_long_outputs_first_and_spreads_the_prefill() -> None:
+    from blendsim.profiler.profile import builtin_profile
+    from blendsim.sim.planning.policies.dfs_tuned import LONG_OUTPUT, SPAN
+    from blendsim.sim.simulation.run import simulate
+    from blendsim.traces.mixer import make_preset
+
+    trace = make_preset("trace1", requests=800, seed=5)
+    plan = make_plan(trace, "dfs-tuned", MODEL, GPU, estimation=ORACLE)
+    plan.validate(len(trace))
+    long = trace.output_len[plan.order] >= LONG_OUTPUT
+    assert long.any() and not long[np.argmin(long) :].any()  # every long output before every short one
+    dfs = make_plan(trace, "dfs", MODEL, GPU, estimation=ORACLE).order
+    assert np.array_equal(plan.order[~long], dfs[trace.output_len[dfs] < LONG_OUTPUT])  # DFS otherwise
+    work = trace.prompt_len.sum() - trace.saved_tokens()
+    assert plan.prefill_cap == int(np.ceil(SPAN * work / trace.output_len.max()))
+    assert plan.stats["sharing_kept"] == 1.0
+    res = simulate(trace, plan, MODEL, builtin_profile("a100-80g").bind(MODEL))
+    assert 0 < res.steps["prefill_tokens"].max() <= plan.prefill_cap
+    off = make_plan(trace, "dfs-tuned", MODEL, GPU, estimation=ORACLE, long_output=None, span=None)
+    assert np.array_equal(off.order, dfs) and off.prefill_cap is None
+    with pytest.raises(UserError, match="long_output and span"):
+        make_plan(trace, "dfs-tuned", MODEL, GPU, budget=3)

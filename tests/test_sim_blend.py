@@ -97,7 +97,7 @@ def test_cli_all_policies_json_and_outputs(tmp_path, capsys, trace1) -> None:
     out = tmp_path / "out"
     assert main(["simulate", str(path), "--policy", "all", "--json", "--out", str(out)]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["policy"] for r in rows] == ["fifo", "dfs", "balance", "blend"]
+    assert [r["policy"] for r in rows] == ["fifo", "dfs", "balance", "blend", "dfs-tuned"]
     keys = {
         "policy",
         "engine",
@@ -148,3 +148,44 @@ def test_cli_user_errors(tmp_path, capsys, trace1) -> None:
     err = capsys.readouterr().err
     assert "--right-admission" in err and "'psychic'" in err and "projected_peak" in err
     assert main(["simulate", str(tmp_path / "missing.parquet")]) == 2
+
+
+def test_cli_estimation_options_reach_the_plan(tmp_path, capsys, trace1) -> None:
+    path = tmp_path / "t.parquet"
+    write_trace(trace1.subset(np.arange(400)), path)
+    args = ["simulate", str(path), "--policy", "blend", "--json"]
+    assert main([*args, "--estimator", "oracle"]) == 0
+    oracle = json.loads(capsys.readouterr().out)
+    assert oracle["estimation"]["estimator"] == "oracle" and oracle["estimation"]["length_error"] == 0
+    assert main([*args, "--video-lengths", "sampled", "--sample-rate", "0.05", "--length-noise", "0.5"]) == 0
+    noisy = json.loads(capsys.readouterr().out)["estimation"]
+    assert noisy == {
+        "estimator": "sampled",
+        "sample_rate": 0.05,
+        "length_noise": 0.5,
+        "video_lengths": "sampled",
+        "length_error": noisy["length_error"],
+    }
+    assert noisy["length_error"] > 0
+    for bad, flag in (("--sample-rate", "0"), ("--length-noise", "-1"), ("--video-lengths", "guessed")):
+        assert main([*args, bad, flag]) == 2
+        err = capsys.readouterr().err
+        assert bad in err and flag in err and err.count("\n") == 1
+
+
+def test_plan_knows_which_lengths_are_estimates(trace1) -> None:
+    from blendsim.sim.planning.estimate import EstimationConfig
+
+    video = trace1.source_codes == trace1.sources.index("openvid")
+    assert video.any()
+    exact = make_plan(trace1, "blend", LLAMA, GPUS["a100-80g"])
+    assert exact.known_len[video].all() and not exact.known_len[~video].all()
+    sampled = make_plan(
+        trace1, "blend", LLAMA, GPUS["a100-80g"], estimation=EstimationConfig(video_lengths="sampled")
+    )
+    assert sampled.estimate is not None
+    assert np.array_equal(sampled.known_len, sampled.estimate.sampled)
+    oracle = make_plan(
+        trace1, "dfs", LLAMA, GPUS["a100-80g"], estimation=EstimationConfig(estimator="oracle")
+    )
+    assert oracle.known_len.all()

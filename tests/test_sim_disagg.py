@@ -243,7 +243,12 @@ def test_cli_runs_a_layout_end_to_end(
     argv = ["simulate", str(trace_file), "--disagg", "1x2", "--engine", "serial", "--kv-link", "pcie"]
     assert main([*argv, "--json", "--out", str(out)]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["policy"] for r in rows] == ["fifo", "dfs", "balance"]  # `all` under --disagg: one-sided
+    assert [r["policy"] for r in rows] == [
+        "fifo",
+        "dfs",
+        "balance",
+        "dfs-tuned",
+    ]  # `all` under --disagg: one-sided
     assert all(r["layout"] == "1P2D" and r["disagg"]["link"] == "pcie" and r["gpus"] == 3 for r in rows)
     assert (out / "dfs_serial_1P2D_transfers.parquet").exists() and (out / "dfs_serial_1P2D.json").exists()
     assert main([*argv, "--policy", "dfs"]) == 0

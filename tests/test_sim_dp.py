@@ -8,7 +8,7 @@ import pytest
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import GPUS, MODELS
 from blendsim.sim.planning.planner import make_plan
-from blendsim.sim.simulation.replicas import carve_shares, request_costs, sub_plan
+from blendsim.sim.simulation.replicas import carve_shares, sub_plan
 from blendsim.sim.simulation.run import simulate
 from blendsim.traces.mixer import make_preset
 
@@ -35,7 +35,7 @@ def plan(two_kinds):
 def test_carving_balances_memory_and_spreads_the_longest(plan, parts: int) -> None:
     shares = carve_shares(plan, parts)
     assert np.array_equal(np.sort(np.concatenate(shares)), np.arange(len(plan.order)))
-    _, mem = request_costs(plan)
+    _, mem = plan.request_costs()
     share_mem = [sub_plan(plan, s).unit_mem.sum() for s in shares]
     assert np.isclose(sum(share_mem), plan.unit_mem.sum())
     assert max(share_mem) - min(share_mem) <= mem.max() * 1.001  # LPT: within one request

@@ -68,6 +68,19 @@ def test_identity_ignores_the_grid_but_not_what_decides_results() -> None:
     assert SweepSpec(densities=(0.9,), sharings=(0.35,), requests=999).digest() != a.digest()
     assert SweepSpec(densities=(0.9,), sharings=(0.35,), engines=("serial",)).digest() != a.digest()
     assert SweepSpec(densities=(0.9,), sharings=(0.35,), seed=1).digest() != a.digest()
+    noisy = SweepSpec(densities=(0.9,), sharings=(0.35,), estimation_options=(("length_noise", 0.5),))
+    assert noisy.digest() != a.digest() and noisy.estimation.length_noise == 0.5
+    assert "estimation_options" not in a.identity()  # the paper's estimation keeps earlier sweeps' digests
+
+
+def test_sweep_cli_takes_the_estimation_options() -> None:
+    from blendsim.cli import build_parser
+    from blendsim.experiments.sweep_cli import spec_from_args
+
+    args = build_parser().parse_args(["sweep", "--densities", "0.9", "--video-lengths", "sampled"])
+    spec = spec_from_args(args)
+    assert spec.estimation_options == (("video_lengths", "sampled"),)
+    assert "video_lengths=sampled" in spec.describe()
 
 
 def test_cells_are_sharing_major_with_stable_keys() -> None:

@@ -21,6 +21,8 @@ have none), even with ``min_per_source=0``.
 known to the planner, as the paper notes that video generation has deterministic output lengths
 (frames × tokens per frame). With ~20 videos in a 40K preset and CV ~1, a single sampled video
 otherwise sets the estimate of all of them and can be off by 10× (4× in density, squared in memory).
+:class:`EstimationConfig` names this choice ``video_lengths``: ``exact`` (the paper's) or
+``sampled`` (videos are estimated like every other source).
 
 ``length_noise`` = σ injects multiplicative error ``exp(σ·z − σ²/2)`` (mean 1, so estimates stay
 unbiased on average), ``z ~ N(0, 1)`` per request, into
@@ -34,10 +36,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blendsim.errors import UserError, unknown
+from blendsim.options import check_fields, finite_at_least, in_range, option
 from blendsim.sim.planning.tree import ROOT, PrefixTree
 
 ESTIMATORS = ("oracle", "sampled")
+VIDEO_LENGTHS = ("exact", "sampled")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,55 @@ class LengthEstimate:
         """Mean |estimate - true| / true over all requests (0 for a perfect oracle)."""
         t = np.asarray(true_len, dtype=np.float64)
         return float(np.mean(np.abs(self.lengths - t) / t)) if t.size else 0.0
+
+
+@dataclass(frozen=True)
+class EstimationConfig:
+    """How planning estimates output lengths (module docstring); every field passes its option's
+    check. The defaults are the paper's: 1 % sampled, no injected noise, exact video lengths."""
+
+    estimator: str = option(
+        "sampled",
+        "output lengths planning uses: sampled (run a sample, subtree means) or oracle (the true ones)",
+        choices=ESTIMATORS,
+    )
+    sample_rate: float = option(
+        0.01,
+        "sampled: fraction of requests run to learn lengths, in (0, 1]",
+        check=in_range(0, 1, low_open=True),
+    )
+    length_noise: float = option(
+        0.0,
+        "sigma of multiplicative log-normal error exp(sigma z - sigma^2/2) on every estimate not known",
+        check=finite_at_least(0),
+        metavar="SIGMA",
+    )
+    video_lengths: str = option(
+        "exact",
+        "video outputs: exact (deterministic, known to the planner, as the paper) or sampled "
+        "(estimated like every other source)",
+        choices=VIDEO_LENGTHS,
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    @property
+    def exact_kinds(self) -> tuple[str, ...]:
+        """Source kinds whose true lengths the planner knows."""
+        return ("video",) if self.video_lengths == "exact" else ()
+
+    def summary(self) -> dict[str, object]:
+        """The estimation's settings as a plan's stats record them."""
+        return {
+            "estimator": self.estimator,
+            "sample_rate": self.sample_rate if self.estimator == "sampled" else None,
+            "length_noise": self.length_noise,
+            "video_lengths": self.video_lengths,
+        }
+
+
+ORACLE = EstimationConfig(estimator="oracle")  # the true lengths: planning a run whose lengths are known
 
 
 def _rng(seed: int, tag: int) -> np.random.Generator:
@@ -122,23 +174,16 @@ def exact_requests(
 def estimate_output_lengths(
     tree: PrefixTree,
     true_len: np.ndarray,
+    config: EstimationConfig | None = None,
     *,
-    estimator: str = "sampled",
-    sample_rate: float = 0.01,
-    length_noise: float = 0.0,
     seed: int = 0,
     min_per_source: int = 1,
-    exact_kinds: tuple[str, ...] = ("video",),
     sources: list[str] | None = None,
     source_codes: np.ndarray | None = None,
 ) -> LengthEstimate:
     """Estimated output length of every request (see the module docstring for the rules)."""
-    if estimator not in ESTIMATORS:
-        raise unknown("estimator", estimator, ESTIMATORS)
-    if not 0.0 < sample_rate <= 1.0:
-        raise UserError(f"sample rate must be in (0, 1], got {sample_rate}")
-    if not 0.0 <= length_noise < float("inf"):
-        raise UserError(f"length noise must be finite and >= 0, got {length_noise}")
+    config = config or EstimationConfig()
+    estimator, sample_rate, length_noise = config.estimator, config.sample_rate, config.length_noise
     true_len = np.asarray(true_len, dtype=np.int64)
     n = true_len.shape[0]
     if estimator == "oracle":
@@ -149,7 +194,7 @@ def estimate_output_lengths(
     else:
         sampled = choose_sample(tree, n, sample_rate, seed, min_per_source)
         est = sampled_means(tree, true_len, sampled)[tree.leaf_offset :]
-        known = sampled | exact_requests(sources, source_codes, exact_kinds, n)
+        known = sampled | exact_requests(sources, source_codes, config.exact_kinds, n)
         est = np.where(known, true_len, est)
         noisy = ~known
     if length_noise > 0:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from blendsim.sim.planning.estimate import LengthEstimate
+
 
 @dataclass
 class Plan:
@@ -32,6 +34,10 @@ class Plan:
     two_sided: bool = False
     target_density: float = float("nan")  # rho(rt) for blend
     stats: dict[str, Any] = field(default_factory=dict)  # leaves_split, sharing_kept, plan_s, ...
+    prompt_len: np.ndarray | None = None  # int64[n] by request position (None: the unit means stand in)
+    estimate: LengthEstimate | None = None  # how est_output_len was made (None: taken as known)
+    # one-sided plans: prefill tokens per step their admission allows (None: the step's budget)
+    prefill_cap: int | None = None
 
     @property
     def num_units(self) -> int:
@@ -41,6 +47,35 @@ class Plan:
     def unit_density(self) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(self.unit_mem > 0, self.unit_comp / np.maximum(self.unit_mem, 1e-300), np.inf)
+
+    def request_costs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each request's share of its unit's planned compute and memory work, in ``order``.
+
+        A unit's totals are split in proportion to the request's own estimates, not evenly: compute
+        by ``p + d_hat`` (GEMM tokens), memory by ``d_hat (p + d_hat / 2)`` (the KV its decodes
+        read), with ``p`` its prompt (the unit's mean prompt when the plan has no ``prompt_len``).
+        A 56K-token video thus carries ~500x the memory work of a 2K-token one of the same unit, as
+        it does when run. The shares of a unit add up to its totals."""
+        sizes = np.diff(self.unit_bounds)
+        unit_of = np.repeat(np.arange(self.num_units), sizes)
+        if self.prompt_len is None:
+            p = self.unit_prompt[unit_of]
+        else:
+            p = self.prompt_len[self.order].astype(np.float64)
+        d = np.maximum(self.est_output_len[self.order], 1).astype(np.float64)
+        per = []
+        for weight, total in ((p + d, self.unit_comp), (d * (p + d / 2), self.unit_mem)):
+            unit_sum = np.bincount(unit_of, weights=weight, minlength=self.num_units)
+            per.append(total[unit_of] * weight / np.where(unit_sum > 0, unit_sum, 1.0)[unit_of])
+        return per[0], per[1]
+
+    @property
+    def known_len(self) -> np.ndarray:
+        """bool[n] by position: the estimate is the request's true length (sampled, of an exact
+        kind, or the oracle's); every length counts as known without an ``estimate``."""
+        if self.estimate is None:
+            return np.ones(self.est_output_len.shape[0], dtype=bool)
+        return self.estimate.known
 
     def unit(self, k: int) -> np.ndarray:
         return self.order[self.unit_bounds[k] : self.unit_bounds[k + 1]]

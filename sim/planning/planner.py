@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from blendsim.profiler.specs import HardwareSpec, ModelSpec, get_gpu, get_model
-from blendsim.sim.planning.estimate import estimate_output_lengths
+from blendsim.sim.planning.estimate import EstimationConfig, estimate_output_lengths
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.planning.policies import get_policy
 from blendsim.sim.planning.policies.base import PlanningInput
@@ -25,14 +25,14 @@ def make_plan(
     model: ModelSpec | str,
     gpu: HardwareSpec | str,
     *,
-    estimator: str = "sampled",
-    sample_rate: float = 0.01,
-    length_noise: float = 0.0,
+    estimation: EstimationConfig | None = None,
     seed: int = 0,
     **policy_options: Any,
 ) -> Plan:
-    """The admission plan of ``policy`` for ``trace`` (see :class:`blendsim.sim.planning.plan.Plan`)."""
+    """The admission plan of ``policy`` for ``trace`` (see :class:`blendsim.sim.planning.plan.Plan`),
+    its lengths estimated as ``estimation`` says (default: the paper's)."""
     start = time.perf_counter()
+    est = estimation or EstimationConfig()
     build = get_policy(policy)
     model = get_model(model) if isinstance(model, str) else model
     gpu = get_gpu(gpu) if isinstance(gpu, str) else gpu
@@ -40,23 +40,19 @@ def make_plan(
     estimate = estimate_output_lengths(
         tree,
         trace.output_len,
-        estimator=estimator,
-        sample_rate=sample_rate,
-        length_noise=length_noise,
+        est,
         seed=seed,
         sources=trace.sources,
         source_codes=trace.source_codes,
     )
     tree.set_lengths(estimate.lengths, model, gpu)
-    plan: Plan = build(PlanningInput(trace, model, gpu, tree, estimate, seed), **policy_options)
+    plan: Plan = build(PlanningInput(trace, model, gpu, tree, estimate, seed, est), **policy_options)
     plan.stats.update(
         requests=len(trace),
         units=plan.num_units,
-        estimator=estimator,
-        sample_rate=sample_rate if estimator == "sampled" else None,
+        **est.summary(),
         sampled_requests=int(estimate.sampled.sum()),
         known_lengths=int(estimate.known.sum()),
-        length_noise=length_noise,
         seed=seed,
         length_error=estimate.mean_abs_rel_error(trace.output_len),
         model=model.name,

@@ -38,16 +38,21 @@ class Stream:
 
 
 class FcfsAdmission:
-    """First come first served over ``order`` (request positions), or over a shared :class:`Stream`."""
+    """First come first served over ``order`` (request positions), or over a shared :class:`Stream`;
+    with ``prefill_cap`` every step runs at most that many prefill tokens (the plan's, e.g.
+    ``dfs-tuned``'s: small chunks beside the decodes)."""
 
-    def __init__(self, order: np.ndarray | Stream) -> None:
+    def __init__(self, order: np.ndarray | Stream, prefill_cap: int | None = None) -> None:
         self.stream = order if isinstance(order, Stream) else Stream(order)
+        self.prefill_cap = prefill_cap
 
     @property
     def exhausted(self) -> bool:
         return self.stream.next >= len(self.stream.order)
 
     def admit(self, engine: Engine) -> None:
+        if self.prefill_cap is not None:
+            engine.cap_prefill(self.prefill_cap)
         if not engine.readmit_preempted():
             return
         stream = self.stream

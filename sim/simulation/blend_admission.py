@@ -11,12 +11,17 @@ Every step, before the engine runs it:
 3. the right (memory-heavy) stream admits while its credit is positive and its partition has room:
    a side's use is the larger of its admission charges (``new prompt blocks + charge`` per request,
    E8's ``p + d/2`` by default) and the KV its requests actually hold ("current used KV", which
-   outgrows the charges when lifetimes line up); an empty partition always takes one request;
+   outgrows the charges when lifetimes line up); an empty partition always takes one request.
+   Only requests whose output length the planner *knows* (sampled, of an exact kind, the oracle's)
+   are staggered by the credit: staggering spaces lifetimes by ``d``, which an estimate gets wrong,
+   so a request with an estimated length is admitted as soon as the partition has room and the
+   partition (KV actually held) does the pacing;
 4. the left (compute-heavy) stream does the same with ``C_L`` and ``M_L`` (the paper), or, with
    ``EngineConfig.blend_pacing``, is *paced* (design.md "The critical path"): its budget is the GEMM
    tokens that keep this step's compute at ``r`` times the decode-attention time of the KV actually
-   resident, ``r = remaining compute / remaining memory work`` of the replica's share (planning
-   estimates minus work done), never below the profile's ridge (GEMM steps below it cost the same);
+   resident, ``r = remaining compute / remaining memory work`` of the replica's share (closed loop:
+   what its requests have not run of their estimates, :mod:`.work_left`), never below the
+   profile's ridge (GEMM steps below it cost the same);
    its memory is all that the right stream does not hold or still need. Once the right cursor has
    no memory-heavy unit left, the paced left stream drains everything (the cursors meet there).
 
@@ -35,6 +40,7 @@ from blendsim.sim.simulation.cursors import DualScanner
 from blendsim.sim.simulation.engine import Engine
 from blendsim.sim.simulation.projected_peak import RightProjection
 from blendsim.sim.simulation.sides import LEFT, RIGHT
+from blendsim.sim.simulation.work_left import WorkLeft
 
 
 class BlendAdmission:
@@ -50,6 +56,7 @@ class BlendAdmission:
         ridge_tokens: float = 0.0,
     ) -> None:
         self.scanner = DualScanner(plan, refresh_target=config.blend_refresh_target)
+        self.known: list[bool] = plan.known_len.tolist()
         self.pacing = config.blend_pacing
         self.chunk_pacing = config.blend_pacing and config.blend_chunk_pacing
         self.request_credit = config.blend_request_credit
@@ -59,8 +66,7 @@ class BlendAdmission:
         self.capacity_blocks = capacity_blocks
         self.tok_s = token_comp_time(model, hw)  # planning units: seconds at the datasheet peaks
         self.kv_s = self.kv_bytes / hw.mem_bandwidth
-        self.comp_total = float(plan.unit_comp.sum())
-        self.mem_total = float(plan.unit_mem.sum())
+        self.work = WorkLeft(self.scanner, self.tok_s, self.kv_s)
         self.ridge = ridge_tokens
         self.credit = [0.0, 0.0, 0.0]
         self._key: tuple[int, int] | None = None
@@ -102,7 +108,9 @@ class BlendAdmission:
         right_tokens = 0
         if not self.pacing or s.right_is_memory_heavy():
             per_step = b.m_right / self.kv_bytes if self.request_credit else b.c_right
-            if self._refill(engine, RIGHT, per_step) > 0:
+            head = s.peek_right()
+            estimated_head = head is not None and not self.known[head]
+            if self._refill(engine, RIGHT, per_step) > 0 or estimated_head:
                 right_tokens = self._admit_right(engine, b.m_right / self.block_bytes)
                 if right_tokens:  # the right cursor moved: the units under the cursors may have
                     b = self.budget()
@@ -125,9 +133,7 @@ class BlendAdmission:
         """GEMM tokens of this step that keep compute at pace with the resident memory: ``r`` x
         the decode-attention time, ``r`` = remaining compute / remaining memory work, never below
         the ridge; None when no memory work is left to pace against."""
-        stats = engine.stats
-        comp_left = self.comp_total - stats.gemm_done * self.tok_s
-        mem_left = self.mem_total - stats.kv_done * self.kv_s
+        comp_left, mem_left = self.work.left(engine)
         if mem_left <= 0 or comp_left <= 0:
             return None
         paced = comp_left / mem_left * engine.decodes.kv_read * self.kv_s / self.tok_s
@@ -201,9 +207,10 @@ class BlendAdmission:
         s, sides, r, bs = self.scanner, engine.sides, engine.requests, engine.bs
         credit = self.credit
         admitted = 0
-        while credit[RIGHT] > 0:
+        known = self.known
+        while True:
             pos = s.peek_right()
-            if pos is None:
+            if pos is None or (credit[RIGHT] <= 0 and known[pos]):
                 break
             if sides.members[RIGHT]:
                 if self.projected:
@@ -222,11 +229,12 @@ class BlendAdmission:
                 break
             s.pop_right()
             p = r.p[pos]
-            if self.request_credit:
-                d = r.d_hat[pos]
-                credit[RIGHT] -= (p + d / 2) * d
-            else:
-                credit[RIGHT] -= p
+            if known[pos]:  # an estimated length is not staggered (module docstring, step 3)
+                if self.request_credit:
+                    d = r.d_hat[pos]
+                    credit[RIGHT] -= (p + d / 2) * d
+                else:
+                    credit[RIGHT] -= p
             admitted += tokens
             if self.pacing and not s.right_is_memory_heavy():
                 break

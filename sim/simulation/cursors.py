@@ -44,9 +44,7 @@ class DualScanner:
         self._mean_d: list[float] = plan.unit_output.tolist()
         self._views: dict[int, UnitView] = {}
         self._target = float(plan.target_density)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per_req_comp = np.repeat(np.where(sizes > 0, plan.unit_comp / np.maximum(sizes, 1), 0), sizes)
-            per_req_mem = np.repeat(np.where(sizes > 0, plan.unit_mem / np.maximum(sizes, 1), 0), sizes)
+        per_req_comp, per_req_mem = plan.request_costs()
         self._comp_cs = np.concatenate(([0.0], np.cumsum(per_req_comp)))
         self._mem_cs = np.concatenate(([0.0], np.cumsum(per_req_mem)))
         self._l = 0
@@ -77,9 +75,16 @@ class DualScanner:
         """ρ(rt): fixed (the plan's), or the density of what is left if ``refresh_target``."""
         if not self.refresh_target or self._r < self._l:
             return self._target
-        mem = self._mem_cs[self._r + 1] - self._mem_cs[self._l]
-        comp = self._comp_cs[self._r + 1] - self._comp_cs[self._l]
-        return float(comp / mem) if mem > 0 else self._target
+        comp, mem = self.unpopped_work()
+        return comp / mem if mem > 0 else self._target
+
+    def unpopped_work(self) -> tuple[float, float]:
+        """Planned compute and memory work (seconds at the datasheet peaks, each request's share of
+        its unit's: :meth:`Plan.request_costs`) of the requests not popped yet."""
+        if self._r < self._l:
+            return 0.0, 0.0
+        lo, hi = self._l, self._r + 1
+        return float(self._comp_cs[hi] - self._comp_cs[lo]), float(self._mem_cs[hi] - self._mem_cs[lo])
 
     def right_is_memory_heavy(self) -> bool:
         """The right cursor is in a unit below the target density, apart from the left cursor."""

@@ -41,6 +41,16 @@ class DecodeSet:
         self._finish: list[tuple[int, int, int]] = []  # (step it ends, pos, version)
         self._members: dict[int, None] = {}  # in decode-start order, which is admission order
 
+    @property
+    def members(self) -> list[int]:
+        """The decoding requests' positions, in decode-start order (a copy)."""
+        return list(self._members)
+
+    def generated_by(self, pos: int, t: int) -> int:
+        """Output tokens member ``pos`` has sampled by the end of step ``t`` (its KV's plus the one
+        the next step writes)."""
+        return self.so0[pos] + (t - self.t0[pos]) + 1
+
     def growth(self, t: int) -> int:
         """Private blocks step ``t``'s decodes add."""
         return self.grow_class[t % self.bs]

@@ -35,6 +35,10 @@ class PrefillQueue:
     def __len__(self) -> int:
         return len(self._queue)
 
+    def entries(self) -> list[tuple[int, int]]:
+        """``(pos, remaining tokens)`` of every queued prompt, oldest first (a copy)."""
+        return [(item[0], item[1]) for item in self._queue]
+
     def push(self, pos: int, tokens: int, context: int) -> None:
         self._queue.append([pos, tokens, context])
         self.pending += tokens

@@ -34,24 +34,6 @@ def split_contiguous(order: np.ndarray, weight: np.ndarray, parts: int) -> list[
     return np.split(order, cuts)
 
 
-def request_costs(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
-    """Each request's share of its unit's planned compute and memory work, in ``plan.order``.
-
-    A unit's totals are split in proportion to the request's own estimates, not evenly: compute by
-    ``p + d_hat`` (GEMM tokens), memory by ``d_hat (p + d_hat / 2)`` (the KV its decodes read), with
-    ``p`` the unit's mean prompt (the plan keeps no per-request prompt). A 56K-token video thus
-    carries ~500x the memory work of a 2K-token one of the same unit, as it does when run."""
-    sizes = np.diff(plan.unit_bounds)
-    unit_of = np.repeat(np.arange(plan.num_units), sizes)
-    p = plan.unit_prompt[unit_of]
-    d = np.maximum(plan.est_output_len[plan.order], 1).astype(np.float64)
-    per = []
-    for weight, total in ((p + d, plan.unit_comp), (d * (p + d / 2), plan.unit_mem)):
-        unit_sum = np.bincount(unit_of, weights=weight, minlength=plan.num_units)
-        per.append(total[unit_of] * weight / np.where(unit_sum > 0, unit_sum, 1.0)[unit_of])
-    return per[0], per[1]
-
-
 def carve_shares(plan: Plan, parts: int) -> list[np.ndarray]:
     """Cut a two-sided plan into ``parts`` shares; returns each share's indices into ``plan.order``,
     increasing. Invariants: every index is in exactly one share; each share holds about 1/parts of
@@ -69,7 +51,7 @@ def carve_shares(plan: Plan, parts: int) -> list[np.ndarray]:
     n = len(plan.order)
     if parts == 1 or n == 0:
         return [np.arange(n)]
-    comp, mem = request_costs(plan)
+    comp, mem = plan.request_costs()
     sizes = np.diff(plan.unit_bounds)
     heavy = (plan.unit_density < plan.target_density)[np.repeat(np.arange(plan.num_units), sizes)]
     owner = np.zeros(n, dtype=np.int64)
@@ -92,7 +74,7 @@ def carve_shares(plan: Plan, parts: int) -> list[np.ndarray]:
 def sub_plan(plan: Plan, idx: np.ndarray) -> Plan:
     """The two-sided plan of the requests at ``idx`` (indices into ``plan.order``, increasing): a
     unit of the share is the share's members of one plan unit, with their part of its compute and
-    memory (:func:`request_costs`), the unit's mean prompt and its members' mean estimated output
+    memory (:meth:`Plan.request_costs`), the unit's mean prompt and its members' mean estimated output
     (the whole unit's mean, exactly, when the share holds all of it)."""
     sizes = np.diff(plan.unit_bounds)
     unit_of = np.repeat(np.arange(plan.num_units), sizes)[idx]
@@ -101,7 +83,7 @@ def sub_plan(plan: Plan, idx: np.ndarray) -> Plan:
     units = unit_of[starts] if len(idx) else np.zeros(0, dtype=np.int64)
     if not len(idx):
         starts = np.zeros(0, dtype=np.int64)
-    comp, mem = request_costs(plan)
+    comp, mem = plan.request_costs()
     d = plan.est_output_len[plan.order].astype(np.float64)
     unit_mean_d = np.bincount(
         np.repeat(np.arange(plan.num_units), sizes), weights=d, minlength=plan.num_units
@@ -119,6 +101,8 @@ def sub_plan(plan: Plan, idx: np.ndarray) -> Plan:
             two_sided=True,
             target_density=plan.target_density,
             stats=dict(plan.stats),
+            prompt_len=plan.prompt_len,
+            estimate=plan.estimate,
         )
     share_mean_d = np.add.reduceat(d[idx], starts) / np.diff(bounds)
     scale = share_mean_d / np.where(unit_mean_d[units] > 0, unit_mean_d[units], 1.0)
@@ -134,6 +118,8 @@ def sub_plan(plan: Plan, idx: np.ndarray) -> Plan:
         two_sided=True,
         target_density=plan.target_density,
         stats=dict(plan.stats),
+        prompt_len=plan.prompt_len,
+        estimate=plan.estimate,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -19,6 +20,7 @@ from blendsim.errors import UserError
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.profile import Profile
 from blendsim.profiler.specs import ModelSpec
+from blendsim.sim.planning.estimate import EstimationConfig
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.simulation.admission import Admission, FcfsAdmission
 from blendsim.sim.simulation.blend_admission import BlendAdmission
@@ -49,7 +51,7 @@ def _admissions(
             for idx in carve_shares(plan, dp)
         ]
     weight = trace.prompt_len + plan.est_output_len
-    return [FcfsAdmission(part) for part in split_contiguous(plan.order, weight, dp)]
+    return [FcfsAdmission(part, plan.prefill_cap) for part in split_contiguous(plan.order, weight, dp)]
 
 
 def simulate(
@@ -219,9 +221,17 @@ def _result(
             "admission_rule": config.admission,
             "right_admission": config.right_admission,
             "profile": profile.name,
+            "estimation": _estimation(plan),
             "breakdown": breakdown,
+            **({"auto": plan.stats["auto"]} if "auto" in plan.stats else {}),
         },
     )
+
+
+def _estimation(plan: Plan) -> dict[str, Any]:
+    """How the plan's lengths were estimated and how far off they were (what its stats record)."""
+    keys = (*(f.name for f in fields(EstimationConfig)), "length_error")
+    return {k: plan.stats[k] for k in keys if k in plan.stats}
 
 
 def _check_complete(trace: Trace, engines: list[Engine]) -> None:
@@ -268,18 +278,30 @@ def simulate_policy(
     seed: int = 0,
     *,
     disagg: DisaggConfig | None = None,
+    estimation: EstimationConfig | None = None,
     progress: bool = False,
     **options: Any,
 ) -> SimResult:
-    """Plan ``trace`` with ``policy`` (``options`` go to the planner) and simulate it on ``config``
-    (on ``disagg``'s replicas when given)."""
+    """Plan ``trace`` with ``policy`` (lengths estimated as ``estimation`` says; ``options`` go to
+    the policy) and simulate it on ``config`` (on ``disagg``'s replicas when given)."""
     from blendsim.sim.planning.planner import make_plan
     from blendsim.sim.planning.policies import TWO_SIDED
 
     if disagg is not None and policy in TWO_SIDED:
         raise not_disaggregable(policy)
+    if policy == "auto":  # its ranking already simulated the winner: no second run
+        from blendsim.sim.planning.policies.auto import RankingRun, rank
+
+        candidates = options.pop("candidates", None)
+        if options:
+            raise UserError(f"policy 'auto' takes candidates, got: {', '.join(sorted(options))}")
+        run = RankingRun(profile, config or EngineConfig(), dp, disagg)
+        ranking = rank(
+            trace, model, run, estimation=estimation, seed=seed, candidates=candidates, progress=progress
+        )
+        return ranking.result
     profile = bound_profile(profile, model)
     started = time.perf_counter()
-    plan = make_plan(trace, policy, model, profile.hardware, seed=seed, **options)
+    plan = make_plan(trace, policy, model, profile.hardware, estimation=estimation, seed=seed, **options)
     plan_s = time.perf_counter() - started
     return simulate(trace, plan, model, profile, config, dp, disagg=disagg, progress=progress, plan_s=plan_s)

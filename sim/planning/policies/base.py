@@ -7,14 +7,14 @@ function. ``ctx.tree`` is the prefix tree priced with the *estimated* output len
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from blendsim.errors import UserError
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
-from blendsim.sim.planning.estimate import LengthEstimate
+from blendsim.sim.planning.estimate import EstimationConfig, LengthEstimate
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.planning.tree import ROOT, PrefixTree
 from blendsim.traces.trace import Trace
@@ -28,6 +28,7 @@ class PlanningInput:
     tree: PrefixTree
     estimate: LengthEstimate
     seed: int = 0
+    estimation: EstimationConfig = field(default_factory=EstimationConfig)  # how ``estimate`` was made
 
 
 def no_options(policy: str, options: dict[str, Any]) -> None:
@@ -72,6 +73,8 @@ def per_request_plan(policy: str, ctx: PlanningInput, order: np.ndarray) -> Plan
         est_output_len=ctx.estimate.lengths,
         two_sided=False,
         target_density=float(tree.density()[ROOT]),
+        prompt_len=ctx.trace.prompt_len,
+        estimate=ctx.estimate,
         stats={
             "leaves_split": 0,
             "leaf_split_fraction": 0.0,

@@ -42,6 +42,8 @@ def build(ctx: PlanningInput, **options: Any) -> Plan:
         est_output_len=ctx.estimate.lengths,
         two_sided=True,
         target_density=target,
+        prompt_len=ctx.trace.prompt_len,
+        estimate=ctx.estimate,
         stats={
             "leaves_split": report.leaves_split,
             "leaf_split_fraction": report.leaves_split / n if n else 0.0,

@@ -1,0 +1,138 @@
+"""auto: simulate every candidate order on the run the user asked for and keep the fastest.
+
+Each candidate (by default :data:`~blendsim.sim.planning.policies.ORDERS`, every registered order;
+under a disaggregated layout the one-sided ones, the only ones that can feed its shared prefill
+stream) is planned with the run's estimation and seed and simulated *in full* (no subsample) on the
+run's profile, engine configuration and replicas (:class:`RankingRun`). A simulation is a
+deterministic function of its plan, so the chosen plan's simulated throughput is the best of the
+candidates' by construction; ties go to the earlier candidate. The cost is one plan and one full
+simulation per candidate (about the candidates' count times one policy's run).
+
+The winner's plan is returned renamed ``auto``; ``stats["auto"]`` records the ranking (every
+candidate's predicted throughput, best first, and the winner's margin over the runner-up), which a
+simulation result carries on as ``extra["auto"]``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from blendsim.errors import UserError, unknown
+from blendsim.sim.planning.estimate import EstimationConfig
+from blendsim.sim.planning.plan import Plan
+from blendsim.sim.planning.policies.base import PlanningInput
+from blendsim.sim.simulation.config import EngineConfig
+
+if TYPE_CHECKING:
+    from blendsim.profiler.profile import Profile
+    from blendsim.profiler.specs import ModelSpec
+    from blendsim.sim.simulation.layout import DisaggConfig
+    from blendsim.sim.simulation.result import SimResult
+    from blendsim.traces.trace import Trace
+
+
+@dataclass(frozen=True)
+class RankingRun:
+    """The run ``auto`` ranks its candidates on: the one its plan is for."""
+
+    profile: Profile
+    config: EngineConfig = field(default_factory=EngineConfig)
+    dp: int = 1
+    disagg: DisaggConfig | None = None
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The winner's plan (named ``auto``) and simulation, and every candidate's prediction."""
+
+    plan: Plan
+    result: SimResult
+    summary: dict[str, Any]  # chosen, margin, candidates: [{policy, throughput_tok_s, makespan_s}]
+
+
+def candidates_for(disagg: DisaggConfig | None) -> tuple[str, ...]:
+    """The default candidates: every registered order; under ``disagg`` the one-sided ones."""
+    from blendsim.sim.planning.policies import ONE_SIDED, ORDERS
+
+    return ORDERS if disagg is None else ONE_SIDED
+
+
+def check_candidates(names: Sequence[str], disagg: DisaggConfig | None) -> tuple[str, ...]:
+    from blendsim.sim.planning.policies import ORDERS, TWO_SIDED
+    from blendsim.sim.simulation.layout import not_disaggregable
+
+    if not names:
+        raise UserError("policy 'auto' needs at least one candidate order")
+    for name in names:
+        if name not in ORDERS:
+            raise unknown("candidate order of auto", name, ORDERS)
+        if disagg is not None and name in TWO_SIDED:
+            raise not_disaggregable(name)
+    return tuple(names)
+
+
+def rank(
+    trace: Trace,
+    model: ModelSpec,
+    run: RankingRun,
+    *,
+    estimation: EstimationConfig | None = None,
+    seed: int = 0,
+    candidates: Sequence[str] | None = None,
+    progress: bool = False,
+) -> Ranking:
+    """Plan and simulate each candidate on ``run`` (module docstring); the fastest wins."""
+    from blendsim.sim.planning.planner import make_plan
+    from blendsim.sim.simulation.capacity import bound_profile
+    from blendsim.sim.simulation.run import simulate
+
+    names = check_candidates(candidates_for(run.disagg) if candidates is None else candidates, run.disagg)
+    profile = bound_profile(run.profile, model)
+    started = time.perf_counter()
+    tried: list[dict[str, Any]] = []
+    best: tuple[Plan, SimResult] | None = None
+    for name in names:
+        plan = make_plan(trace, name, model, profile.hardware, estimation=estimation, seed=seed)
+        res = simulate(trace, plan, model, profile, run.config, run.dp, disagg=run.disagg, progress=progress)
+        tried.append({"policy": name, "throughput_tok_s": res.throughput_tok_s, "makespan_s": res.makespan_s})
+        if best is None or res.throughput_tok_s > best[1].throughput_tok_s:
+            best = (plan, res)
+    assert best is not None
+    ordered = sorted(tried, key=lambda t: -t["throughput_tok_s"])  # stable: ties keep candidate order
+    runner_up = ordered[1]["throughput_tok_s"] if len(ordered) > 1 else ordered[0]["throughput_tok_s"]
+    rank_s = time.perf_counter() - started
+    summary = {
+        "chosen": best[0].policy,
+        "margin": best[1].throughput_tok_s / runner_up if runner_up > 0 else 1.0,
+        "candidates": ordered,
+        "rank_s": rank_s,
+    }
+    plan = replace(best[0], policy="auto", stats={**best[0].stats, "auto": summary})
+    # choosing took every candidate's plan and simulation: that is auto's planning time
+    result = replace(best[1], policy="auto", plan_s=rank_s, extra={**best[1].extra, "auto": summary})
+    return Ranking(plan, result, summary)
+
+
+def ranking_line(summary: dict[str, Any]) -> str:
+    """Why ``auto`` chose what it did (a ``Ranking.summary``): every candidate's simulated tok/s."""
+    ranked = ", ".join(f"{c['policy']} {c['throughput_tok_s']:,.0f}" for c in summary["candidates"])
+    return (
+        f"auto chose {summary['chosen']} ({summary['margin']:.3f}x the runner-up), simulated on this "
+        f"run in {summary['rank_s']:.1f} s; tok/s by candidate: {ranked}"
+    )
+
+
+def build(
+    ctx: PlanningInput, *, run: RankingRun | None = None, candidates: Sequence[str] | None = None
+) -> Plan:
+    if run is None:
+        raise UserError(
+            "policy 'auto' ranks orders by simulating them: it needs the run to rank on "
+            "(a profile and engine configuration)"
+        )
+    return rank(
+        ctx.trace, ctx.model, run, estimation=ctx.estimation, seed=ctx.seed, candidates=candidates
+    ).plan
