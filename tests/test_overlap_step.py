@@ -3,11 +3,9 @@ nano-batch split, the dependency order of the layer schedule, and that the two s
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +13,7 @@ import torch
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.forward_pass import StepReplayer
 from blendsim.profiler.overlap_step import AttentionWorker, Schedule, run_layers, split_nano_batches
-from blendsim.profiler.specs import ModelSpec, model_from_config
+from blendsim.profiler.specs import ModelSpec
 
 two_cores = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPU cores")
 
@@ -100,26 +98,6 @@ def test_overlap_takes_less_than_the_serial_sum() -> None:
     recorded(8, 1, None)  # one nano-batch: everything in order
     serial = (time.perf_counter() - t0) * 2  # two nano-batches' worth of work
     assert overlapped < 0.8 * serial
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
-    d: Path = tmp_path_factory.mktemp("tiny")
-    (d / "config.json").write_text(
-        json.dumps(
-            {
-                "_name_or_path": "tiny-2l",
-                "num_hidden_layers": 2,
-                "hidden_size": 64,
-                "num_attention_heads": 4,
-                "num_key_value_heads": 2,
-                "intermediate_size": 128,
-                "vocab_size": 512,
-                "tie_word_embeddings": True,
-            }
-        )
-    )
-    return model_from_config(d / "config.json")
 
 
 @two_cores

@@ -16,7 +16,7 @@ from blendsim.executor.torch_backend import ReplayOptions, ReplayResult, replay_
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.forward_pass import StepReplayer, StepTiming, decode_batch, prefill_chunks
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import ModelSpec, model_from_config
+from blendsim.profiler.specs import ModelSpec
 from blendsim.sim.planning.planner import make_plan
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.run import simulate
@@ -26,28 +26,6 @@ from blendsim.traces.trace import Trace
 CONFIG = EngineConfig(
     engine="serial", token_budget=256, max_running=16, block_size=16, kv_capacity_override=4096
 )
-
-
-@pytest.fixture(scope="module")
-def tiny() -> ModelSpec:
-    import tempfile
-
-    d = Path(tempfile.mkdtemp())
-    (d / "config.json").write_text(
-        json.dumps(
-            {
-                "_name_or_path": "tiny-2l",
-                "num_hidden_layers": 2,
-                "hidden_size": 64,
-                "num_attention_heads": 4,
-                "num_key_value_heads": 2,
-                "intermediate_size": 128,
-                "vocab_size": 512,
-                "tie_word_embeddings": True,
-            }
-        )
-    )
-    return model_from_config(d / "config.json")
 
 
 def replay_policy(
