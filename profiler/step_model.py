@@ -384,18 +384,21 @@ class StepModel:
         return c, m, o
 
     def step_time(self, shape: BatchShape, engine: str = "overlap") -> StepTime:
-        """Time of one step under ``engine`` ("serial" or "overlap")."""
-        c, m, o = self.step_parts(
-            shape.prefill_tokens,
-            shape.prefill_attn_pairs,
-            shape.decode_seqs,
-            shape.decode_kv_tokens,
-            shape.prefill_seqs,
-        )
+        """Time of one step under ``engine`` ("serial" or "overlap"). The simulator's hot path: the
+        operators are priced once, for :meth:`step_parts`' sums and the nano-batch split alike."""
+        prefill_tokens, pairs, decode_seqs, kv_tokens, prefill_seqs = shape
+        n = prefill_tokens + decode_seqs
+        s = decode_seqs + prefill_seqs
+        gemm = self.gemm_time(n)
+        head = self.lm_head_time(s)
+        a_c = self.prefill_attn_time(pairs, prefill_tokens, prefill_seqs)
+        a_m = self.decode_attn_time(kv_tokens, prefill_tokens)
+        c = gemm + head + a_c
+        o = self._t_step + self._t_seq * s + self._ar * n
         if engine == "overlap" and self._shared:
-            split = self.split_time(shape)
-            return StepTime(c, m, o, (split if split < c + m else c + m) + o)
-        return StepTime(c, m, o, compose(c, m, self._kappa, engine) + o)
+            split = self._split_time(n, a_c, a_m, head)
+            return StepTime(c, a_m, o, (split if split < c + a_m else c + a_m) + o)
+        return StepTime(c, a_m, o, compose(c, a_m, self._kappa, engine) + o)
 
     def splits(self, shape: BatchShape) -> bool:
         """Whether the overlapping engine runs ``shape`` as nano-batches: where that is faster than
@@ -415,14 +418,20 @@ class StepModel:
         """The ``shared`` interference model's step run as nano-batches, overhead aside: the layer
         GEMMs of the nano-batches beside the step's attention (:mod:`blendsim.profiler.interference`),
         then the LM head. A batch too small to split runs whole."""
-        n = shape.prefill_tokens + shape.decode_seqs
+        return self._split_time(
+            shape.prefill_tokens + shape.decode_seqs,
+            self.prefill_attn_time(shape.prefill_attn_pairs, shape.prefill_tokens, shape.prefill_seqs),
+            self.decode_attn_time(shape.decode_kv_tokens, shape.prefill_tokens),
+            self.lm_head_time(shape.decode_seqs + shape.prefill_seqs),
+        )
+
+    def _split_time(self, n: float, a_c: float, a_m: float, head: float) -> float:
+        """:meth:`split_time` of a step of ``n`` GEMM tokens whose prefill attention, decode
+        attention and LM head take ``a_c``, ``a_m`` and ``head``."""
         parts = nano_batch_sizes(n, self._nano) if n > 0 else []
         g = 0.0
         for tokens in parts:
             g += self.gemm_time(tokens)
-        a_c = self.prefill_attn_time(shape.prefill_attn_pairs, shape.prefill_tokens, shape.prefill_seqs)
-        a_m = self.decode_attn_time(shape.decode_kv_tokens, shape.prefill_tokens)
-        head = self.lm_head_time(shape.decode_seqs + shape.prefill_seqs)
         if len(parts) < 2 or a_c + a_m <= 0.0:
             return g + a_c + a_m + head
         weights = len(parts) * self._w_layer  # each nano-batch streams the layer weights

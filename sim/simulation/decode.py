@@ -41,15 +41,11 @@ class DecodeSet:
         self._finish: list[tuple[int, int, int]] = []  # (step it ends, pos, version)
         self._members: dict[int, None] = {}  # in decode-start order, which is admission order
 
-    @property
-    def members(self) -> list[int]:
-        """The decoding requests' positions, in decode-start order (a copy)."""
-        return list(self._members)
-
-    def generated_by(self, pos: int, t: int) -> int:
-        """Output tokens member ``pos`` has sampled by the end of step ``t`` (its KV's plus the one
-        the next step writes)."""
-        return self.so0[pos] + (t - self.t0[pos]) + 1
+    def generated_by(self, t: int) -> list[tuple[int, int]]:
+        """``(pos, output tokens sampled by the end of step t)`` of every member, in decode-start
+        order: its KV's output tokens plus the one the next step writes."""
+        so0, t0 = self.so0, self.t0
+        return [(pos, so0[pos] + (t - t0[pos]) + 1) for pos in self._members]
 
     def growth(self, t: int) -> int:
         """Private blocks step ``t``'s decodes add."""

@@ -1,4 +1,4 @@
-"""Data parallelism: N replicas, one simpy process each, sharing one clock.
+"""Data parallelism: N independent replicas, each run to completion on its own clock.
 
 Each replica is an :class:`Engine` with its own admission policy over its share of the requests;
 the run ends when the last replica finishes (the makespan). How shares are made:
@@ -12,10 +12,9 @@ the run ends when the last replica finishes (the makespan). How shares are made:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 
 import numpy as np
-import simpy
 
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.simulation.admission import Admission
@@ -123,12 +122,12 @@ def sub_plan(plan: Plan, idx: np.ndarray) -> Plan:
     )
 
 
-def _replica(
-    env: simpy.Environment, engine: Engine, policy: Admission, tick: Callable[[int], None]
-) -> Generator[simpy.Event, None, None]:
+def run_replica(engine: Engine, policy: Admission, tick: Callable[[int], None]) -> None:
+    """Run one replica to completion: admit, then step, until its share is admitted and it is idle."""
     last = 0
+    admit, step = policy.admit, engine.step
     while True:
-        policy.admit(engine)
+        admit(engine)
         if engine.idle:
             if policy.exhausted:
                 break
@@ -136,8 +135,7 @@ def _replica(
                 "a replica stalled: nothing running and the next request was not "
                 "admitted (a request larger than the KV cache?)"
             )
-        dt = engine.step()
-        yield env.timeout(dt)
+        step()
         if engine.step_index % PROGRESS_EVERY == 0:
             tick(engine.stats.finished - last)
             last = engine.stats.finished
@@ -145,9 +143,12 @@ def _replica(
 
 
 def run_replicas(pairs: list[tuple[Engine, Admission]], tick: Callable[[int], None] | None = None) -> float:
-    """Run every (engine, policy) pair to completion on one simpy clock; returns the makespan."""
-    env = simpy.Environment()
+    """Run every (engine, policy) pair to completion; returns the makespan (the latest clock).
+
+    Colocated replicas share nothing (each has its own share, KV and clock), so each runs on its
+    own, one after the other; a shared event clock would only interleave them. (A disaggregated
+    layout's replicas do interact, through dispatch and KV transfers: :mod:`.disagg` runs them on
+    one simpy clock.)"""
     for engine, policy in pairs:
-        env.process(_replica(env, engine, policy, tick or (lambda _n: None)))
-    env.run()
+        run_replica(engine, policy, tick or (lambda _n: None))
     return max((engine.now for engine, _ in pairs), default=0.0)

@@ -62,8 +62,8 @@ class WorkLeft:
         p, d_hat = r.p, r.d_hat
         decodes = engine.decodes
         reads = 0.0
-        for pos in decodes.members:
-            g, d = decodes.generated_by(pos, t), d_hat[pos]
+        for pos, g in decodes.generated_by(t):
+            d = d_hat[pos]
             if d <= g:  # past its estimate: expect it to run as far past it again
                 d = 2 * g - d
             if d > g:
