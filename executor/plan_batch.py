@@ -9,7 +9,8 @@ cap, KV block and KV capacity) and a profile of it. What is predicted depends on
 * ``run-batch`` (default): the ordered file as ``vllm run-batch`` of the pinned vLLM runs it, and as
   ``blendsim run-batch`` runs it without pacing: every line submitted at once, admitted FCFS in file
   order. A policy's file order is the order its simulation first admitted requests in (for ``blend``,
-  its two scanners merged), and its prediction is that order simulated FCFS.
+  its two scanners merged; for ``lpm``, its waiting queue as the engine re-sorted it), and its
+  prediction is that order simulated FCFS.
 * ``replay``: blendsim's own paced replay (``blendsim run-batch`` with the plan file): the policy's
   simulation itself, whose release steps and prefill caps go into the plan file.
 
@@ -92,7 +93,8 @@ def predict(trace: Trace, policy: str, req: PlanBatchRequest, config: EngineConf
     plan = make_plan(trace, policy, req.model, req.profile.hardware, estimation=ORACLE, seed=req.seed)
     sim = simulate(trace, plan, req.model, req.profile, config)
     order = np.asarray(sim.admission["position"], dtype=np.int64)
-    paced = plan.two_sided or plan.prefill_cap is not None  # vllm run-batch applies neither
+    # vllm run-batch applies no pacing, no prefill cap and no admission-time reordering (lpm)
+    paced = plan.two_sided or plan.prefill_cap is not None or plan.admission != "fcfs"
     if req.target == "run-batch" and paced:  # run FCFS in that order, unpaced
         ordered = trace.subset(order)
         fcfs = make_plan(ordered, FILE_ORDER, req.model, req.profile.hardware, estimation=ORACLE)

@@ -29,7 +29,7 @@ from blendsim.sim.planning.estimate import EstimationConfig
 from blendsim.sim.planning.policies import ONE_SIDED
 from blendsim.sim.planning.policies.auto import ranking_line
 from blendsim.sim.simulation.config import EngineConfig
-from blendsim.sim.simulation.layout import DisaggConfig, not_disaggregable
+from blendsim.sim.simulation.layout import DisaggConfig
 from blendsim.sim.simulation.result import SimResult
 
 PROGRESS_MIN_REQUESTS = 20_000  # show a progress bar on runs at least this large (on a terminal)
@@ -142,16 +142,15 @@ def _simulate(
 
 def _policies(args: argparse.Namespace, disagg: DisaggConfig | None) -> tuple[str, ...]:
     """The policies to run: ``--policy``'s; under ``--disagg``, ``all`` means the one-sided ones."""
-    from blendsim.sim.planning.policies import TWO_SIDED
+    from blendsim.sim.planning.policies import ONE_SIDED, check_disaggregable
 
     names = policies(args)
     if disagg is None:
         return names
     if args.policy == "all":
-        return tuple(n for n in names if n not in TWO_SIDED)
+        return tuple(n for n in names if n in ONE_SIDED)
     for name in names:
-        if name in TWO_SIDED:
-            raise not_disaggregable(name)
+        check_disaggregable(name)
     return names
 
 

@@ -78,6 +78,18 @@ def test_best_policy_and_replay_target(
     assert np.all(np.diff(plan.release_steps) >= 0)
 
 
+def test_published_baselines_plan_a_batch_lpm_as_the_order_it_admitted(
+    batch: Path, model_dir: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _plan(batch, model_dir, "--policy", "fifo,batchllm,lpm,dfs-weight", "--choose", "lpm") == 0
+    capsys.readouterr()
+    ordered = batch.with_name("ordered.jsonl")
+    plan = BatchPlan.read(plan_path(ordered))
+    assert plan.policy == "lpm" and set(plan.predictions) == {"fifo", "batchllm", "lpm", "dfs-weight"}
+    assert sorted(plan.order) == list(range(12)) and plan.release_steps is None
+    plan.check_matches(ordered)
+
+
 @pytest.mark.parametrize(
     ("args", "match"),
     [

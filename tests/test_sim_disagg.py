@@ -248,7 +248,9 @@ def test_cli_runs_a_layout_end_to_end(
         "dfs",
         "balance",
         "dfs-tuned",
-    ]  # `all` under --disagg: one-sided
+        "batchllm",
+        "dfs-weight",
+    ]  # `all` under --disagg: one-sided (not blend, two-sided; not lpm, engine-side)
     assert all(r["layout"] == "1P2D" and r["disagg"]["link"] == "pcie" and r["gpus"] == 3 for r in rows)
     assert (out / "dfs_serial_1P2D_transfers.parquet").exists() and (out / "dfs_serial_1P2D.json").exists()
     assert main([*argv, "--policy", "dfs"]) == 0

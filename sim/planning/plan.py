@@ -38,6 +38,9 @@ class Plan:
     estimate: LengthEstimate | None = None  # how est_output_len was made (None: taken as known)
     # one-sided plans: prefill tokens per step their admission allows (None: the step's budget)
     prefill_cap: int | None = None
+    # one-sided plans: how the engine admits from ``order``: "fcfs" (in order, head-of-line) or
+    # "lpm" (SGLang's longest-prefix-match over the waiting queue, :mod:`...simulation.lpm_admission`)
+    admission: str = "fcfs"
 
     @property
     def num_units(self) -> int:

@@ -211,6 +211,16 @@ class PrefixTree:
         result: np.ndarray = nodes[np.lexsort((self.first_seen[nodes], key, self.parent[nodes]))]
         return result
 
+    def heaviest_first_siblings(self) -> np.ndarray:
+        """Non-root nodes grouped by parent; a node's inner children by subtree request count
+        descending (ties in insertion order), then its own requests (leaves) in insertion order:
+        SGLang's DFS-weight (:mod:`blendsim.sim.planning.policies.dfs_weight`)."""
+        nodes = np.arange(1, self.num_nodes)
+        leaf = nodes >= self.leaf_offset
+        keys = (self.first_seen[nodes], -self.count[nodes], leaf, self.parent[nodes])
+        result: np.ndarray = nodes[np.lexsort(keys)]
+        return result
+
     def leaf_start(self, siblings: np.ndarray) -> np.ndarray:
         """Position of each node's first leaf in the DFS leaf sequence for sibling order ``siblings``.
 
@@ -231,7 +241,11 @@ class PrefixTree:
 
     def dfs_order(self, by_density: bool) -> np.ndarray:
         """Request positions in DFS order (leaves left to right)."""
-        start = self.leaf_start(self.sibling_order(by_density))
+        return self.order_of(self.sibling_order(by_density))
+
+    def order_of(self, siblings: np.ndarray) -> np.ndarray:
+        """Request positions in the DFS order that sibling order ``siblings`` gives."""
+        start = self.leaf_start(siblings)
         order = np.empty(self.n_leaves, dtype=np.int64)
         order[start[self.leaf_offset :]] = np.arange(self.n_leaves)
         return order

@@ -55,6 +55,10 @@ class FcfsAdmission:
             engine.cap_prefill(self.prefill_cap)
         if not engine.readmit_preempted():
             return
+        self.admit_in_order(engine)
+
+    def admit_in_order(self, engine: Engine) -> None:
+        """Admit from the stream's head while the engine takes the next request."""
         stream = self.stream
         order, i, n = stream.order, stream.next, len(stream.order)
         while i < n and engine.try_admit(order[i], 0) is not None:

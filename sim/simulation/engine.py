@@ -98,6 +98,16 @@ class Engine:
         """A step would compute something: a prompt chunk or a decode."""
         return self.decodes.n > 0 or len(self.prefill) > 0
 
+    @property
+    def admission_open(self) -> bool:
+        """The running cap and the next step's prefill room let some request in (its KV aside)."""
+        return self.n_running < self._max_running and self.prefill.pending < self.prefill_room
+
+    def cached_prefix_tokens(self, pos: int) -> int:
+        """Prompt tokens of ``pos`` whose segments the radix cache holds now (token-granular)."""
+        segs, lens = self.requests.segments(pos)
+        return self.blocks.cache.lookup(segs, lens).hit_tokens
+
     def footprint(self, pos: int) -> int:
         """Blocks an admission of ``pos`` would charge if nothing were cached (planning use): its
         prompt's and the admission rule's share of its estimated output, in whole blocks."""

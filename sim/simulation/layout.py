@@ -70,11 +70,17 @@ class DisaggConfig:
         return f"{self.prefill}P{self.decode}D"
 
 
-def not_disaggregable(policy: str) -> UserError:
-    """The error for a two-sided policy (blend) asked to run on a disaggregated layout."""
+def not_disaggregable(policy: str, engine_side: bool = False) -> UserError:
+    """The error for a policy a disaggregated layout cannot run: a two-sided one (blend), or one
+    whose order the engine makes at admission (``engine_side``: lpm)."""
+    why = (
+        "re-sorts each replica's waiting queue on that replica's own radix cache"
+        if engine_side
+        else "admits from both ends of its plan to blend compute and memory on one replica"
+    )
     return UserError(
-        f"policy {policy!r} admits from both ends of its plan to blend compute and memory on one "
-        f"replica; a disaggregated layout runs a plan's order (fifo, dfs or balance)"
+        f"policy {policy!r} {why}; a disaggregated layout's prefill replicas admit one shared "
+        f"stream in a plan's order (fifo, dfs, balance, dfs-tuned, batchllm or dfs-weight)"
     )
 
 

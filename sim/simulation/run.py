@@ -24,6 +24,7 @@ from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.disagg import DisaggregatedRun
 from blendsim.sim.simulation.engine import Engine
 from blendsim.sim.simulation.layout import DisaggConfig, kv_link, not_disaggregable
+from blendsim.sim.simulation.lpm_admission import LpmAdmission
 from blendsim.sim.simulation.replicas import carve_shares, run_replicas, split_contiguous, sub_plan
 from blendsim.sim.simulation.result import SimResult
 from blendsim.sim.simulation.roles import DecodeEngine, PrefillEngine
@@ -44,7 +45,8 @@ def _admissions(
             for idx in carve_shares(plan, dp)
         ]
     weight = trace.prompt_len + plan.est_output_len
-    return [FcfsAdmission(part, plan.prefill_cap) for part in split_contiguous(plan.order, weight, dp)]
+    kind = LpmAdmission if plan.admission == "lpm" else FcfsAdmission
+    return [kind(part, plan.prefill_cap) for part in split_contiguous(plan.order, weight, dp)]
 
 
 def simulate(
@@ -69,8 +71,8 @@ def simulate(
             raise UserError(
                 f"a disaggregated layout sets its own replicas; data parallelism must be 1, got {dp}"
             )
-        if plan.two_sided:
-            raise not_disaggregable(plan.policy)
+        if plan.two_sided or plan.admission != "fcfs":
+            raise not_disaggregable(plan.policy, engine_side=not plan.two_sided)
     plan.validate(len(trace))
     profile = bound_profile(profile, model)
     capacity = kv_capacity_blocks(model, profile, config)
@@ -156,10 +158,10 @@ def simulate_policy(
     """Plan ``trace`` with ``policy`` (lengths estimated as ``estimation`` says; ``options`` go to
     the policy) and simulate it on ``config`` (on ``disagg``'s replicas when given)."""
     from blendsim.sim.planning.planner import make_plan
-    from blendsim.sim.planning.policies import TWO_SIDED
+    from blendsim.sim.planning.policies import check_disaggregable
 
-    if disagg is not None and policy in TWO_SIDED:
-        raise not_disaggregable(policy)
+    if disagg is not None:
+        check_disaggregable(policy)
     if policy == "auto":  # its ranking already simulated the winner: no second run
         from blendsim.sim.planning.policies.auto import RankingRun, rank
 

@@ -16,18 +16,24 @@ from blendsim.errors import unknown
 from blendsim.options import parse_choice_list
 
 # policies that build an order themselves
-ORDERS: tuple[str, ...] = ("fifo", "dfs", "balance", "blend", "dfs-tuned")
+ORDERS: tuple[str, ...] = ("fifo", "dfs", "balance", "blend", "dfs-tuned", "batchllm", "lpm", "dfs-weight")
 # auto: simulates the orders on the run it plans for and returns the fastest (auto.py)
 POLICIES: tuple[str, ...] = (*ORDERS, "auto")
 POLICY_HELP = (
     "fifo (arrival order), dfs (prefix-tree order), balance (random), blend (BlendServe), "
     "dfs-tuned (long outputs first, small prefill chunks), "
+    "batchllm (BatchLLM: prefix groups, decode-heavy groups first), "
+    "lpm (SGLang's longest prefix match over the waiting queue; FCFS while more than 128 wait), "
+    "dfs-weight (SGLang's DFS, heaviest subtree first), "
     "auto (simulates every order on this run, keeps the fastest; not in all)"
 )
 # policies whose plan is two-sided: their admission draws from both ends at once to blend compute
 # and memory on one replica, so they cannot feed a disaggregated layout's shared prefill stream
 TWO_SIDED: frozenset[str] = frozenset({"blend"})
-ONE_SIDED: tuple[str, ...] = tuple(p for p in ORDERS if p not in TWO_SIDED)
+# policies whose order the engine makes at admission time, on its own radix cache (Plan.admission)
+ENGINE_SIDE: frozenset[str] = frozenset({"lpm"})
+# the orders a disaggregated layout's shared prefill stream can run
+ONE_SIDED: tuple[str, ...] = tuple(p for p in ORDERS if p not in TWO_SIDED | ENGINE_SIDE)
 
 PolicyBuilder = Callable[..., Any]
 
@@ -47,3 +53,12 @@ def parse_policies(value: str) -> tuple[str, ...]:
     if names == ["all"]:
         return ORDERS
     return parse_choice_list(value, POLICIES, "policy")
+
+
+def check_disaggregable(name: str) -> None:
+    """A UserError unless policy ``name`` can run on a disaggregated layout (``auto`` can: it ranks
+    the one-sided orders there)."""
+    from blendsim.sim.simulation.layout import not_disaggregable
+
+    if name in TWO_SIDED or name in ENGINE_SIDE:
+        raise not_disaggregable(name, engine_side=name in ENGINE_SIDE)

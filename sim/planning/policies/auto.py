@@ -61,16 +61,15 @@ def candidates_for(disagg: DisaggConfig | None) -> tuple[str, ...]:
 
 
 def check_candidates(names: Sequence[str], disagg: DisaggConfig | None) -> tuple[str, ...]:
-    from blendsim.sim.planning.policies import ORDERS, TWO_SIDED
-    from blendsim.sim.simulation.layout import not_disaggregable
+    from blendsim.sim.planning.policies import ORDERS, check_disaggregable
 
     if not names:
         raise UserError("policy 'auto' needs at least one candidate order")
     for name in names:
         if name not in ORDERS:
             raise unknown("candidate order of auto", name, ORDERS)
-        if disagg is not None and name in TWO_SIDED:
-            raise not_disaggregable(name)
+        if disagg is not None:
+            check_disaggregable(name)
     return tuple(names)
 
 
