@@ -58,7 +58,8 @@ class FcfsAdmission:
         self.admit_in_order(engine)
 
     def admit_in_order(self, engine: Engine) -> None:
-        """Admit from the stream's head while the engine takes the next request."""
+        """Admit from the stream's head while the engine takes the next request (a subclass may
+        reorder the waiting part of the stream first)."""
         stream = self.stream
         order, i, n = stream.order, stream.next, len(stream.order)
         while i < n and engine.try_admit(order[i], 0) is not None:

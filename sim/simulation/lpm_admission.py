@@ -59,12 +59,8 @@ class LpmAdmission(FcfsAdmission):
     """FCFS over the plan's (arrival) order while more than :data:`QUEUE_LIMIT` wait, then the
     waiting tail re-sorted by :func:`longest_prefix_first` before every admission."""
 
-    def admit(self, engine: Engine) -> None:
-        if self.prefill_cap is not None:
-            engine.cap_prefill(self.prefill_cap)
-        if not engine.readmit_preempted():
-            return
+    def admit_in_order(self, engine: Engine) -> None:
         stream = self.stream
         if len(stream.order) - stream.next <= QUEUE_LIMIT and engine.admission_open:
             stream.order[stream.next :] = longest_prefix_first(engine, stream.order[stream.next :])
-        self.admit_in_order(engine)
+        super().admit_in_order(engine)
