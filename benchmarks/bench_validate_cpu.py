@@ -9,13 +9,16 @@ Runs ``blendsim validate`` ``--runs`` times into ``OUT/run<i>`` on one kernel pr
 - ``--engine overlap``: the torch replay overlapped on two pinned cores beside the same steps run
   serially on both; targets |error| <= 5 % and blend's speedup within 2 points (issue 14), and it
   prints what overlap bought on the hardware (overlapped / serial).
+- ``--auto``: ``auto`` runs beside fifo, dfs and blend (it replays the order it chose in
+  simulation); target: its measured tok/s >= 0.97x the fastest order measured, per backend
+  (issue 15; executor/auto_pick.py).
 
 Timing on two cores: run it alone. The CI tests (tests/test_validate_vllm.py,
 tests/test_validate_overlap.py) run one quick validation each and check what must hold whatever
 the machine's load; the accuracy targets, which a busy machine moves, are checked here.
 
     .venv/bin/python benchmarks/bench_validate_cpu.py [--engine serial|overlap] [--quick]
-        [--runs 3] [--profile FILE] [--out DIR]
+        [--auto] [--runs 3] [--profile FILE] [--out DIR]
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from pathlib import Path
 
 import torch
 
-from blendsim.executor.validate import MODEL, ValidationSetup, kernel_profile, run_validation
+from blendsim.executor.auto_pick import TARGET as AUTO_TARGET
+from blendsim.executor.validate import MODEL, POLICIES, ValidationSetup, kernel_profile, run_validation
 from blendsim.profiler.specs import get_model
 
 POINTS_TARGET = 2.0  # blend's speedup, simulated minus measured, in points (issue 14)
@@ -39,16 +43,25 @@ def error_target(engine: str, quick: bool) -> float:
     return 0.15 if engine == "serial" and quick else 0.05
 
 
-Run = tuple[dict[str, float], dict[str, float], dict[str, float]]
+# error per policy/backend, speedup points per backend/baseline, overlapped / serial per policy,
+# auto's pick measured over the fastest measured order per backend
+Run = tuple[dict[str, float], dict[str, float], dict[str, float], dict[str, float]]
 
 
-def one_run(out: Path, profile: Path, engine: str, quick: bool) -> Run:
-    """(error per policy/backend, speedup points per backend/baseline, overlapped / serial) of one run."""
+def one_run(out: Path, profile: Path, engine: str, quick: bool, auto: bool) -> Run:
+    """One validation's numbers (:data:`Run`)."""
     setup = ValidationSetup()
     setup = dataclasses.replace(setup, engine=dataclasses.replace(setup.engine, engine=engine))
     backends = ("torch",) if engine == "overlap" else ("vllm", "torch")
+    policies = (*POLICIES, "auto") if auto else POLICIES
     comp = run_validation(
-        out, quick=quick, backends=backends, profile_path=str(profile), setup=setup, say=print
+        out,
+        quick=quick,
+        backends=backends,
+        policies=policies,
+        profile_path=str(profile),
+        setup=setup,
+        say=print,
     )
     d = comp.to_dict()
     errors = {f"{e['policy']}/{e['backend']}": e["error"] for e in d["entries"]}
@@ -62,7 +75,12 @@ def one_run(out: Path, profile: Path, engine: str, quick: bool) -> Run:
     }
     for key, err in errors.items():
         print(f"  {key}: throughput error {err:+.1%}")
-    return errors, points, gain
+    picks = {p["backend"]: p["ratio"] for p in d["auto_picks"]}
+    for p in d["auto_picks"]:
+        print(
+            f"  auto on {p['backend']}: chose {p['chosen']}, {p['ratio']:.3f}x the fastest ({p['fastest']})"
+        )
+    return errors, points, gain, picks
 
 
 def report(runs: list[Run], engine: str, quick: bool) -> bool:
@@ -86,6 +104,14 @@ def report(runs: list[Run], engine: str, quick: bool) -> bool:
             else "no target"
         )
         print(f"  blend's speedup ({key}): error {pts:+.1f} points ({goal})")
+    for backend in runs[0][3]:
+        ratio = statistics.median(r[3].get(backend, float("nan")) for r in runs)
+        met = ratio >= AUTO_TARGET
+        ok &= met
+        print(
+            f"  auto's pick on {backend}: {ratio:.3f}x the fastest measured order "
+            f"(target >= {AUTO_TARGET:.2f}: {'met' if met else 'NOT met'})"
+        )
     return ok
 
 
@@ -93,6 +119,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--engine", choices=("serial", "overlap"), default="serial")
     ap.add_argument("--quick", action="store_true", help="the quick trace (CI's)")
+    ap.add_argument("--auto", action="store_true", help="run auto too and check its pick (issue 15)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--profile", default=None, help="kernel profile JSON (default: profile this CPU now)")
     ap.add_argument("--out", default="/tmp/bench_validate_cpu")
@@ -103,7 +130,7 @@ def main() -> int:
     profile = Path(args.profile) if args.profile else out / "profile_cpu.json"
     if not args.profile:
         kernel_profile(out, get_model(MODEL), 1, print)
-    runs = [one_run(out / f"run{i}", profile, args.engine, args.quick) for i in range(args.runs)]
+    runs = [one_run(out / f"run{i}", profile, args.engine, args.quick, args.auto) for i in range(args.runs)]
     print(
         f"\nmedian of {args.runs} runs ({args.engine}, {'quick' if args.quick else 'full'} trace, {profile}):"
     )

@@ -12,6 +12,7 @@ measured); for makespan a positive error means it predicts a longer run. ``mape`
                   "measured_makespan_s", "simulated_makespan_s", "makespan_error", "complete",
                   ... backend extras: step_mape, operators, ...}, ...],
      "speedups": [{"backend", "policy", "baseline", "measured", "simulated", "error"}, ...],
+     "auto_picks": [{"backend", "chosen", "measured_tok_s", "fastest", "fastest_tok_s", "ratio"}, ...],
      "meta": {...}}
 
 ``comparison.md`` is the same for people.
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from blendsim.errors import UserError
+from blendsim.executor.auto_pick import auto_pick_lines, auto_picks
 from blendsim.outputs import atomic_output, write_json
 
 if TYPE_CHECKING:
@@ -169,6 +171,7 @@ class Comparison:
             "format": FORMAT,
             "entries": [e.to_dict() for e in self.entries],
             "speedups": speedups(self.entries),
+            "auto_picks": auto_picks(self.entries),
             "max_abs_error": max(errors, default=None),
             "meta": self.meta,
         }
@@ -221,6 +224,7 @@ class Comparison:
                 f"{_pct(e['kernel_profile_error'])} |"
                 for e in kernel
             ]
+        lines += auto_pick_lines(d["auto_picks"])
         lines += _serial_reference_lines(d["entries"])
         ops = [(e["policy"], e["operators"]) for e in d["entries"] if e.get("operators")]
         if ops:

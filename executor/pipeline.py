@@ -128,6 +128,8 @@ def compare_policies(
         where = f"{backend.name}" + (f", {dp} replicas" if dp > 1 else "")
         log(f"{policy}: simulated {sim.throughput_tok_s:,.0f} tok/s; replaying on {where}")
         entry = backend.replay(sim, profile, out)
+        if policy == "auto":  # which order it replayed (executor/auto_pick.py)
+            entry.extra["auto_chosen"] = plan.stats["auto"]["chosen"]
         if also is not None:
             also(plan, sim, entry)
         entries.append(entry)

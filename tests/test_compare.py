@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from blendsim.errors import UserError
+from blendsim.executor.auto_pick import auto_picks
 from blendsim.executor.compare import (
     Comparison,
     ComparisonEntry,
@@ -129,3 +130,16 @@ def test_markdown_shows_the_kernel_profiles_prediction_of_vllm(tmp_path: Path) -
     assert "kernel profile instead of the engine-calibrated one" in md
     assert "| fifo | 600.0 | 480.0 | -20.0% |" in md
     assert "kernel profile" not in Comparison(_entries()).to_markdown()  # only when it was computed
+
+
+def test_auto_pick_is_compared_with_the_fastest_measured_order(tmp_path: Path) -> None:
+    auto = ComparisonEntry("auto", "vllm", 140.0, 133.0, 14.0, 15.0, extra={"auto_chosen": "blend"})
+    entries = [*_entries(), auto]
+    (row,) = auto_picks(entries)  # torch has no auto entry: no row
+    assert row["backend"] == "vllm" and row["chosen"] == "blend"
+    assert row["fastest"] == "blend" and row["fastest_tok_s"] == 150.0  # not auto's own replay
+    assert row["ratio"] == pytest.approx(140.0 / 150.0)
+    Comparison(entries, {}).write(tmp_path)
+    assert json.loads((tmp_path / "comparison.json").read_text())["auto_picks"] == [row]
+    assert "| vllm | blend | 140.0 | blend | 150.0 | 0.933x |" in (tmp_path / "comparison.md").read_text()
+    assert auto_picks(_entries()) == []
