@@ -12,6 +12,7 @@ from blendsim.cli import main
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import GPUS, MODELS
 from blendsim.sim.planning.planner import make_plan
+from blendsim.sim.planning.policies import ORDERS
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.replicas import carve_shares, sub_plan
 from blendsim.sim.simulation.run import simulate, simulate_policy
@@ -97,7 +98,7 @@ def test_cli_all_policies_json_and_outputs(tmp_path, capsys, trace1) -> None:
     out = tmp_path / "out"
     assert main(["simulate", str(path), "--policy", "all", "--json", "--out", str(out)]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["policy"] for r in rows] == ["fifo", "dfs", "balance", "blend", "dfs-tuned"]
+    assert [r["policy"] for r in rows] == list(ORDERS)  # every registered order, in registry order
     keys = {
         "policy",
         "engine",
