@@ -31,6 +31,8 @@ the engine moves it when its token count passes the estimate).
 
 from __future__ import annotations
 
+import numpy as np
+
 from blendsim.profiler.cost import token_comp_time
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
 from blendsim.sim.planning.plan import Plan
@@ -41,6 +43,13 @@ from blendsim.sim.simulation.engine import Engine
 from blendsim.sim.simulation.projected_peak import RightProjection
 from blendsim.sim.simulation.sides import LEFT, RIGHT
 from blendsim.sim.simulation.work_left import WorkLeft
+
+# planning density below which a unit is memory-bound on its own: its decode attention outlasts its
+# GEMMs at the datasheet peaks. Pacing hides such work behind the compute stream; a share with no
+# such unit has nothing to hide (its "memory-heavy" units are merely less compute-heavy than the
+# mean), and pacing against its resident KV, which the paced stream itself keeps small, would only
+# keep every step small: its compute stream runs unpaced, full steps as DFS.
+MEMORY_BOUND = 1.0
 
 
 class BlendAdmission:
@@ -58,6 +67,7 @@ class BlendAdmission:
         self.scanner = DualScanner(plan, refresh_target=config.blend_refresh_target)
         self.known: list[bool] = plan.known_len.tolist()
         self.pacing = config.blend_pacing
+        self.memory_bound = bool(np.any(plan.unit_density < MEMORY_BOUND))
         self.chunk_pacing = config.blend_pacing and config.blend_chunk_pacing
         self.request_credit = config.blend_request_credit
         self.kv_bytes = float(model.kv_bytes_per_token)
@@ -132,7 +142,10 @@ class BlendAdmission:
     def _paced_target(self, engine: Engine) -> float | None:
         """GEMM tokens of this step that keep compute at pace with the resident memory: ``r`` x
         the decode-attention time, ``r`` = remaining compute / remaining memory work, never below
-        the ridge; None when no memory work is left to pace against."""
+        the ridge; None when no memory work is left to pace against, or none of the share's units
+        is memory-bound (:data:`MEMORY_BOUND`)."""
+        if not self.memory_bound:
+            return None
         comp_left, mem_left = self.work.left(engine)
         if mem_left <= 0 or comp_left <= 0:
             return None
