@@ -86,11 +86,11 @@ def plot(
     for ax in list(axes.flat)[len(traces) :]:
         ax.set_visible(False)
     figure_legend(fig, axes[0, 0], ncol=2)
-    seeds = max(int(r["seed"]) for r in rows) - min(int(r["seed"]) for r in rows) + 1
+    seeds = sorted({int(r["seed"]) for r in rows})
+    over = f"median and min–max over {len(seeds)} seeds" if len(seeds) > 1 else f"seed {seeds[0]}"
     fig.suptitle(
         f"Beyond the paper: blend's gain against the length estimator, {cfg.model} on {cfg.gpu},\n"
-        f"{rows[0]['requests']:,} requests per preset, overlapping engine; median and min–max over "
-        f"{seeds} seed{'s' if seeds > 1 else ''} (trace and planning)",
+        f"{rows[0]['requests']:,} requests per preset, overlapping engine; {over} (trace and planning)",
         fontsize=9,
     )
     return save_png(fig, path)
