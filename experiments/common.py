@@ -46,9 +46,13 @@ class FigureConfig:
     wildchat_sharings: str = "0.20:0.40:0.05"  # Figure 15: WildChat alone already shares 0.19
     fig12_presets: tuple[str, ...] = PRESETS
     study_presets: tuple[str, ...] = PRESETS  # table3 and gpu_profiles
-    estimation_presets: tuple[str, ...] = ("trace1", "trace2")  # high sharing: where estimates steer most
-    sample_rates: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
-    noise_levels: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+    # robustness: blend's gain against the length estimator (experiments/robustness.py)
+    robustness_presets: tuple[str, ...] = PRESETS
+    robustness_seeds: int = 5  # seeds cfg.seed, cfg.seed + 1, ...: each a trace and a planning seed
+    sample_rates: tuple[float, ...] = (0.001, 0.01, 0.1)  # the sampled estimator's; oracle = 100 %
+    noise_levels: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)  # sigma on the default (1 %) estimate
+    video_lengths: tuple[str, ...] = ("exact", "sampled")  # crossed with the sample rates
+    noise_video_lengths: tuple[str, ...] = ("exact", "sampled")  # crossed with the noise levels
     model: str = "llama-3-8b"
     gpu: str = "a100-80g"
     seed: int = 0
@@ -70,11 +74,13 @@ SCALES = {
         appendix_densities="0.8:1.4:0.3",
         appendix_sharings="0.05:0.45:0.2",
         wildchat_sharings="0.20:0.40:0.1",
-        sample_rates=(0.001, 0.01, 0.1, 1.0),
-        noise_levels=(0.0, 0.25, 0.5, 1.0),
         fig12_presets=("trace1", "trace2"),
         study_presets=("trace1", "trace4"),
-        estimation_presets=("trace2",),
+        robustness_presets=("trace1", "trace4"),
+        robustness_seeds=1,
+        sample_rates=(0.01,),
+        noise_levels=(0.5,),
+        noise_video_lengths=("exact",),  # issue 15's two targets: videos sampled; noise 0.5
     ),
     "tiny": FigureConfig(
         scale="tiny",
@@ -85,8 +91,12 @@ SCALES = {
         appendix_densities="0.9,1.3",
         appendix_sharings="0.05,0.35",
         wildchat_sharings="0.25,0.35",
-        sample_rates=(0.01, 1.0),
-        noise_levels=(0.0, 0.5),
+        robustness_presets=("trace1",),
+        robustness_seeds=2,
+        sample_rates=(0.01,),
+        noise_levels=(0.5,),
+        video_lengths=("exact",),
+        noise_video_lengths=("sampled",),
         jobs=1,
         progress=False,
     ),

@@ -39,7 +39,7 @@ FIGURES = (
     "table3",
     "serial_vs_overlap",
     "overlap_sensitivity",
-    "estimation_sensitivity",
+    "robustness",
     "gpu_profiles",
     "published_throughput",
 )
@@ -75,14 +75,22 @@ Runner = Callable[[Path, FigureConfig, "Path | None"], FigureOutput]
 
 
 def run_figures(
-    names: Sequence[str], out: Path | ResumableFolder, scale: str, jobs: int | None = None
+    names: Sequence[str],
+    out: Path | ResumableFolder,
+    scale: str,
+    jobs: int | None = None,
+    preset_requests: int | None = None,
 ) -> list[FigureOutput | str]:
     """Run ``names`` in order into ``out`` (a folder, or the open resumable folder of the figures);
     each entry is the script's output, or the one-line reason it failed. Scripts finished in an
-    earlier run of the same scale are kept, not run again."""
-    cfg = SCALES[scale] if jobs is None else SCALES[scale].with_(jobs=jobs)
+    earlier run of the same scale (and preset size, when one replaces the scale's) are kept, not run
+    again."""
+    cfg = SCALES[scale]
+    cfg = cfg if jobs is None else cfg.with_(jobs=jobs)
+    cfg = cfg if preset_requests is None else cfg.with_(preset_requests=preset_requests)
     results: list[FigureOutput | str] = []
-    with resumable_folder(out, "figures folder", "figures", figures_identity(scale)) as folder:
+    identity = figures_identity(scale, preset_requests)
+    with resumable_folder(out, "figures folder", "figures", identity) as folder:
         for name in names:
             earlier = FigureOutput.from_part(name, folder.path, folder.parts.get(name))
             if earlier is not None:
@@ -99,9 +107,13 @@ def run_figures(
     return results
 
 
-def figures_identity(scale: str) -> dict[str, Any]:
-    """What decides a figures folder's contents: the scale and the code."""
-    return {"scale": scale, "blendsim_version": __version__}
+def figures_identity(scale: str, preset_requests: int | None = None) -> dict[str, Any]:
+    """What decides a figures folder's contents: the scale, the code, and the presets' size when it
+    replaces the scale's (absent otherwise, so earlier folders keep their identity)."""
+    identity: dict[str, Any] = {"scale": scale, "blendsim_version": __version__}
+    if preset_requests is not None:
+        identity["preset_requests"] = preset_requests
+    return identity
 
 
 def _run_one(name: str, out: Path, cfg: FigureConfig) -> FigureOutput | str:
@@ -143,14 +155,22 @@ def figure_main(name: str, run: Runner, argv: Sequence[str] | None = None) -> in
     )
     parser.add_argument("--out", default="figures", help="output directory (default %(default)s)")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default all cores)")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="requests per preset trace, replacing the scale's (e.g. 40000 for the full grids at 40K)",
+    )
     args = parser.parse_args(argv)
-    if args.jobs is not None and args.jobs < 1:
-        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    for flag, value in (("--jobs", args.jobs), ("--requests", args.requests)):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be >= 1, got {value}")
     scale_name = args.scale or "full"
 
     def body() -> int:
-        with resumable_folder(args.out, "--out", "figures", figures_identity(scale_name)) as folder:
-            (result,) = run_figures([name], folder, scale_name, args.jobs)
+        identity = figures_identity(scale_name, args.requests)
+        with resumable_folder(args.out, "--out", "figures", identity) as folder:
+            (result,) = run_figures([name], folder, scale_name, args.jobs, args.requests)
         if isinstance(result, str):
             return EXIT_USER_ERROR if ": error: " in result else EXIT_FAILURE
         print(f"{name}: wrote {', '.join(str(p) for p in result.paths)} in {result.wall_s:.1f} s")
