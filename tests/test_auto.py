@@ -106,3 +106,24 @@ def test_cli_prints_the_ranking(tmp_path, capsys) -> None:
     assert row["policy"] == "auto" and len(row["auto"]["candidates"]) == len(ORDERS)
     assert main(["plan", str(path), "--policy", "auto"]) == 0
     assert "auto chose " in capsys.readouterr().out
+
+
+def test_large_runs_pick_finalists_on_a_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above SAMPLE_ABOVE requests every candidate runs on a sample and only the FINALISTS fastest
+    there run in full; the winner is the best of those full runs."""
+    from blendsim.sim.planning.policies import auto as auto_policy
+
+    monkeypatch.setattr(auto_policy, "SAMPLE_ABOVE", 300)
+    trace = make_preset("trace2", requests=600, seed=11)
+    res = simulate_policy(trace, "auto", LLAMA, A100, seed=3, sample=200)
+    summary = res.extra["auto"]
+    sampled = summary["sampled"]
+    assert sampled["requests"] == 200
+    assert {c["policy"] for c in sampled["candidates"]} == set(ORDERS)
+    finalists = [c["policy"] for c in sampled["candidates"][: auto_policy.FINALISTS]]
+    assert {c["policy"] for c in summary["candidates"]} == set(finalists)
+    full = {p: simulate_policy(trace, p, LLAMA, A100, seed=3).throughput_tok_s for p in finalists}
+    assert res.throughput_tok_s == max(full.values())
+    assert summary["chosen"] == max(full, key=lambda p: full[p])
+    unsampled = simulate_policy(trace, "auto", LLAMA, A100, seed=3, sample=None).extra["auto"]
+    assert "sampled" not in unsampled and len(unsampled["candidates"]) == len(ORDERS)

@@ -165,13 +165,11 @@ def simulate_policy(
     if policy == "auto":  # its ranking already simulated the winner: no second run
         from blendsim.sim.planning.policies.auto import RankingRun, rank
 
-        candidates = options.pop("candidates", None)
+        choice = {k: options.pop(k) for k in ("candidates", "sample") if k in options}
         if options:
-            raise UserError(f"policy 'auto' takes candidates, got: {', '.join(sorted(options))}")
+            raise UserError(f"policy 'auto' takes candidates and sample, got: {', '.join(sorted(options))}")
         run = RankingRun(profile, config or EngineConfig(), dp, disagg)
-        ranking = rank(
-            trace, model, run, estimation=estimation, seed=seed, candidates=candidates, progress=progress
-        )
+        ranking = rank(trace, model, run, estimation=estimation, seed=seed, progress=progress, **choice)
         return ranking.result
     profile = bound_profile(profile, model)
     started = time.perf_counter()
