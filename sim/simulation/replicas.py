@@ -64,11 +64,34 @@ def carve_shares(plan: Plan, parts: int) -> list[np.ndarray]:
     light = np.flatnonzero(~heavy)
     want = np.maximum(comp.sum() / parts - share_comp, 0.0)
     if want.sum() > 0 and len(light):
-        cum = np.cumsum(comp[light])
-        cuts = np.searchsorted(cum, cum[-1] * np.cumsum(want)[:-1] / want.sum(), side="right")
-        for k, run in enumerate(np.split(light, cuts)):
-            owner[run] = k
+        _deal_runs(light, comp, want, owner)
     return [np.flatnonzero(owner == k) for k in range(parts)]
+
+
+RUNS_PER_SHARE = 64  # contiguous runs of the compute-heavy requests dealt to each share
+
+
+def _deal_runs(light: np.ndarray, comp: np.ndarray, want: np.ndarray, owner: np.ndarray) -> None:
+    """Cut ``light`` (plan order) into ``RUNS_PER_SHARE x parts`` contiguous runs of equal compute
+    and deal each, in order, to the share furthest behind its part ``want / want.sum()`` of the
+    compute dealt so far: every share gets a slice of every stretch of the plan (its own small copy
+    of the plan's density profile, whatever the true lengths along it), prefix sharing is lost only
+    at the runs' cuts, and each share's compute ends within one run of its part."""
+    parts = len(want)
+    cum = np.cumsum(comp[light])
+    runs = parts * RUNS_PER_SHARE
+    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, runs) / runs, side="right")
+    part = want / want.sum()
+    got = np.zeros(parts)
+    dealt = 0.0
+    for run in np.split(light, cuts):
+        if not len(run):
+            continue
+        work = float(comp[run].sum())
+        dealt += work
+        k = int(np.argmax(part * dealt - got))
+        owner[run] = k
+        got[k] += work
 
 
 def sub_plan(plan: Plan, idx: np.ndarray) -> Plan:
