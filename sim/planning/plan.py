@@ -38,6 +38,9 @@ class Plan:
     estimate: LengthEstimate | None = None  # how est_output_len was made (None: taken as known)
     # one-sided plans: prefill tokens per step their admission allows (None: the step's budget)
     prefill_cap: int | None = None
+    # one-sided plans: the first ``lead`` requests of ``order`` go before the rest on every replica
+    # (dfs-tuned's long outputs); under data parallelism they are dealt across replicas, not cut
+    lead: int = 0
 
     @property
     def num_units(self) -> int:
