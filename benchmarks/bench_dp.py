@@ -3,8 +3,11 @@
 Per preset (trace1..4, ``--requests`` each, default the paper's 400K) and policy (blend, with dfs
 and dfs-tuned for reference), simulates DP = 1, 2 and 4 on the overlap engine with the A100
 built-in and the default estimator (sampled at 1 %), and prints each run's throughput, its scaling
-over DP = 1 and, for blend, the target beside it and how far apart the replicas finish (the
-slowest replica's finish over the fastest's). Exits 1 when blend misses a target on any preset.
+over DP = 1 and, for blend, the target beside it; then how far apart the replicas finish (the
+slowest replica's finish over the fastest's), the run's fraction of its step bound
+(``breakdown.fraction_of_step_bound``) and the step bound's own scaling (DP = 1's bound over DP =
+N's: what a run at DP = N reaches if it is as close to its bound as DP = 1 is to its own; below N
+where one replica's longest output is a floor). Exits 1 when blend misses a target on any preset.
 
 Throughputs are simulated, hence deterministic: the numbers do not depend on the machine's load.
 At 400K one run takes ~15-60 s here (36 runs); ``--policies blend`` runs only the targets.
@@ -44,11 +47,14 @@ def main() -> int:
     profile = builtin_profile("a100-80g").bind(model)
     missed: list[str] = []
     print(f"{args.requests:,} requests per preset, overlap engine, a100-80g, sampled estimator at 1 %")
-    print(f"{'trace':<7} {'policy':<10} {'DP':>2} {'tok/s':>9} {'scaling':>8} {'target':>7} {'spread':>7}")
+    print(
+        f"{'trace':<7} {'policy':<10} {'DP':>2} {'tok/s':>9} {'scaling':>8} {'target':>7} {'spread':>7} "
+        f"{'% bound':>7} {'bound scaling':>13}"
+    )
     for preset in args.presets.split(","):
         trace = make_preset(preset, requests=args.requests)
         for policy in args.policies.split(","):
-            base = 0.0
+            base = base_bound = 0.0
             for dp in (1, *TARGETS):
                 res = simulate_policy(trace, policy, model, profile, dp=dp)
                 tok = res.throughput_tok_s
@@ -57,8 +63,12 @@ def main() -> int:
                 target = TARGETS.get(dp) if policy == TARGET_POLICY else None
                 shown = f"{target:>7.2f}" if target is not None else f"{'':>7}"
                 spread = f"{finish_spread(res, dp):>7.3f}" if dp > 1 else f"{'':>7}"
+                breakdown = res.extra["breakdown"]
+                base_bound = base_bound or breakdown["step_bound_s"]
                 print(
-                    f"{preset:<7} {policy:<10} {dp:>2} {tok:>9,.0f} {scaling:>7.3f}x {shown} {spread}",
+                    f"{preset:<7} {policy:<10} {dp:>2} {tok:>9,.0f} {scaling:>7.3f}x {shown} {spread} "
+                    f"{100 * breakdown['fraction_of_step_bound']:>7.1f} "
+                    f"{base_bound / breakdown['step_bound_s']:>12.3f}x",
                     flush=True,
                 )
                 if target is not None and not scaling >= target:  # NaN misses too
