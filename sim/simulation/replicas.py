@@ -22,6 +22,7 @@ import numpy as np
 import simpy
 
 from blendsim.sim.planning.plan import Plan
+from blendsim.sim.planning.policies.base import first_seen_tokens
 from blendsim.sim.simulation.admission import Admission
 from blendsim.sim.simulation.engine import Engine
 from blendsim.sim.simulation.share_time import ShareTimeModel, equal_time_parts
@@ -48,13 +49,16 @@ def split_one_sided(plan: Plan, trace: Trace, parts: int) -> list[tuple[np.ndarr
     (``Plan.lead``, dfs-tuned's long outputs), the lead requests are dealt longest-processing-time
     first by estimated KV reads ``d_hat (p + d_hat / 2)``, each to the replica with the least so
     far (so the long outputs, the critical path, are spread), and the rest is cut into contiguous
-    pieces that top every replica up to 1/parts of the estimated tokens; a replica runs its lead in
-    plan order, then its piece, under :func:`_replica_cap`. Invariant: every position is in exactly
+    pieces that top every replica up to 1/parts of the estimated GEMM tokens (the prompt tokens no
+    request before it in plan order has, plus d_hat: cached prompts cost little); a replica runs its
+    lead in plan order, then its piece, under :func:`_replica_cap`. Invariant: every position is in exactly
     one order."""
     order, d, prompt_len = plan.order, plan.est_output_len, trace.prompt_len
     weight = (prompt_len + d).astype(np.float64)
     if parts == 1 or plan.lead == 0:
         return [(part, plan.prefill_cap) for part in split_contiguous(order, weight, parts)]
+    weight = np.zeros(len(order))  # the GEMM tokens each runs: its prefill in plan order, its decodes
+    weight[order] = first_seen_tokens(trace, order) + d[order]
     lead, rest = order[: plan.lead], order[plan.lead :]
     reads = d[lead] * (prompt_len[lead] + d[lead] / 2)
     owner = np.zeros(len(lead), dtype=np.int64)
