@@ -99,13 +99,16 @@ def _replica_cap(plan: Plan, trace: Trace, mine: np.ndarray) -> int | None:
     return max(1, math.ceil(cap * work * stretch))
 
 
-def carve_shares(plan: Plan, parts: int, time_model: ShareTimeModel | None = None) -> list[np.ndarray]:
+def carve_shares(
+    plan: Plan, parts: int, time_model: ShareTimeModel | None = None, trace: Trace | None = None
+) -> list[np.ndarray]:
     """Cut a two-sided plan into ``parts`` shares; returns each share's indices into ``plan.order``,
     increasing. Invariants: every index is in exactly one share; the memory work is balanced to
     within one request and the ``parts`` longest memory-heavy requests go to different shares; the
     compute-heavy work is split so that the shares' predicted times (``time_model``, the step bound
     of :mod:`.share_time`) are equal, or, without a model, so that every share holds 1/parts of
-    the planned compute.
+    the planned compute. With ``trace`` (the plan's), the cuts between the compute-heavy runs fall
+    where neighbouring prompts share the fewest tokens (:func:`_deal_runs`).
 
     A replica's run is at least its longest request's output in steps (one token per step) and at
     least its work; blendserve.md §4.6's carving (a run from each end per share) balances the work
@@ -136,7 +139,9 @@ def carve_shares(plan: Plan, parts: int, time_model: ShareTimeModel | None = Non
         ]
         want = equal_time_parts(time_model, fixed, time_model.work(comp[light], mem[light], est[light]))
     if want.sum() > 0:
-        _deal_runs(light, comp, want, owner)
+        _deal_runs(
+            light, comp, want, owner, None if trace is None else trace.common_prefix_tokens(plan.order[light])
+        )
     return [np.flatnonzero(owner == k) for k in range(parts)]
 
 
@@ -160,16 +165,22 @@ def _deal_longest_first(heavy: np.ndarray, mem: np.ndarray, parts: int) -> np.nd
 RUNS_PER_SHARE = 64  # contiguous runs of the compute-heavy requests dealt to each share
 
 
-def _deal_runs(light: np.ndarray, comp: np.ndarray, want: np.ndarray, owner: np.ndarray) -> None:
-    """Cut ``light`` (plan order) into ``RUNS_PER_SHARE x parts`` contiguous runs of equal compute
-    and deal each, in order, to the share furthest behind its part ``want / want.sum()`` of the
-    compute dealt so far: every share gets a slice of every stretch of the plan (its own small copy
-    of the plan's density profile, whatever the true lengths along it), prefix sharing is lost only
-    at the runs' cuts, and each share's compute ends within one run of its part."""
+def _deal_runs(
+    light: np.ndarray, comp: np.ndarray, want: np.ndarray, owner: np.ndarray, cut_cost: np.ndarray | None
+) -> None:
+    """Cut ``light`` (plan order) into ``RUNS_PER_SHARE x parts`` contiguous runs of about equal
+    compute and deal each, in order, to the share furthest behind its part ``want / want.sum()`` of
+    the compute dealt so far: every share gets a slice of every stretch of the plan (its own small
+    copy of the plan's density profile, whatever the true lengths along it), and each share's
+    compute ends within about one run of its part. Prefix sharing is lost only at the cuts, and
+    with ``cut_cost`` (by position in ``light``: the prompt tokens that request shares with the one
+    before it) each cut moves, within half a run, to where the two sides share the fewest tokens."""
     parts = len(want)
     cum = np.cumsum(comp[light])
     runs = parts * RUNS_PER_SHARE
     cuts = np.searchsorted(cum, cum[-1] * np.arange(1, runs) / runs, side="right")
+    if cut_cost is not None:
+        cuts = _snap_cuts(cuts, cut_cost, max(1, len(light) // (2 * runs)))
     part = want / want.sum()
     got = np.zeros(parts)
     dealt = 0.0
@@ -181,6 +192,21 @@ def _deal_runs(light: np.ndarray, comp: np.ndarray, want: np.ndarray, owner: np.
         k = int(np.argmax(part * dealt - got))
         owner[run] = k
         got[k] += work
+
+
+def _snap_cuts(cuts: np.ndarray, cost: np.ndarray, reach: int) -> np.ndarray:
+    """Each cut moved to the position within ``reach`` of it (and past the cut before it) of least
+    ``cost``, the nearest on a tie; the cuts stay non-decreasing."""
+    out = cuts.copy()
+    floor = 1
+    for i, c in enumerate(cuts):
+        c = int(c)
+        lo, hi = max(floor, c - reach), min(len(cost), c + reach + 1)
+        if lo < hi and 0 < c < len(cost):
+            window = np.arange(lo, hi)
+            out[i] = window[np.lexsort((np.abs(window - c), cost[lo:hi]))[0]]
+        floor = max(floor, int(out[i]))
+    return out
 
 
 def sub_plan(plan: Plan, idx: np.ndarray) -> Plan:

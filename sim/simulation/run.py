@@ -42,7 +42,7 @@ def _admissions(
         ridge = profile.steps.ridge_tokens()
         return [
             BlendAdmission(sub_plan(plan, idx), model, profile.hardware, config, capacity, ridge)
-            for idx in carve_shares(plan, dp, ShareTimeModel.of(profile, model, config, capacity))
+            for idx in carve_shares(plan, dp, ShareTimeModel.of(profile, model, config, capacity), trace)
         ]
     return [FcfsAdmission(part, cap) for part, cap in split_one_sided(plan, trace, dp)]
 
