@@ -28,10 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from blendsim.sim.planning.policies import ORDERS
+
 FIXTURE = Path(__file__).resolve().parent / "data" / "golden_sim.json"
 REQUESTS = 4000
 PRESETS = ("trace1", "trace2", "trace3", "trace4")
-POLICIES = ("fifo", "dfs", "balance", "blend", "batchllm", "lpm", "dfs-weight")
+POLICIES = ORDERS  # every registered order (auto is their best: nothing of its own to pin)
 ENGINES = ("overlap", "serial")
 TIGHT = {"block_size": 16, "kv_capacity_override": 60_000}  # eviction and preemption
 # blend's engine options off their defaults (trace2, overlap, DP 1), each alone

@@ -75,6 +75,27 @@ class Trace:
         _, first = np.unique(ids, return_index=True)
         return int(lens.sum() - lens[first].sum())
 
+    def common_prefix_tokens(self, order: np.ndarray) -> np.ndarray:
+        """int64[len(order)]: the prompt tokens request ``order[j]`` shares with ``order[j - 1]``
+        (their common leading segments; 0 for the first). By the segment invariant two prompts share
+        their segments through level ``l`` exactly when their ``l``-th segment ids are equal."""
+        order = np.asarray(order, dtype=np.int64)
+        out = np.zeros(len(order), dtype=np.int64)
+        if len(order) < 2:
+            return out
+        counts = np.diff(self.seg_offsets)
+        a, b = self.seg_offsets[order[:-1]], self.seg_offsets[order[1:]]
+        depth = np.minimum(counts[order[:-1]], counts[order[1:]])
+        shared = out[1:]
+        alive = np.flatnonzero(depth > 0)
+        level = 0
+        while len(alive):
+            alive = alive[self.seg_ids[a[alive] + level] == self.seg_ids[b[alive] + level]]
+            shared[alive] += self.seg_lens[b[alive] + level]
+            level += 1
+            alive = alive[depth[alive] > level]
+        return out
+
     def sharing(self, mask: np.ndarray | None = None) -> float:
         """s = GEMM tokens saved by prefix reuse / sum (p + d)."""
         p = self.prompt_len if mask is None else self.prompt_len[mask]

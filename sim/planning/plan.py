@@ -41,6 +41,9 @@ class Plan:
     # one-sided plans: how the engine admits from ``order``: "fcfs" (in order, head-of-line) or
     # "lpm" (SGLang's longest-prefix-match over the waiting queue, :mod:`...simulation.lpm_admission`)
     admission: str = "fcfs"
+    # one-sided plans: the first ``lead`` requests of ``order`` go before the rest on every replica
+    # (dfs-tuned's long outputs); under data parallelism they are dealt across replicas, not cut
+    lead: int = 0
 
     @property
     def num_units(self) -> int:

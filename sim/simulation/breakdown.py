@@ -122,16 +122,19 @@ def time_breakdown(
     opt_c = line.work_compute(optimal)
     opt_m = line.per_kv * optimal.decode_kv_tokens
     gemm_tokens = optimal.prefill_tokens + optimal.decode_seqs
-    s_min = max(
-        int(longest_output),
-        math.ceil(gemm_tokens / dp / token_budget),
-        math.ceil(optimal.decode_kv_tokens / dp / max(kv_capacity_tokens, 1)),
+    s_min = fewest_steps(
+        longest_output, gemm_tokens / dp, optimal.decode_kv_tokens / dp, token_budget, kv_capacity_tokens
     )
     seqs = optimal.decode_seqs + optimal.prefill_seqs
-    step_bound = (
-        _bound_work(line, optimal, opt_m, s_min, dp, sm, engine)
-        + s_min * line.step_overhead
-        + (line.seq_overhead * seqs + line.token_overhead * gemm_tokens) / dp
+    step_bound = step_bound_time(
+        line,
+        sm,
+        engine,
+        gemm_tokens / dp,
+        seqs / dp,
+        optimal.prefill_attn_pairs / dp,
+        optimal.decode_kv_tokens / dp,
+        s_min,
     )
     cheapest = sm.step_time(BatchShape(0, 0.0, 1, 1, 0), engine).total_s
     span = makespan * dp
@@ -161,22 +164,38 @@ def time_breakdown(
     return out
 
 
-def _bound_work(
+def fewest_steps(
+    longest_output: float, gemm_tokens: float, kv_tokens: float, token_budget: int, kv_capacity_tokens: int
+) -> int:
+    """The fewest steps a replica needs for this work: one per token of its longest output, at most
+    ``token_budget`` GEMM tokens per step, at most the whole KV cache read by a step's decodes."""
+    return max(
+        int(longest_output),
+        math.ceil(gemm_tokens / token_budget),
+        math.ceil(kv_tokens / max(kv_capacity_tokens, 1)),
+    )
+
+
+def step_bound_time(
     line: StepLine,
-    optimal: BatchShape,
-    opt_m: float,
-    s_min: int,
-    dp: int,
     sm: StepModel,
     engine: str,
+    gemm_tokens: float,
+    seqs: float,
+    pairs: float,
+    kv_tokens: float,
+    steps: int,
 ) -> float:
-    """The step bound's work on one replica: the optimum's totals over ``dp`` with the fixed GEMM
-    cost of ``s_min`` steps on the GEMM side, composed as the engine composes totals
-    (``StepModel.compose_totals``)."""
-    gemm = line.per_token * (optimal.prefill_tokens + optimal.decode_seqs) / dp + s_min * line.fixed
-    head = line.per_seq * (optimal.decode_seqs + optimal.prefill_seqs) / dp
-    attn = line.per_pair * optimal.prefill_attn_pairs / dp
-    return sm.compose_totals(gemm, head, attn, opt_m / dp, engine)
+    """The least time of one replica that runs these totals (GEMM tokens, sampled sequences,
+    prefill attention pairs, decode KV reads) in ``steps`` steps: the work terms plus the fixed
+    GEMM cost of every step on the GEMM side, composed as the engine composes totals
+    (``StepModel.compose_totals``), plus the per-step and per-sequence overheads."""
+    gemm = line.per_token * gemm_tokens + steps * line.fixed
+    composed = sm.compose_totals(
+        gemm, line.per_seq * seqs, line.per_pair * pairs, line.per_kv * kv_tokens, engine
+    )
+    overheads = steps * line.step_overhead + line.seq_overhead * seqs + line.token_overhead * gemm_tokens
+    return composed + overheads
 
 
 def role_breakdown(

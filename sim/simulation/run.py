@@ -25,9 +25,10 @@ from blendsim.sim.simulation.disagg import DisaggregatedRun
 from blendsim.sim.simulation.engine import Engine
 from blendsim.sim.simulation.layout import DisaggConfig, kv_link, not_disaggregable
 from blendsim.sim.simulation.lpm_admission import LpmAdmission
-from blendsim.sim.simulation.replicas import carve_shares, run_replicas, split_contiguous, sub_plan
+from blendsim.sim.simulation.replicas import carve_shares, run_replicas, split_one_sided, sub_plan
 from blendsim.sim.simulation.result import SimResult
 from blendsim.sim.simulation.roles import DecodeEngine, PrefillEngine
+from blendsim.sim.simulation.share_time import ShareTimeModel
 from blendsim.sim.simulation.summary import Ran, summarise
 from blendsim.traces.trace import Trace
 
@@ -42,11 +43,10 @@ def _admissions(
         ridge = profile.steps.ridge_tokens()
         return [
             BlendAdmission(sub_plan(plan, idx), model, profile.hardware, config, capacity, ridge)
-            for idx in carve_shares(plan, dp)
+            for idx in carve_shares(plan, dp, ShareTimeModel.of(profile, model, config, capacity), trace)
         ]
-    weight = trace.prompt_len + plan.est_output_len
     kind = LpmAdmission if plan.admission == "lpm" else FcfsAdmission
-    return [kind(part, plan.prefill_cap) for part in split_contiguous(plan.order, weight, dp)]
+    return [kind(part, cap) for part, cap in split_one_sided(plan, trace, dp)]
 
 
 def simulate(

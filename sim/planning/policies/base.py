@@ -44,6 +44,12 @@ def unbounded_cache_saved(trace: Trace, order: np.ndarray) -> int:
     the same for every order (``Trace.saved_tokens()``); only splitting, which forces recomputation,
     lowers it, and that is accounted in the tree, not here.
     """
+    return int(trace.prompt_len.sum() - first_seen_tokens(trace, order).sum())
+
+
+def first_seen_tokens(trace: Trace, order: np.ndarray) -> np.ndarray:
+    """int64[len(order)]: each request's prompt tokens that no request before it in ``order`` has,
+    i.e. what it prefills when requests run in ``order`` on an unbounded cache."""
     counts = np.diff(trace.seg_offsets)[order]
     starts = trace.seg_offsets[order]
     gather = np.repeat(starts - np.concatenate(([0], np.cumsum(counts)[:-1])), counts) + np.arange(
@@ -51,7 +57,8 @@ def unbounded_cache_saved(trace: Trace, order: np.ndarray) -> int:
     )
     ids, lens = trace.seg_ids[gather], trace.seg_lens[gather]
     _, first = np.unique(ids, return_index=True)
-    return int(lens.sum() - lens[first].sum())
+    owner = np.repeat(np.arange(len(order)), counts)
+    return np.bincount(owner[first], weights=lens[first], minlength=len(order)).astype(np.int64)
 
 
 def per_request_plan(policy: str, ctx: PlanningInput, order: np.ndarray) -> Plan:

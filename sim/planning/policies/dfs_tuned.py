@@ -8,7 +8,9 @@ trace's prefill work (prompt tokens not served from the prefix cache) over the l
 output, so the prefill lasts about as many steps as the longest decode (a fixed cap would not carry
 over from one trace size to another: the prefill grows with the requests, the longest decode does
 not). Under a disaggregated layout the order holds and the cap does not apply (its prefill replicas
-run no decodes).
+run no decodes). Under data parallelism the long outputs (``Plan.lead``) are dealt across the
+replicas and each replica's cap spreads its own prefill over its own longest output
+(:func:`blendsim.sim.simulation.replicas.split_one_sided`).
 
 Both knobs were chosen by ``python -m blendsim.experiments.tune_dfs`` on tuning traces (the four
 presets at trace seeds 101 and 102, 10K requests, overlap engine, A100 built-in) and checked on
@@ -38,10 +40,13 @@ def build(ctx: PlanningInput, **options: Any) -> Plan:
     if options:
         raise UserError(f"policy 'dfs-tuned' takes long_output and span, got: {', '.join(sorted(options))}")
     order = ctx.tree.dfs_order(by_density=False)
+    lead = 0
     if long_output is not None:
         first = ctx.estimate.lengths[order] >= long_output
         order = np.concatenate([order[first], order[~first]])
+        lead = int(first.sum())
     plan = per_request_plan("dfs-tuned", ctx, order)
+    plan.lead = lead
     plan.prefill_cap = None if span is None else prefill_cap(ctx, span)
     plan.stats.update(long_output=long_output, span=span, prefill_cap=plan.prefill_cap)
     return plan
