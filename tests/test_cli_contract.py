@@ -39,6 +39,18 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return make_inputs(tmp_path_factory.mktemp("inputs"))
 
 
+@pytest.fixture(scope="module")
+def long_trace(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A trace whose `simulate --policy all --engine both` runs for tens of seconds, so a Ctrl-C sent
+    once its folder is staged lands while it simulates (the 300-request one can finish first)."""
+    from blendsim.traces.io import write_trace
+    from blendsim.traces.mixer import make_preset
+
+    path = tmp_path_factory.mktemp("long") / "long.parquet"
+    write_trace(make_preset("trace1", requests=20_000), path)
+    return str(path)
+
+
 def _script() -> str:
     script = shutil.which("blendsim", path=os.path.dirname(sys.executable))
     assert script, "the blendsim console script is not installed beside this interpreter"
@@ -117,10 +129,10 @@ def _simulating(proc: subprocess.Popen[str], cwd: Path) -> bool:
 
 
 @pytest.mark.parametrize("moment", [_importing, _simulating], ids=["while importing", "while simulating"])
-def test_ctrl_c_at_any_moment_is_interrupted_exit_130(moment, inputs: dict[str, str], tmp_path: Path) -> None:
+def test_ctrl_c_at_any_moment_is_interrupted_exit_130(moment, long_trace: str, tmp_path: Path) -> None:
     if not Path("/proc/self/maps").is_file():
         pytest.skip("needs /proc to tell when the CLI is importing")
-    argv = [_script(), "simulate", inputs["t"], "--policy", "all", "--engine", "both", "--out", "o"]
+    argv = [_script(), "simulate", long_trace, "--policy", "all", "--engine", "both", "--out", "o"]
     proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not moment(proc, tmp_path) and proc.poll() is None and time.monotonic() < deadline:
