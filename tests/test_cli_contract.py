@@ -133,7 +133,16 @@ def test_ctrl_c_at_any_moment_is_interrupted_exit_130(moment, long_trace: str, t
     if not Path("/proc/self/maps").is_file():
         pytest.skip("needs /proc to tell when the CLI is importing")
     argv = [_script(), "simulate", long_trace, "--policy", "all", "--engine", "both", "--out", "o"]
-    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # a user's shell starts blendsim with Ctrl-C at its default; a test run may have left SIGINT
+    # ignored in this process (children inherit an ignored signal, and Python then keeps it)
+    proc = subprocess.Popen(
+        argv,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not moment(proc, tmp_path) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)
