@@ -355,33 +355,17 @@ class StepModel:
         decode_kv_tokens: float,
         prefill_seqs: float,
     ) -> tuple[float, float, float]:
-        """(compute_s, memory_s, overhead_s) of one step, from plain numbers."""
+        """(compute_s, memory_s, overhead_s) of one step, from plain numbers: the operators'
+        times summed as :meth:`step_time` sums them."""
         n = prefill_tokens + decode_seqs
         s = decode_seqs + prefill_seqs
-        c = 0.0
-        if n > 0:
-            if self._tab_n:
-                c = self._layer_gemms(n) + self._lat_gemm
-            else:
-                t = self._c_layer * (n + self._h)
-                c = (t if t > self._w_layer else self._w_layer) + self._lat_gemm
-        if s > 0:
-            t = self._c_lm * (s + self._h)
-            c += t if t > self._w_lm else self._w_lm
-        if prefill_attn_pairs > 0:
-            c += (
-                self._attn * prefill_attn_pairs
-                + self._attn_tok * prefill_tokens
-                + self._lat_pre
-                + self._lat_chunk * prefill_seqs
-            )
-        m = 0.0
-        if decode_kv_tokens > 0:
-            m = self._kv * decode_kv_tokens + self._lat_dec
-            if self._mix:  # 0 in the GPU built-ins: one falsy check
-                m += self._mix * prefill_tokens / (prefill_tokens + self._mix_half)
-        o = self._t_step + self._t_seq * s + self._ar * n
-        return c, m, o
+        c = (
+            self.gemm_time(n)
+            + self.lm_head_time(s)
+            + self.prefill_attn_time(prefill_attn_pairs, prefill_tokens, prefill_seqs)
+        )
+        m = self.decode_attn_time(decode_kv_tokens, prefill_tokens)
+        return c, m, self._t_step + self._t_seq * s + self._ar * n
 
     def step_time(self, shape: BatchShape, engine: str = "overlap") -> StepTime:
         """Time of one step under ``engine`` ("serial" or "overlap"). The simulator's hot path: the
