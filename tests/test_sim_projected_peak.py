@@ -35,6 +35,12 @@ def test_peak_matches_brute_force(seed: int) -> None:
     assert got == pytest.approx(want)
     alone = RightProjection(ends.tolist(), finals.tolist()).peak(now)
     assert alone == pytest.approx(projected_peak(ends, finals, now))
+    # residents past their end kept outside the lists, as one sum at ``now``: the same peaks
+    late = ends < now
+    overdue = int(np.sum(finals[late] - ends[late]) + late.sum() * now)
+    rest = RightProjection(ends[~late].tolist(), finals[~late].tolist())
+    assert rest.peak_with(now, p, d, overdue) == got
+    assert rest.peak(now, overdue) == alone
 
 
 def two_unit_case() -> tuple[Trace, Plan]:

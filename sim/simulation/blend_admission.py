@@ -158,17 +158,20 @@ class BlendAdmission:
         bs = engine.bs
         reserved: float = engine.sides.blocks(RIGHT, bs)
         if self.projected and engine.sides.members[RIGHT]:  # what the right residents will grow to
-            reserved = max(reserved, self._right_projection(engine).peak(engine.step_index) / bs)
+            now = engine.step_index
+            peak = self._right_projection(engine).peak(now, engine.sides.overdue_tokens(now))
+            reserved = max(reserved, peak / bs)
         if self.scanner.right_is_memory_heavy():
             reserved = max(reserved, b.m_right / self.block_bytes)
         return self.capacity_blocks - reserved
 
     def _right_projection(self, engine: Engine) -> RightProjection:
-        """The right residents' projection, rebuilt only when their set changed."""
+        """The right residents' projection, rebuilt only when their sorted lists changed (the
+        overdue members are a sum the queries add)."""
         sides = engine.sides
-        if self._projection is None or self._projection_key != sides.changes[RIGHT]:
+        if self._projection is None or self._projection_key != sides.schedule_changes:
             self._projection = RightProjection.of_sorted(sides.right_ends, sides.right_finals)
-            self._projection_key = sides.changes[RIGHT]
+            self._projection_key = sides.schedule_changes
         return self._projection
 
     def _refill(self, engine: Engine, side: int, per_step: float) -> float:
@@ -227,11 +230,9 @@ class BlendAdmission:
                 break
             if sides.members[RIGHT]:
                 if self.projected:
-                    projection = self._right_projection(engine)
-                    if (
-                        projection.peak_with(engine.step_index, r.p[pos], r.d_hat[pos])
-                        > partition_blocks * bs
-                    ):
+                    projection, now = self._right_projection(engine), engine.step_index
+                    overdue = sides.overdue_tokens(now)
+                    if projection.peak_with(now, r.p[pos], r.d_hat[pos], overdue) > partition_blocks * bs:
                         break
                 else:
                     load = sides.blocks(RIGHT, bs)

@@ -14,7 +14,9 @@ max over the residents whether a candidate ``(p, d_hat)`` admitted now keeps the
 the set plus the candidate within a limit.
 
 Residents past their estimated end (they outran the estimate) are assumed to end at the next step:
-they count at the current step, with the KV their linear growth gives them now, and not later.
+they count at the current step, with the KV their linear growth gives them now, and not later. So
+residents known to be past their end for good need no place in the sorted lists: the caller passes
+their KV at ``now`` as one sum (``overdue``), and their comings and goings need no rebuild.
 With exact estimates nobody outruns, and the side's KV never exceeds the limit by construction
 (up to the prefill delay between admission and first decode, and block rounding).
 """
@@ -73,9 +75,11 @@ class RightProjection:
         self.s = list(map(add, suffix, map(mul, range(m, 0, -1), ends)))
         self._s_plus_e: list[int] | None = None
 
-    def peak(self, now: int) -> float:
-        """Projected peak KV tokens of the residents alone over steps from ``now`` on."""
-        peak = self.suffix[0] + self.m * now
+    def peak(self, now: int, overdue: int = 0) -> float:
+        """Projected peak KV tokens of the residents alone over steps from ``now`` on, plus
+        ``overdue`` tokens held at ``now`` only (residents kept outside the lists that are past
+        their end: the ledger's overdue members)."""
+        peak = self.suffix[0] + self.m * now + overdue
         j0 = bisect_right(self.ends, now)
         if j0 < self.m:
             later = max(self.s[j0:])
@@ -83,13 +87,14 @@ class RightProjection:
                 peak = later
         return float(peak)
 
-    def peak_with(self, now: int, prompt: int, est_output: int) -> float:
-        """Projected peak KV tokens of the residents plus a request admitted at ``now`` with
-        ``prompt`` tokens that decodes ``est_output`` tokens (ending at ``now + est_output``)."""
+    def peak_with(self, now: int, prompt: int, est_output: int, overdue: int = 0) -> float:
+        """Projected peak KV tokens of the residents (and ``overdue``, as in :meth:`peak`) plus a
+        request admitted at ``now`` with ``prompt`` tokens that decodes ``est_output`` tokens
+        (ending at ``now + est_output``)."""
         end_new = now + max(est_output, 1)
         final_new = prompt + est_output
         # now: every resident at its extrapolated KV, plus the candidate's prompt
-        peak = self.suffix[0] + self.m * now + prompt
+        peak = self.suffix[0] + self.m * now + prompt + overdue
         j0 = bisect_right(self.ends, now)  # first resident not overdue
         js = bisect_left(self.ends, end_new)  # first resident still running when the candidate ends
         if js > j0:  # just before each resident end while the candidate runs

@@ -10,18 +10,23 @@ compute-heavy stream) or 2 (its right, memory-heavy stream). Per side the ledger
   member's estimate changes (an admission, a decode start, a departure, a re-accounting), so a
   consumer can cache what it derives from the set.
 
-For the right side it also keeps its members' estimated ends and final KV (``right_ends``,
-``right_finals``: two lists in the same order, sorted by end), which blend's projected-peak
-admission reads (:class:`~blendsim.sim.simulation.projected_peak.RightProjection`); they change
-only together with ``changes[RIGHT]``.
+For the right side it also keeps its members' estimated ends and final KV, which blend's
+projected-peak admission reads (:class:`~blendsim.sim.simulation.projected_peak.RightProjection`):
+members whose estimated end was ahead when they entered sit in ``right_ends`` / ``right_finals``
+(two lists in the same order, sorted by end; ``schedule_changes`` counts their changes); members
+re-accounted from the left (below) have passed their estimated end for good, and a projection
+counts such a member only at the current step, with ``final - end + now`` tokens, so they are kept
+as two sums instead (``overdue_n``, ``overdue_excess``: their count and their ``final - end``),
+which change without touching the lists.
 
 A left request that outruns its estimated output is re-accounted to the right partition (paper
 §5) at the step its token count passes the estimate: :meth:`watch_outrun` queues it,
 :meth:`due_outruns` lists those due and :meth:`move` moves one.
 
 Invariants: ``load[s]`` is the sum of ``side_charge`` over the running requests of side ``s``;
-``decoding[s]`` and ``kv[s]`` are the count and KV of its members that decode; ``right_ends`` /
-``right_finals`` hold one entry per right member, its latest estimate.
+``decoding[s]`` and ``kv[s]`` are the count and KV of its members that decode; every right member
+is either one entry of ``right_ends`` / ``right_finals`` or one of ``overdue_n``, with its latest
+estimate; an overdue member's estimated end is before every step still to run.
 """
 
 from __future__ import annotations
@@ -46,7 +51,11 @@ class SideLedger:
         self.changes = [0, 0, 0]
         self.right_ends: list[int] = []
         self.right_finals: list[int] = []
-        self._estimate = [(0, 0)] * n_requests  # (end, final) as entered in the right lists
+        self.schedule_changes = 0
+        self.overdue_n = 0
+        self.overdue_excess = 0
+        self._estimate = [(0, 0)] * n_requests  # (end, final) as entered on the right
+        self._overdue = [False] * n_requests
         self._outrun: list[tuple[int, int, int]] = []  # (step, pos, decode version)
 
     def blocks(self, side: int, block_size: int) -> int:
@@ -83,14 +92,31 @@ class SideLedger:
             self._exit(pos)
             self._enter(pos, est_end, final)
 
+    def overdue_tokens(self, now: int) -> int:
+        """KV tokens the projection gives the overdue right members at step ``now``."""
+        return self.overdue_excess + self.overdue_n * now
+
     def _enter(self, pos: int, end: int, final: int) -> None:
         i = bisect_right(self.right_ends, end)
         self.right_ends.insert(i, end)
         self.right_finals.insert(i, final)
+        self.schedule_changes += 1
+        self._estimate[pos] = (end, final)
+
+    def _enter_overdue(self, pos: int, end: int, final: int) -> None:
+        self.overdue_n += 1
+        self.overdue_excess += final - end
+        self._overdue[pos] = True
         self._estimate[pos] = (end, final)
 
     def _exit(self, pos: int) -> None:
         end, final = self._estimate[pos]
+        if self._overdue[pos]:
+            self._overdue[pos] = False
+            self.overdue_n -= 1
+            self.overdue_excess -= final - end
+            return
+        self.schedule_changes += 1
         ends, finals = self.right_ends, self.right_finals
         i = bisect_left(ends, end)
         while finals[i] != final:  # equal ends: any entry with its final is the same entry
@@ -124,7 +150,8 @@ class SideLedger:
 
     def move(self, pos: int, kv: int, est_end: int, est_final: int) -> None:
         """Re-account decoding left request ``pos`` (``kv`` tokens, its estimate ending at
-        ``est_end`` with ``est_final`` tokens) to the right partition."""
+        ``est_end`` with ``est_final`` tokens) to the right partition. It has outrun that estimate:
+        ``est_end`` is before the next step (it joins the overdue members)."""
         charge = self.side_charge[pos]
         self.load[LEFT] -= charge
         self.load[RIGHT] += charge
@@ -137,7 +164,7 @@ class SideLedger:
         self.members[RIGHT] += 1
         self.changes[LEFT] += 1
         self.changes[RIGHT] += 1
-        self._enter(pos, est_end, est_final)
+        self._enter_overdue(pos, est_end, est_final)
 
     @property
     def has_outruns(self) -> bool:
