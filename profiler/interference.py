@@ -71,9 +71,16 @@ def co_run_time(
     return a_co + g * (1.0 - a_co / g_co)
 
 
-def nano_batch_sizes(tokens: float, nano_batches: int) -> list[float]:
-    """Token counts of the nano-batches a step of ``tokens`` GEMM tokens splits into: at most
-    ``nano_batches``, nearly equal, whole tokens (a one-token step cannot be split)."""
+def nano_batch_split(tokens: float, nano_batches: int) -> tuple[int, int, int]:
+    """How a step of ``tokens`` GEMM tokens splits into nano-batches, as ``(k, base, extra)``: ``k``
+    nano-batches (at most ``nano_batches``; a one-token step cannot be split), ``extra`` of them
+    with ``base + 1`` whole tokens and the rest with ``base``."""
     k = int(min(nano_batches, max(tokens, 1.0)))
     base, extra = divmod(int(tokens), k)
+    return k, base, extra
+
+
+def nano_batch_sizes(tokens: float, nano_batches: int) -> list[float]:
+    """Token counts of the nano-batches of :func:`nano_batch_split`, the larger first."""
+    k, base, extra = nano_batch_split(tokens, nano_batches)
     return [float(base + 1)] * extra + [float(base)] * (k - extra)

@@ -56,7 +56,7 @@ from typing import Any
 
 from blendsim.errors import unknown
 from blendsim.profiler.cost import BatchShape, StepTime
-from blendsim.profiler.interference import INTERFERENCE_KINDS, co_run_time, nano_batch_sizes
+from blendsim.profiler.interference import INTERFERENCE_KINDS, co_run_time, nano_batch_split
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
 
 ENGINES = ("serial", "overlap")
@@ -412,13 +412,15 @@ class StepModel:
     def _split_time(self, n: float, a_c: float, a_m: float, head: float) -> float:
         """:meth:`split_time` of a step of ``n`` GEMM tokens whose prefill attention, decode
         attention and LM head take ``a_c``, ``a_m`` and ``head``."""
-        parts = nano_batch_sizes(n, self._nano) if n > 0 else []
-        g = 0.0
-        for tokens in parts:
-            g += self.gemm_time(tokens)
-        if len(parts) < 2 or a_c + a_m <= 0.0:
+        if n <= 0:
+            return a_c + a_m + head
+        k, base, extra = nano_batch_split(n, self._nano)  # nano-batches of two sizes at most
+        g = self.gemm_time(base) * (k - extra)
+        if extra:
+            g += self.gemm_time(base + 1) * extra
+        if k < 2 or a_c + a_m <= 0.0:
             return g + a_c + a_m + head
-        weights = len(parts) * self._w_layer  # each nano-batch streams the layer weights
+        weights = k * self._w_layer  # each nano-batch streams the layer weights
         u_g = weights / g if weights < g else 1.0
         co = co_run_time(g, a_c, a_m, u_g, self._bw_share, self._compute_share, self._sm_split)
         return co + head + self._sync

@@ -64,7 +64,7 @@ class BlockAllocator:
         charged) or None, changing nothing, when it does not fit."""
         cache, bs = self.cache, self.bs
         match = cache.lookup(segs, lens)
-        hit, cached, new_blocks, pinned = match.hit, match.hit_tokens, match.new_blocks, match.pinned
+        hit, cached, new_blocks, pinned, _nodes = match
         hit_tokens = (
             (cached if cached < prompt else prompt - 1) // bs * bs
         )  # whole blocks, not the last token

@@ -106,7 +106,7 @@ class Engine:
     def cached_prefix_tokens(self, pos: int) -> int:
         """Prompt tokens of ``pos`` whose segments the radix cache holds now (token-granular)."""
         segs, lens = self.requests.segments(pos)
-        return self.blocks.cache.lookup(segs, lens).hit_tokens
+        return self.blocks.cache.lookup(segs, lens)[1]
 
     def footprint(self, pos: int) -> int:
         """Blocks an admission of ``pos`` would charge if nothing were cached (planning use): its

@@ -32,23 +32,18 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 # a node is one list [blocks, parent, ref, children, last_use] (one dict lookup per segment)
 _BLOCKS, _PARENT, _REF, _CHILDREN, _LAST = range(5)
 
 
-class Match(NamedTuple):
-    """A prompt path's prefix match: ``hit`` leading segments cached, holding ``hit_tokens``
-    tokens; ``new_blocks`` the missing segments need; ``pinned`` blocks of hit segments that are
-    unreferenced now (acquiring the path pins them, so they stop being evictable); ``nodes`` the
-    hit segments' records. The hit is token-granular; the engine rounds it to whole blocks."""
-
-    hit: int
-    hit_tokens: int
-    new_blocks: int
-    pinned: int
-    nodes: list[list[Any]]
+# A prompt path's prefix match, ``(hit, hit_tokens, new_blocks, pinned, nodes)``: ``hit`` leading
+# segments cached, holding ``hit_tokens`` tokens; ``new_blocks`` the missing segments need;
+# ``pinned`` blocks of hit segments that are unreferenced now (acquiring the path pins them, so they
+# stop being evictable); ``nodes`` the hit segments' records. The hit is token-granular; the engine
+# rounds it to whole blocks. A plain tuple: one is made per admission attempt, the hot path.
+Match = tuple[int, int, int, int, list[list[Any]]]
 
 
 class RadixCache:
@@ -97,7 +92,7 @@ class RadixCache:
         hit = len(found)
         prompt = hit_tokens + sum(lens[hit:])
         bs = self.block_size
-        return Match(hit, hit_tokens, prompt // bs - hit_tokens // bs, pinned, found)
+        return hit, hit_tokens, prompt // bs - hit_tokens // bs, pinned, found
 
     # ------------------------------------------------------------------ changes
     def acquire(
@@ -108,19 +103,19 @@ class RadixCache:
         new blocks, before (:meth:`evict`) or right after: once acquired, the path is pinned."""
         if match is None:
             match = self.lookup(segs, lens)
+        hit, hit_tokens, _new, _pinned, found = match
         evictable = 0
-        for node in match.nodes:
+        for node in found:
             if node[_REF] == 0:
                 evictable += node[_BLOCKS]
             node[_REF] += 1
             node[_LAST] = now
         self.evictable_blocks -= evictable
-        hit = match.hit
         if hit == len(segs):
             return
         nodes, bs = self._nodes, self.block_size
         parent = segs[hit - 1] if hit else -1
-        end = match.hit_tokens
+        end = hit_tokens
         added = 0
         for seg, ln in zip(segs[hit:], lens[hit:], strict=True):
             b = (end + ln) // bs - end // bs

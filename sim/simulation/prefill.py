@@ -13,16 +13,12 @@ Invariants: ``pending`` is the sum of ``remaining`` over the queue; every entry 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, NamedTuple
+from typing import Any
 
-
-class Chunks(NamedTuple):
-    """What one step's prefill computed."""
-
-    tokens: int  # prompt tokens computed
-    pairs: float  # causal query-key pairs: sum over chunks of q * context + q (q + 1) / 2
-    seqs: int  # chunks run
-    done: list[int]  # requests whose prompt this step finished, in queue order
+# What one step's prefill computed, ``(tokens, pairs, seqs, done)``: prompt tokens computed, causal
+# query-key pairs (sum over chunks of q * context + q (q + 1) / 2), chunks run, and the requests whose
+# prompt this step finished, in queue order. A plain tuple: one is made per step.
+Chunks = tuple[int, float, int, list[int]]
 
 
 class PrefillQueue:
@@ -67,7 +63,7 @@ class PrefillQueue:
             queue.popleft()
             done.append(item[0])
         self.pending -= tokens
-        return Chunks(tokens, pairs, seqs, done)
+        return tokens, pairs, seqs, done
 
     def pop_newest(self) -> tuple[int, int]:
         """Remove the newest admission (a preemption); returns its position and remaining tokens."""

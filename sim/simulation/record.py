@@ -19,6 +19,7 @@ joins the blocks into columns once, at the end of the run.
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -61,8 +62,10 @@ class _Rows:
         self._width, self._dtype = width, dtype
 
     def pack(self) -> None:
-        if self.rows:
-            self._blocks.append(np.array(self.rows, dtype=self._dtype).reshape(-1, self._width))
+        rows = self.rows
+        if rows:
+            flat = np.fromiter(chain.from_iterable(rows), dtype=self._dtype, count=len(rows) * self._width)
+            self._blocks.append(flat.reshape(-1, self._width))
             self.rows = []
 
     def array(self) -> np.ndarray:
