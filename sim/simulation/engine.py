@@ -200,7 +200,7 @@ class Engine:
         if self.sides.has_outruns:
             for pos in self.sides.due_outruns(t, decodes.version):
                 r = self.requests
-                self.sides.move(pos, decodes.kv_at(pos, t + 1), r.est_end[pos], r.est_final[pos])
+                self.sides.move(pos, decodes.kv_at(pos, t + 1), r.est_end[pos], r.est_final[pos], t)
                 stats.outruns += 1
         for pos in done:
             self._prefill_done(pos, t)

@@ -148,10 +148,11 @@ class SideLedger:
                 out.append(pos)
         return out
 
-    def move(self, pos: int, kv: int, est_end: int, est_final: int) -> None:
+    def move(self, pos: int, kv: int, est_end: int, est_final: int, step: int) -> None:
         """Re-account decoding left request ``pos`` (``kv`` tokens, its estimate ending at
-        ``est_end`` with ``est_final`` tokens) to the right partition. It has outrun that estimate:
-        ``est_end`` is before the next step (it joins the overdue members)."""
+        ``est_end`` with ``est_final`` tokens) to the right partition at step ``step``. Having
+        outrun its estimate, it normally ends before the steps still to run (``est_end <= step``)
+        and joins the overdue members; an estimate still ahead goes into the sorted lists."""
         charge = self.side_charge[pos]
         self.load[LEFT] -= charge
         self.load[RIGHT] += charge
@@ -164,7 +165,10 @@ class SideLedger:
         self.members[RIGHT] += 1
         self.changes[LEFT] += 1
         self.changes[RIGHT] += 1
-        self._enter_overdue(pos, est_end, est_final)
+        if est_end <= step:
+            self._enter_overdue(pos, est_end, est_final)
+        else:
+            self._enter(pos, est_end, est_final)
 
     @property
     def has_outruns(self) -> bool:
