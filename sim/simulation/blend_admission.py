@@ -27,6 +27,17 @@ Every step, before the engine runs it:
 
 A left request that outruns its estimated output is re-accounted from ``M_L`` to ``M_R`` (paper §5;
 the engine moves it when its token count passes the estimate).
+
+5. **On the serial engine** (``EngineConfig.engine == "serial"``) a step costs its compute *plus*
+   its memory, so there is no overlap to pace for: the memory work costs the same whenever it runs,
+   and what an order can still save is steps (each pays the GEMMs' fixed cost and the overhead).
+   So the pace spreads the GEMM tokens left over the fewest steps the memory work left needs
+   (:meth:`.WorkLeft.steps_left`: its KV reads at a full cache, or the latest right resident's
+   estimated end) instead of matching each step's resident KV; the right credit is spent per
+   request (``blend_request_credit``'s rule: by Little's law the right side then holds ``M_R`` on
+   average, where unit-mean spacing admits cohorts that hold half of it), and a right request that
+   would end after those steps if it waited for credit is admitted at once on overdrawn credit, so
+   the spacing never lengthens the critical path.
 """
 
 from __future__ import annotations
