@@ -27,6 +27,17 @@ Every step, before the engine runs it:
 
 A left request that outruns its estimated output is re-accounted from ``M_L`` to ``M_R`` (paper §5;
 the engine moves it when its token count passes the estimate).
+
+5. **On the serial engine** (``EngineConfig.engine == "serial"``) a step costs its compute *plus*
+   its memory, so there is no overlap to pace for: the memory work costs the same whenever it runs,
+   and what an order can still save is steps (each pays the GEMMs' fixed cost and the overhead).
+   So the pace spreads the GEMM tokens left over the fewest steps the memory work left needs
+   (:meth:`.WorkLeft.steps_left`: its KV reads at a full cache, or the latest right resident's
+   estimated end) instead of matching each step's resident KV; the right credit is spent per
+   request (``blend_request_credit``'s rule: by Little's law the right side then holds ``M_R`` on
+   average, where unit-mean spacing admits cohorts that hold half of it), and a right request that
+   would end after those steps if it waited for credit is admitted at once on overdrawn credit, so
+   the spacing never lengthens the critical path.
 """
 
 from __future__ import annotations
@@ -67,13 +78,15 @@ class BlendAdmission:
         self.scanner = DualScanner(plan, refresh_target=config.blend_refresh_target)
         self.known: list[bool] = plan.known_len.tolist()
         self.pacing = config.blend_pacing
+        self.serial = config.engine == "serial"  # no overlap to pace for (module docstring, 5.)
         self.memory_bound = bool(np.any(plan.unit_density < MEMORY_BOUND))
         self.chunk_pacing = config.blend_pacing and config.blend_chunk_pacing
-        self.request_credit = config.blend_request_credit
+        self.request_credit = config.blend_request_credit or self.serial
         self.kv_bytes = float(model.kv_bytes_per_token)
         self.block_bytes = self.kv_bytes * config.block_size
         self.memory = capacity_blocks * self.block_bytes
         self.capacity_blocks = capacity_blocks
+        self.capacity_tokens = float(capacity_blocks * config.block_size)
         self.tok_s = token_comp_time(model, hw)  # planning units: seconds at the datasheet peaks
         self.kv_s = self.kv_bytes / hw.mem_bandwidth
         self.work = WorkLeft(self.scanner, self.tok_s, self.kv_s)
@@ -120,7 +133,7 @@ class BlendAdmission:
             per_step = b.m_right / self.kv_bytes if self.request_credit else b.c_right
             head = s.peek_right()
             estimated_head = head is not None and not self.known[head]
-            if self._refill(engine, RIGHT, per_step) > 0 or estimated_head:
+            if self._refill(engine, RIGHT, per_step) > 0 or estimated_head or self._overdue(engine, head):
                 right_tokens = self._admit_right(engine, b.m_right / self.block_bytes)
                 if right_tokens:  # the right cursor moved: the units under the cursors may have
                     b = self.budget()
@@ -149,8 +162,19 @@ class BlendAdmission:
         comp_left, mem_left = self.work.left(engine)
         if mem_left <= 0 or comp_left <= 0:
             return None
-        paced = comp_left / mem_left * engine.decodes.kv_read * self.kv_s / self.tok_s
+        if self.serial:  # the GEMM tokens left spread over the fewest steps the memory work needs
+            paced = comp_left / self.tok_s / self.work.steps_left(engine, self.capacity_tokens)
+        else:
+            paced = comp_left / mem_left * engine.decodes.kv_read * self.kv_s / self.tok_s
         return self.ridge if self.ridge > paced else paced
+
+    def _overdue(self, engine: Engine, pos: int | None) -> bool:
+        """Serial engine: right request ``pos`` would, if it waited for credit, end after the
+        steps the work left needs (:meth:`WorkLeft.steps_left`), so waiting would lengthen the run;
+        it is admitted on credit it overdraws."""
+        if not self.serial or pos is None:
+            return False
+        return bool(engine.requests.d_hat[pos] > self.work.steps_left(engine, self.capacity_tokens))
 
     def _left_partition(self, engine: Engine, b: ScanBudget) -> float:
         """The paced left stream's blocks: all that the right side holds, will grow to (projected)
@@ -226,7 +250,7 @@ class BlendAdmission:
         known = self.known
         while True:
             pos = s.peek_right()
-            if pos is None or (credit[RIGHT] <= 0 and known[pos]):
+            if pos is None or (credit[RIGHT] <= 0 and known[pos] and not self._overdue(engine, pos)):
                 break
             if sides.members[RIGHT]:
                 if self.projected:

@@ -57,7 +57,9 @@ class EngineConfig:
         a long video is followed by the gap its own KV-time needs. It staggers the longest videos
         at 400K (+1 %) but pushes late ones past the critical path at 40K (trace2 -4 %), so the
         default is ``False``: the paper's ``C_R = N_R p_R / d_R`` prompt tokens per step from the
-        unit means, each admission spending its whole prompt (docs/simulator.md).
+        unit means, each admission spending its whole prompt (docs/simulator.md). On the
+        ``serial`` engine the credit is always per request, with the critical-path exception of
+        ``blend_admission`` step 5 (a property of the engine: nothing to overlap, steps to save).
     right_admission: blend only, how the memory-heavy (right) stream checks its partition ``M_R``.
         ``projected_peak``: admit a right request only if the projected peak KV of the right
         side's residents plus it stays within ``M_R``, each resident growing one token per step to

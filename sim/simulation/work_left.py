@@ -55,6 +55,17 @@ class WorkLeft:
         # what was popped since the refresh still counts at its planned memory, in the unpopped part
         return self.comp_total - engine.stats.gemm_done * self.tok_s, self._running + self._unpopped_then
 
+    def steps_left(self, engine: Engine, capacity_tokens: float) -> float:
+        """The fewest steps the memory work left still needs (>= 1): its KV reads at a full cache
+        (a step reads at most ``capacity_tokens``), or the latest estimated end of a right-side
+        resident (each output token is a step), whichever is longer."""
+        reads = self.left(engine)[1] / self.kv_s
+        steps = reads / capacity_tokens
+        ends = engine.sides.right_ends
+        if ends and ends[-1] - engine.step_index > steps:
+            steps = ends[-1] - engine.step_index
+        return steps if steps > 1.0 else 1.0
+
     @staticmethod
     def _running_reads(engine: Engine) -> float:
         """KV reads the replica's admitted requests have not done of their estimates."""
