@@ -64,7 +64,9 @@ class _Rows:
     def pack(self) -> None:
         rows = self.rows
         if rows:
-            flat = np.fromiter(chain.from_iterable(rows), dtype=self._dtype, count=len(rows) * self._width)
+            flat: np.ndarray = np.fromiter(
+                chain.from_iterable(rows), dtype=self._dtype, count=len(rows) * self._width
+            )
             self._blocks.append(flat.reshape(-1, self._width))
             self.rows = []
 
