@@ -7,6 +7,8 @@ takes about 20 s for 40K short requests (design.md "Simulation"). Run it alone: 
 machine every other process shows up in the wall times, and even alone the wall times of one run
 vary by up to 25 % there: ``--repeat N`` runs every policy N times, in turn (so a slow spell of the
 machine hits them alike), and reports each one's fastest run (its results are identical each time).
+The first line says whether the simulator's core runs compiled (setup.py): the targets are for the
+compiled build, which the README's install makes; the pure-Python one runs about half as fast.
 
     .venv/bin/python benchmarks/bench_simulate.py [--requests N] [--policies P,P] [--engine E] [--repeat N]
 """
@@ -18,6 +20,7 @@ import resource
 import sys
 import time
 
+from blendsim.compiled import is_compiled
 from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import MODELS
 from blendsim.sim.simulation.config import EngineConfig
@@ -58,8 +61,9 @@ def main() -> int:
     profile = builtin_profile("a100-80g").bind(model)
     t0 = time.perf_counter()
     trace = make_preset(args.preset, requests=args.requests)
+    core = "compiled" if is_compiled("blendsim.sim.simulation.engine") else "pure Python (not compiled)"
     print(
-        f"{args.preset}, {len(trace):,} requests, {args.engine} engine (trace generation "
+        f"{args.preset}, {len(trace):,} requests, {args.engine} engine, {core} core (trace generation "
         f"{time.perf_counter() - t0:.1f} s, not counted; peak RSS after it {peak_rss_gb():.2f} GB)"
     )
     print(

@@ -145,23 +145,41 @@ class Profile:
 
 
 def _fields(kind: type, raw: Any, floats: bool) -> dict[str, Any]:
-    """The dataclass fields of ``kind`` from ``raw``; unknown keys are errors, numbers become floats."""
+    """The dataclass fields of ``kind`` from ``raw``; unknown keys are errors. With ``floats``, each
+    value takes its field's declared type: JSON gives lists for tuples and may give 2.0 for an int (the
+    step model is compiled, and a compiled dataclass checks the types it is given)."""
     if not isinstance(raw, dict):
         raise TypeError(f"{kind.__name__} must be an object")
-    names = {f.name for f in dataclasses.fields(kind) if f.init}
-    extra = set(raw) - names
+    # annotations are strings in Python and types in the compiled model: compare by name
+    declared = {f.name: getattr(f.type, "__name__", str(f.type)) for f in dataclasses.fields(kind) if f.init}
+    extra = set(raw) - set(declared)
     if extra:
         raise KeyError(f"unknown {kind.__name__} field(s) {', '.join(sorted(extra))}")
-    out = dict(raw)
-    if floats:
-        for k, v in out.items():
-            if isinstance(v, bool):
-                raise TypeError(f"{kind.__name__}.{k} must be a number")
-            if isinstance(v, (int, float)) and k != "tp":
-                out[k] = float(v)
-            elif k == "tp" and not isinstance(v, int):
-                raise TypeError("hardware.tp must be an integer")
-    return out
+    if not floats:
+        return dict(raw)
+    section = "hardware" if kind is HardwareSpec else "params"
+    return {k: _as_declared(f"{section}.{k}", declared[k], v) for k, v in raw.items()}
+
+
+def _as_declared(name: str, declared: str, value: Any) -> Any:
+    """``value`` as the type ``declared`` (a dataclass field's annotation): float, int or a tuple of
+    floats; a value of another kind is a TypeError naming ``name``. Other types pass unchanged."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if declared == "float":
+        if not number:
+            raise TypeError(f"{name}={value!r} must be a number")
+        return float(value)
+    if declared == "int":
+        if not (number and float(value).is_integer()):
+            raise TypeError(f"{name}={value!r} must be an integer")
+        return int(value)
+    if declared.startswith("tuple"):
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            raise TypeError(f"{name}={value!r} must be a list of numbers")
+        return tuple(float(v) for v in value)
+    return value
 
 
 def load_profile(path: str | Path) -> Profile:

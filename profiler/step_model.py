@@ -52,7 +52,6 @@ import dataclasses
 import math
 from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Any
 
 from blendsim.errors import unknown
 from blendsim.profiler.cost import BatchShape, StepTime
@@ -91,15 +90,6 @@ class StepParams:
     overlap_sm_split: float = 0.0  # compute units given to attention while both run; 0: each side has its own
     nano_batches: int = 2  # nano-batches a step's batch splits into
     overlap_sync_s: float = 0.0  # hand-offs between the two sides, per overlapped step
-
-    def __post_init__(self) -> None:  # JSON gives lists and floats: keep tuples (hashable) and an int
-        for name in ("gemm_table_tokens", "gemm_table_eff"):
-            values = getattr(self, name)
-            if isinstance(values, (list, tuple)) and all(_is_real(v) for v in values):
-                object.__setattr__(self, name, tuple(float(v) for v in values))
-        raw: Any = self.nano_batches  # JSON may give 2.0
-        if isinstance(raw, float) and raw.is_integer():
-            object.__setattr__(self, "nano_batches", int(raw))
 
     def validate(self) -> list[str]:
         """Problems with the values, as readable strings (empty when valid): each names the

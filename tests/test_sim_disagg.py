@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import simpy
 
 from blendsim.cli import main
 from blendsim.errors import UserError
@@ -18,10 +20,10 @@ from blendsim.profiler.profile import builtin_profile
 from blendsim.profiler.specs import GPUS, MODELS
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.simulation.config import EngineConfig
+from blendsim.sim.simulation.disagg import DisaggregatedRun, Transfer
 from blendsim.sim.simulation.layout import DisaggConfig, kv_link, parse_layout
 from blendsim.sim.simulation.record import DECODE, PREFILL
 from blendsim.sim.simulation.result import SimResult
-from blendsim.sim.simulation.roles import DecodeEngine, PrefillEngine
 from blendsim.sim.simulation.run import simulate, simulate_policy
 from blendsim.traces.io import write_trace
 from blendsim.traces.mixer import make_preset
@@ -123,27 +125,34 @@ def test_capacity_holds_on_both_sides_with_kv_in_flight(tight: tuple[Trace, SimR
 
 
 def test_accept_and_landing_never_overfill(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Checked at every event, not only at steps: after each reservation on a decode replica and
-    each release on a prefill replica, used blocks stay within the capacity."""
-    accept, transferred = DecodeEngine.accept, PrefillEngine.transferred
-    seen = {"accepted": 0, "released": 0}
+    """Checked at every event, not only at steps: after each placement on a decode replica and each
+    landing (its release on the prefill replica), every replica's used blocks stay within its
+    capacity. The driver's handlers are wrapped: the engines themselves are compiled."""
+    place, move = DisaggregatedRun._place, DisaggregatedRun._move
+    seen = {"placed": 0, "landed": 0}
 
-    def checked_accept(self: DecodeEngine, pos: int, now: float) -> bool:
-        ok = accept(self, pos, now)
-        assert self.blocks.used_blocks <= self.blocks.capacity
-        seen["accepted"] += ok
-        return ok
+    def within(run: DisaggregatedRun) -> None:
+        for engine in [*run.prefill, *run.decode]:
+            assert engine.blocks.used_blocks <= engine.blocks.capacity
 
-    def checked_release(self: PrefillEngine, pos: int, now: float) -> None:
-        assert self.blocks.used_blocks <= self.blocks.capacity
-        transferred(self, pos, now)
-        seen["released"] += 1
+    def checked_place(self: DisaggregatedRun, pos: int) -> int | None:
+        j = place(self, pos)
+        within(self)
+        seen["placed"] += j is not None
+        return j
 
-    monkeypatch.setattr(DecodeEngine, "accept", checked_accept)
-    monkeypatch.setattr(PrefillEngine, "transferred", checked_release)
+    def checked_move(
+        self: DisaggregatedRun, transfer: Transfer, j: int
+    ) -> Generator[simpy.Event, None, None]:
+        yield from move(self, transfer, j)
+        within(self)
+        seen["landed"] += 1
+
+    monkeypatch.setattr(DisaggregatedRun, "_place", checked_place)
+    monkeypatch.setattr(DisaggregatedRun, "_move", checked_move)
     trace = lengths_trace(150, (200, 3000), (2, 900), seed=5)
     run(trace, DisaggConfig(1, 2), block_size=BLOCK, kv_capacity_override=30_000)
-    assert seen["accepted"] == seen["released"] == 150
+    assert seen["placed"] == seen["landed"] == 150
 
 
 def test_transfer_cost_has_a_known_answer() -> None:

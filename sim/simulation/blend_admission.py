@@ -180,7 +180,7 @@ class BlendAdmission:
         """The paced left stream's blocks: all that the right side holds, will grow to (projected)
         or is still owed (its partition, while memory-heavy work is left) leaves."""
         bs = engine.bs
-        reserved: float = engine.sides.blocks(RIGHT, bs)
+        reserved = float(engine.sides.blocks(RIGHT, bs))
         if self.projected and engine.sides.members[RIGHT]:  # what the right residents will grow to
             now = engine.step_index
             peak = self._right_projection(engine).peak(now, engine.sides.overdue_tokens(now))
@@ -194,7 +194,7 @@ class BlendAdmission:
         overdue members are a sum the queries add)."""
         sides = engine.sides
         if self._projection is None or self._projection_key != sides.schedule_changes:
-            self._projection = RightProjection.of_sorted(sides.right_ends, sides.right_finals)
+            self._projection = RightProjection(sides.right_ends, sides.right_finals, presorted=True)
             self._projection_key = sides.schedule_changes
         return self._projection
 

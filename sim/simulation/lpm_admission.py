@@ -25,6 +25,8 @@ matches tokens (page size 1 by default).
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from blendsim.sim.simulation.admission import FcfsAdmission
 from blendsim.sim.simulation.engine import Engine
 
@@ -33,7 +35,20 @@ IN_BATCH_CHECK = 32  # IN_BATCH_PREFIX_CACHING_CHECK_THRESHOLD (SGLang's default
 IN_BATCH_DEPRIORITIZE = 32  # IN_BATCH_PREFIX_CACHING_DEPRIORITIZE_THRESHOLD (SGLang's default)
 
 
-def longest_prefix_first(engine: Engine, waiting: list[int]) -> list[int]:
+class Segments(Protocol):
+    def segments(self, pos: int) -> tuple[list[int], list[int]]: ...
+
+
+class PrefixView(Protocol):
+    """What the sort reads from an engine: its cache's hit for a prompt and the prompts' segments."""
+
+    @property
+    def requests(self) -> Segments: ...
+
+    def cached_prefix_tokens(self, pos: int) -> int: ...
+
+
+def longest_prefix_first(engine: PrefixView, waiting: list[int]) -> list[int]:
     """``waiting`` (request positions, queue order) sorted as SGLang's lpm sorts its queue."""
     seen: set[int] = set()  # segments of the waiting prompts not held back (SGLang's simulated tree)
     keys: dict[int, float] = {}

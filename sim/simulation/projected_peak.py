@@ -52,19 +52,13 @@ class RightProjection:
     of whole groups of equal ends. Plain Python lists: a side holds tens of residents, and the
     projection is rebuilt at every change of the set."""
 
-    def __init__(self, ends: list[int], finals: list[int]) -> None:
-        pairs = sorted(zip(ends, finals, strict=True))
-        self._build([e for e, _ in pairs], [f for _, f in pairs])
-
-    @classmethod
-    def of_sorted(cls, ends: list[int], finals: list[int]) -> RightProjection:
-        """From ends sorted increasingly and the finals in the same order; the lists are read, not
-        copied, so the caller must not change them while it uses the projection."""
-        out = cls.__new__(cls)
-        out._build(ends, finals)
-        return out
-
-    def _build(self, ends: list[int], finals: list[int]) -> None:
+    def __init__(self, ends: list[int], finals: list[int], presorted: bool = False) -> None:
+        """``presorted``: the ends are sorted increasingly and the finals in the same order already;
+        then the lists are read, not copied, so the caller must not change them while it uses the
+        projection."""
+        if not presorted:
+            pairs = sorted(zip(ends, finals, strict=True))
+            ends, finals = [e for e, _ in pairs], [f for _, f in pairs]
         m = len(ends)
         self.m = m
         self.ends = ends

@@ -63,7 +63,7 @@ class WorkLeft:
         steps = reads / capacity_tokens
         ends = engine.sides.right_ends
         if ends and ends[-1] - engine.step_index > steps:
-            steps = ends[-1] - engine.step_index
+            steps = float(ends[-1] - engine.step_index)
         return steps if steps > 1.0 else 1.0
 
     @staticmethod
