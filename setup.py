@@ -40,7 +40,7 @@ COMPILED = {
         "stats",
         "work_left",
     ],
-    "profiler": ["cost", "interference", "step_model"],
+    "profiler": ["cost", "interference", "step_model", "step_params", "work_counts"],
 }
 # The installed layout maps top-level folders under one import name (pyproject's package-dir); mypyc
 # names a module after its path, so it compiles from a tree of links with the installed layout.

@@ -36,7 +36,7 @@ from blendsim.outputs import atomic_outputs, output_file
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.profile import Profile, Provenance
 from blendsim.profiler.specs import ModelSpec
-from blendsim.profiler.step_model import StepParams
+from blendsim.profiler.step_params import StepParams
 from blendsim.sim.simulation.result import write_parquet
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace

@@ -22,7 +22,7 @@ from blendsim.experiments.common import FigureConfig
 from blendsim.experiments.figure_base import FigureOutput, figure_main
 from blendsim.experiments.plotting import bar_groups, new_figure, save_png
 from blendsim.experiments.results import write_csv
-from blendsim.profiler.step_model import decode_kv_bytes, layer_gemm_flops
+from blendsim.profiler.work_counts import decode_kv_bytes, layer_gemm_flops
 
 MODEL, GPU = "llama-3-8b", "a100-80g"  # the table's setting, whatever the figures' scale says
 SEQ_LEN = 1024

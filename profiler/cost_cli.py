@@ -17,8 +17,8 @@ from blendsim.outputs import json_text
 from blendsim.profiler.cost import BatchShape, comp_time, mem_time, set_density
 from blendsim.profiler.profile import DEFAULT_GPU, Profile, resolve_profile
 from blendsim.profiler.specs import get_model
-from blendsim.profiler.step_model import (
-    ENGINES,
+from blendsim.profiler.step_model import ENGINES
+from blendsim.profiler.work_counts import (
     decode_kv_bytes,
     layer_gemm_flops,
     layer_weight_bytes,

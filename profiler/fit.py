@@ -30,7 +30,9 @@ from scipy.optimize import least_squares, nnls
 
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
-from blendsim.profiler.step_model import StepModel, StepParams, layer_gemm_flops
+from blendsim.profiler.step_model import StepModel
+from blendsim.profiler.step_params import StepParams
+from blendsim.profiler.work_counts import layer_gemm_flops
 
 CPU_KAPPA = 1.0  # the constant model without overlapped measurements: operators one after the other
 

@@ -24,7 +24,8 @@ from scipy.optimize import least_squares
 
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.specs import HardwareSpec, ModelSpec
-from blendsim.profiler.step_model import StepModel, StepParams
+from blendsim.profiler.step_model import StepModel
+from blendsim.profiler.step_params import StepParams
 
 # (decode sequences, KV tokens each, prefill tokens, their context); a chunk is one sequence
 QUICK_OVERLAP = (

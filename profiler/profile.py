@@ -20,7 +20,8 @@ from blendsim.errors import UserError, unknown
 from blendsim.outputs import write_json
 from blendsim.profiler.cost import BatchShape, StepTime
 from blendsim.profiler.specs import HardwareSpec, ModelSpec, check_tp
-from blendsim.profiler.step_model import StepModel, StepParams
+from blendsim.profiler.step_model import StepModel
+from blendsim.profiler.step_params import StepParams
 from blendsim.provenance import check_format, provenance
 
 FORMAT_NAME = "blendsim-profile"

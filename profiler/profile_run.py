@@ -27,7 +27,7 @@ from blendsim.profiler.measure import (
 )
 from blendsim.profiler.profile import Profile, Provenance
 from blendsim.profiler.specs import HardwareSpec, ModelSpec, get_model
-from blendsim.profiler.step_model import (
+from blendsim.profiler.work_counts import (
     decode_kv_bytes,
     layer_gemm_flops,
     layer_weight_bytes,

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-import blendsim.profiler.step_model
+import blendsim.profiler.step_model  # noqa: F401  (imported for is_compiled)
 import blendsim.sim.simulation.engine  # noqa: F401  (imported for is_compiled)
 from blendsim.compiled import check_fresh, is_compiled, source_root, stale_sources
 from blendsim.errors import InstallError, UserError
 from blendsim.profiler.profile import builtin_profile, load_profile
+from blendsim.profiler.step_params import StepParams
 
 SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
 
@@ -71,7 +72,7 @@ def test_profile_values_take_their_declared_types(tmp_path: Path) -> None:
     params = load_profile(
         profile_with(tmp_path, nano_batches=3.0, gemm_table_tokens=[1, 8], gemm_table_eff=[0.5, 1])
     ).params
-    assert isinstance(params, blendsim.profiler.step_model.StepParams)
+    assert isinstance(params, StepParams)
     assert params.nano_batches == 3 and isinstance(params.nano_batches, int)
     assert params.gemm_table_tokens == (1.0, 8.0) and params.gemm_table_eff == (0.5, 1.0)
 

@@ -15,9 +15,9 @@ from blendsim.errors import UserError
 from blendsim.profiler.cost import BatchShape, set_density
 from blendsim.profiler.profile import builtin_profile, load_profile, resolve_profile
 from blendsim.profiler.specs import GPUS, HardwareSpec, ModelSpec, get_model
-from blendsim.profiler.step_model import (
-    StepModel,
-    StepParams,
+from blendsim.profiler.step_model import StepModel
+from blendsim.profiler.step_params import StepParams
+from blendsim.profiler.work_counts import (
     allreduce_bytes_per_token,
     decode_kv_bytes,
     layer_gemm_flops,

@@ -13,7 +13,8 @@ from blendsim.cli import main
 from blendsim.profiler.fit import Measurements, fit_profile, prefill_work
 from blendsim.profiler.profile import load_profile
 from blendsim.profiler.specs import HardwareSpec, get_model
-from blendsim.profiler.step_model import StepModel, StepParams
+from blendsim.profiler.step_model import StepModel
+from blendsim.profiler.step_params import StepParams
 
 TINY = {
     "_name_or_path": "tiny-test",

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from blendsim.profiler.cost import BatchShape
-from blendsim.profiler.step_model import (
-    StepModel,
+from blendsim.profiler.step_model import StepModel
+from blendsim.profiler.work_counts import (
     decode_kv_bytes,
     layer_gemm_flops,
     layer_weight_bytes,
