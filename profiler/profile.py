@@ -171,7 +171,7 @@ def _as_declared(name: str, declared: str, value: Any) -> Any:
             raise TypeError(f"{name}={value!r} must be a number")
         return float(value)
     if declared == "int":
-        if not (number and float(value).is_integer()):
+        if not (number and (isinstance(value, int) or value.is_integer())):
             raise TypeError(f"{name}={value!r} must be an integer")
         return int(value)
     if declared.startswith("tuple"):
