@@ -45,6 +45,13 @@ COMPILED = {
 # The installed layout maps top-level folders under one import name (pyproject's package-dir); mypyc
 # names a module after its path, so it compiles from a tree of links with the installed layout.
 LINKED = ("traces", "profiler", "sim", "executor", "experiments")
+# pip runs setup.py once per build hook; these only write metadata, which compiling does not change
+METADATA_COMMANDS = ("egg_info", "dist_info")
+
+
+def compiled_modules() -> list[str]:
+    """The paths of :data:`COMPILED`'s modules, relative to the root, without ``.py``."""
+    return [f"{folder}/{m}" for folder, ms in COMPILED.items() for m in ms]
 
 
 def link_tree(tree: Path) -> None:
@@ -60,16 +67,18 @@ def link_tree(tree: Path) -> None:
 def remove_compiled() -> None:
     """Delete compiled modules an earlier editable build left beside the sources (they would shadow
     the sources)."""
-    names = [f"{folder}/{m}" for folder, ms in COMPILED.items() for m in ms] + ["blendsim/_core__mypyc"]
-    for name in names:
+    for name in [*compiled_modules(), "blendsim/_core__mypyc"]:
         for built in ROOT.glob(f"{name}.*.so"):
             built.unlink()
 
 
 def compiled_extensions() -> list[Extension]:
-    """The mypyc extensions of :data:`COMPILED`; none with ``BLENDSIM_COMPILE=0``."""
+    """The mypyc extensions of :data:`COMPILED`; none with ``BLENDSIM_COMPILE=0`` or for a command
+    that only writes metadata."""
     if os.environ.get("BLENDSIM_COMPILE", "1") == "0":
         remove_compiled()
+        return []
+    if sys.argv[1:2] and sys.argv[1] in METADATA_COMMANDS:
         return []
     try:
         from mypyc.build import mypycify
@@ -81,7 +90,7 @@ def compiled_extensions() -> list[Extension]:
     link_tree(tree)
     config = tree / "mypy.ini"  # the compile's own settings: it type-checks, the CI's mypy is stricter
     config.write_text("[mypy]\nignore_missing_imports = True\nfollow_imports = silent\n")
-    paths = [str(tree / "blendsim" / folder / f"{m}.py") for folder, ms in COMPILED.items() for m in ms]
+    paths = [str(tree / "blendsim" / f"{module}.py") for module in compiled_modules()]
     cwd = Path.cwd()
     os.chdir(tree)  # mypy finds the package from here
     try:
