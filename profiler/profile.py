@@ -165,7 +165,7 @@ def _fields(kind: type, raw: Any, floats: bool) -> dict[str, Any]:
 def _as_declared(name: str, declared: str, value: Any) -> Any:
     """``value`` as the type ``declared`` (a dataclass field's annotation): float, int or a tuple of
     floats; a value of another kind is a TypeError naming ``name``. Other types pass unchanged."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    number = _is_number(value)
     if declared == "float":
         if not number:
             raise TypeError(f"{name}={value!r} must be a number")
@@ -175,12 +175,15 @@ def _as_declared(name: str, declared: str, value: Any) -> Any:
             raise TypeError(f"{name}={value!r} must be an integer")
         return int(value)
     if declared.startswith("tuple"):
-        if not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-        ):
+        if not isinstance(value, (list, tuple)) or not all(_is_number(v) for v in value):
             raise TypeError(f"{name}={value!r} must be a list of numbers")
         return tuple(float(v) for v in value)
     return value
+
+
+def _is_number(value: Any) -> bool:
+    """An int or float from JSON; a bool (an int subclass) is not a number here."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def load_profile(path: str | Path) -> Profile:
