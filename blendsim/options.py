@@ -20,9 +20,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from blendsim.errors import UserError
 
@@ -111,14 +112,14 @@ def flag_of(field: dataclasses.Field[Any]) -> str:
 # ---------------------------------------------------------------------- checks
 def at_least(low: float) -> Check:
     def check(v: Any) -> str | None:
-        return None if _is_number(v) and v >= low else f"must be >= {low:g}, got {v!r}"
+        return None if is_number(v) and v >= low else f"must be >= {low:g}, got {v!r}"
 
     return check
 
 
 def in_range(low: float, high: float, *, low_open: bool = False) -> Check:
     def check(v: Any) -> str | None:
-        ok = _is_number(v) and (low < v if low_open else low <= v) and v <= high
+        ok = is_number(v) and (low < v if low_open else low <= v) and v <= high
         return None if ok else f"must be in {'(' if low_open else '['}{low:g}, {high:g}], got {v!r}"
 
     return check
@@ -126,7 +127,7 @@ def in_range(low: float, high: float, *, low_open: bool = False) -> Check:
 
 def positive_multiple(of: int) -> Check:
     def check(v: Any) -> str | None:
-        ok = isinstance(v, int) and not isinstance(v, bool) and v >= of and v % of == 0
+        ok = is_integer(v) and v >= of and v % of == 0
         return None if ok else f"must be a positive multiple of {of}, got {v!r}"
 
     return check
@@ -134,29 +135,35 @@ def positive_multiple(of: int) -> Check:
 
 def finite_at_least(low: float) -> Check:
     def check(v: Any) -> str | None:
-        return (
-            None
-            if _is_number(v) and math.isfinite(v) and v >= low
-            else f"must be finite and >= {low:g}, got {v!r}"
-        )
+        return None if is_finite_number(v) and v >= low else f"must be finite and >= {low:g}, got {v!r}"
 
     return check
 
 
 def finite_above(low: float) -> Check:
     def check(v: Any) -> str | None:
-        ok = _is_number(v) and math.isfinite(v) and v > low
+        ok = is_finite_number(v) and v > low
         return None if ok else f"must be finite and > {low:g}, got {v!r}"
 
     return check
 
 
-def _is_number(v: Any) -> bool:
-    return (
-        isinstance(v, (int, float))
-        and not isinstance(v, bool)
-        and not (isinstance(v, float) and math.isnan(v))
-    )
+def is_integer(v: object) -> TypeGuard[int]:
+    """An int, not a bool (an int subclass that JSON and Python hand over as one)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: object) -> TypeGuard[int | float]:
+    """An int or float, not a bool; infinities pass, NaN does not (callers bound the range)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def is_finite_number(v: object) -> TypeGuard[int | float]:
+    """A number (:func:`is_number`) that is also finite as a float (an int past the float range,
+    which ``math.isfinite`` would raise OverflowError on, is not)."""
+    if is_integer(v):
+        return abs(v) <= sys.float_info.max
+    return is_number(v) and math.isfinite(v)
 
 
 def check_fields(config: Any) -> None:

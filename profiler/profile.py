@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from blendsim.errors import UserError, unknown
+from blendsim.options import is_number
 from blendsim.outputs import write_json
 from blendsim.profiler.cost import BatchShape, StepTime
 from blendsim.profiler.specs import HardwareSpec, ModelSpec, check_tp
@@ -165,7 +166,7 @@ def _fields(kind: type, raw: Any, floats: bool) -> dict[str, Any]:
 def _as_declared(name: str, declared: str, value: Any) -> Any:
     """``value`` as the type ``declared`` (a dataclass field's annotation): float, int or a tuple of
     floats; a value of another kind is a TypeError naming ``name``. Other types pass unchanged."""
-    number = _is_number(value)
+    number = is_number(value)
     if declared == "float":
         if not number:
             raise TypeError(f"{name}={value!r} must be a number")
@@ -175,15 +176,10 @@ def _as_declared(name: str, declared: str, value: Any) -> Any:
             raise TypeError(f"{name}={value!r} must be an integer")
         return int(value)
     if declared.startswith("tuple"):
-        if not isinstance(value, (list, tuple)) or not all(_is_number(v) for v in value):
+        if not isinstance(value, (list, tuple)) or not all(is_number(v) for v in value):
             raise TypeError(f"{name}={value!r} must be a list of numbers")
         return tuple(float(v) for v in value)
     return value
-
-
-def _is_number(value: Any) -> bool:
-    """An int or float from JSON; a bool (an int subclass) is not a number here."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def load_profile(path: str | Path) -> Profile:

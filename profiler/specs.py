@@ -7,13 +7,13 @@ datasheet peaks of one accelerator. Both are frozen; derived quantities are prop
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from blendsim.errors import UserError, unknown
 from blendsim.limits import INT32_MAX
+from blendsim.options import is_finite_number, is_integer, is_number
 
 _COUNTS = (
     "num_layers",
@@ -29,7 +29,7 @@ _COUNTS = (
 
 def _count_problem(value: object) -> str | None:
     """Why ``value`` is not a count of a model's shapes (an integer in [1, INT32_MAX]), or None."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT32_MAX:
+    if not is_integer(value) or not 1 <= value <= INT32_MAX:
         return f"must be an integer in [1, {INT32_MAX}], got {value!r}"
     return None
 
@@ -61,11 +61,7 @@ class ModelSpec:
                 f"model {self.name!r}: num_kv_heads ({self.num_kv_heads}) must divide "
                 f"num_heads ({self.num_heads})"
             )
-        if (
-            isinstance(self.params, bool)
-            or not isinstance(self.params, (int, float))
-            or not 0 <= self.params < 1e15
-        ):
+        if not is_number(self.params) or not 0 <= self.params < 1e15:
             raise UserError(f"model {self.name!r}: params must be a number in [0, 1e15), got {self.params!r}")
 
     @property
@@ -257,7 +253,7 @@ def model_from_config(path: str | Path) -> ModelSpec:
 
 def check_tp(model: ModelSpec, tp: int) -> None:
     """Tensor parallelism shards attention by heads: ``tp`` must divide the attention and KV heads."""
-    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+    if not is_integer(tp) or tp < 1:
         raise UserError(f"tensor parallelism must be a positive integer, got {tp!r}")
     if model.num_heads % tp or model.num_kv_heads % tp:
         valid = [
@@ -304,18 +300,18 @@ class HardwareSpec:
         for name in ("peak_flops", "mem_bandwidth", "mem_capacity", "interconnect_bandwidth"):
             value: Any = getattr(self, name)
             low = 0.0 if name == "interconnect_bandwidth" else None
-            ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+            ok = is_finite_number(value)
             if not ok or (value < low if low is not None else value <= 0):
                 bound = ">= 0" if low is not None else "> 0"
                 raise UserError(
                     f"hardware {self.name!r}: {name} must be a finite number {bound}, got {value!r}"
                 )
-        if isinstance(self.tp, bool) or not isinstance(self.tp, int) or self.tp < 1:
+        if not is_integer(self.tp) or self.tp < 1:
             raise UserError(f"hardware {self.name!r}: tp must be an integer >= 1, got {self.tp!r}")
 
     def with_tp(self, tp: int) -> HardwareSpec:
         """k GPUs under tensor parallelism: compute, bandwidth and memory scale by k (links stay per GPU)."""
-        if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+        if not is_integer(tp) or tp < 1:
             raise UserError(f"tensor parallelism must be an integer >= 1, got {tp!r}")
         base = self.tp
         return replace(

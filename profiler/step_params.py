@@ -5,9 +5,9 @@ peaks; ``validate`` names every value out of its range."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
+from blendsim.options import is_finite_number
 from blendsim.profiler.interference import INTERFERENCE_KINDS
 
 
@@ -49,12 +49,13 @@ class StepParams:
             for f in dataclasses.fields(self)
             if f.name != "interference"  # a name, checked below
             and not isinstance(getattr(self, f.name), tuple)
-            and not _is_real(getattr(self, f.name))
+            and not is_finite_number(getattr(self, f.name))
         ]
         bad += [
             f"{name} must be a list of finite numbers, got {getattr(self, name)!r}"
             for name in ("gemm_table_tokens", "gemm_table_eff")
-            if not isinstance(getattr(self, name), tuple) or not all(_is_real(v) for v in getattr(self, name))
+            if not isinstance(getattr(self, name), tuple)
+            or not all(is_finite_number(v) for v in getattr(self, name))
         ]
         if bad:
             return bad
@@ -103,7 +104,3 @@ class StepParams:
         elif not all(0.0 < e <= 2.0 for e in effs):
             bad.append("gemm_table_eff values must be in (0, 2]")
         return bad
-
-
-def _is_real(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -9,6 +9,7 @@ block of the same id and the same length (:mod:`.builder`). Other fields are ign
 
 from __future__ import annotations
 
+from blendsim.options import is_integer
 from blendsim.traces.importers.builder import TraceBuilder, hash_id_blocks, source_name
 from blendsim.traces.importers.options import ImportOptions
 from blendsim.traces.importers.reader import FileStats, int_value, json_records
@@ -26,7 +27,7 @@ def read_hash_ids(path: str, opts: ImportOptions) -> Trace:
         p = int_value(rec.get("input_length"), where, "input_length", minimum=1)
         d = int_value(rec.get("output_length"), where, "output_length", minimum=0)
         ids = rec.get("hash_ids")
-        if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in ids):
+        if not isinstance(ids, list) or not all(is_integer(x) for x in ids):
             raise where.error("missing" if ids is None else "must be a list of integers", "hash_ids")
         want = -(-p // block)
         if len(ids) != want:

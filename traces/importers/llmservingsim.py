@@ -9,6 +9,7 @@ other's outputs) is not an independent request and is an error naming its line.
 
 from __future__ import annotations
 
+from blendsim.options import is_integer
 from blendsim.traces.importers.builder import TraceBuilder, source_name, token_blocks
 from blendsim.traces.importers.options import ImportOptions
 from blendsim.traces.importers.reader import FileStats, int_value, json_records
@@ -33,9 +34,7 @@ def read_llmservingsim(path: str, opts: ImportOptions) -> Trace:
         d = int_value(rec.get("output_toks"), where, "output_toks", minimum=0)
         tokens = rec.get("input_tok_ids")
         if tokens is not None:
-            if not isinstance(tokens, list) or not all(
-                isinstance(t, int) and not isinstance(t, bool) for t in tokens
-            ):
+            if not isinstance(tokens, list) or not all(is_integer(t) for t in tokens):
                 raise where.error("must be a list of token ids", "input_tok_ids")
             if len(tokens) != p:
                 raise where.error(f"{len(tokens)} token ids for input_toks {p}", "input_tok_ids")

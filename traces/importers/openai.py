@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from blendsim.errors import UserError
+from blendsim.options import is_integer
 from blendsim.traces.importers.builder import TraceBuilder, source_name, token_blocks
 from blendsim.traces.importers.chat import PromptTokenizer
 from blendsim.traces.importers.options import ImportOptions
@@ -118,11 +119,7 @@ def _check_messages(where: Where, messages: Any) -> None:
 def _check_prompt(where: Where, prompt: Any) -> None:
     if isinstance(prompt, str) and prompt:
         return
-    if (
-        isinstance(prompt, list)
-        and prompt
-        and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt)
-    ):
+    if isinstance(prompt, list) and prompt and all(is_integer(t) for t in prompt):
         return
     raise where.error("must be one non-empty string or one list of token ids", "body.prompt")
 
