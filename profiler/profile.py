@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from blendsim.errors import UserError, unknown
-from blendsim.options import is_number
+from blendsim.options import is_finite_number, is_integer, is_number
 from blendsim.outputs import write_json
 from blendsim.profiler.cost import BatchShape, StepTime
 from blendsim.profiler.specs import HardwareSpec, ModelSpec, check_tp
@@ -170,7 +170,7 @@ def _as_declared(name: str, declared: str, value: Any) -> Any:
     if declared == "float":
         if not number:
             raise TypeError(f"{name}={value!r} must be a number")
-        return float(value)
+        return _as_float(name, value)
     if declared == "int":
         if not (number and (isinstance(value, int) or value.is_integer())):
             raise TypeError(f"{name}={value!r} must be an integer")
@@ -178,8 +178,16 @@ def _as_declared(name: str, declared: str, value: Any) -> Any:
     if declared.startswith("tuple"):
         if not isinstance(value, (list, tuple)) or not all(is_number(v) for v in value):
             raise TypeError(f"{name}={value!r} must be a list of numbers")
-        return tuple(float(v) for v in value)
+        return tuple(_as_float(name, v) for v in value)
     return value
+
+
+def _as_float(name: str, value: int | float) -> float:
+    """A number as a float; an int past the float range is a TypeError naming ``name`` (``float()``
+    would raise OverflowError, which no caller expects of a profile)."""
+    if not is_finite_number(value) and is_integer(value):
+        raise TypeError(f"{name} must be a number in the float range, got an integer too large for one")
+    return float(value)
 
 
 def load_profile(path: str | Path) -> Profile:

@@ -84,6 +84,8 @@ def test_profile_values_take_their_declared_types(tmp_path: Path) -> None:
         ("kappa", "0.3", r"params\.kappa='0\.3' must be a number"),
         ("kappa", True, r"params\.kappa=True must be a number"),
         ("gemm_table_eff", [0.5, "x"], r"params\.gemm_table_eff=\[0\.5, 'x'\] must be a list of numbers"),
+        ("kappa", 10**400, r"params\.kappa must be a number in the float range"),  # no OverflowError
+        ("gemm_table_eff", [0.5, 10**400], r"params\.gemm_table_eff must be a number in the float range"),
     ],
 )
 def test_profile_values_of_the_wrong_kind_are_named(
