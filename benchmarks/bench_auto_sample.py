@@ -18,8 +18,8 @@ import time
 
 from scipy.stats import kendalltau
 
+from blendsim.profiler.models import MODELS
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import MODELS
 from blendsim.sim.planning.policies.auto import FINALISTS, SAMPLE_REQUESTS, RankingRun, rank, sample_of
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.traces.mixer import make_preset

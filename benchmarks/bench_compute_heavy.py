@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from blendsim.profiler.models import MODELS
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import MODELS
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.run import simulate_policy
 from blendsim.traces.mixer import make_trace

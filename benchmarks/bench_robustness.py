@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import statistics
 
+from blendsim.profiler.models import MODELS
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import MODELS
 from blendsim.sim.planning.estimate import EstimationConfig
 from blendsim.sim.simulation.run import simulate_policy
 from blendsim.traces.mixer import make_preset

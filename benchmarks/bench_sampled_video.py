@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 
+from blendsim.profiler.models import MODELS
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import MODELS
 from blendsim.sim.planning.estimate import VIDEO_LENGTHS, EstimationConfig
 from blendsim.sim.simulation.run import simulate_policy
 from blendsim.traces.mixer import make_preset

@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from blendsim.profiler.models import MODELS
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import MODELS
 from blendsim.sim.planning.policies import ORDERS
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.result import SimResult

@@ -21,8 +21,8 @@ import sys
 import time
 
 from blendsim.compiled import is_compiled
+from blendsim.profiler.models import MODELS
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import MODELS
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.result import SimResult
 from blendsim.sim.simulation.run import simulate_policy

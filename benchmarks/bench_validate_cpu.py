@@ -33,7 +33,7 @@ import torch
 
 from blendsim.executor.auto_pick import TARGET as AUTO_TARGET
 from blendsim.executor.validate import MODEL, POLICIES, ValidationSetup, kernel_profile, run_validation
-from blendsim.profiler.specs import get_model
+from blendsim.profiler.models import get_model
 
 POINTS_TARGET = 2.0  # blend's speedup, simulated minus measured, in points (issue 14)
 

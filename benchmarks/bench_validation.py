@@ -29,8 +29,8 @@ from blendsim.executor.torch_backend import ReplayOptions, replay_policy
 from blendsim.executor.validate import MODEL, ValidationSetup, kernel_profile
 from blendsim.executor.validation_trace import validation_trace
 from blendsim.profiler.kernels import Microbench
+from blendsim.profiler.models import get_model
 from blendsim.profiler.profile import load_profile
-from blendsim.profiler.specs import get_model
 
 TARGET = 0.05
 

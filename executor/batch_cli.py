@@ -105,8 +105,8 @@ def _say(quiet: bool, verb: str) -> Any:
 def cmd_plan_batch(args: argparse.Namespace) -> int:
     from blendsim.executor.batch_plan import plan_path
     from blendsim.executor.plan_batch import PlanBatchRequest, plan_batch, table
+    from blendsim.profiler.models import get_model
     from blendsim.profiler.profile import resolve_profile
-    from blendsim.profiler.specs import get_model
     from blendsim.traces.importers import import_trace
 
     if not args.profile and not args.gpu:

@@ -34,8 +34,8 @@ from blendsim.executor.pacing import Pacing
 from blendsim.executor.records import StepRecord, steps_to_columns
 from blendsim.outputs import atomic_outputs, output_file
 from blendsim.profiler.cost import BatchShape
+from blendsim.profiler.models import ModelSpec
 from blendsim.profiler.profile import Profile, Provenance
-from blendsim.profiler.specs import ModelSpec
 from blendsim.profiler.step_params import StepParams
 from blendsim.sim.simulation.result import write_parquet
 from blendsim.traces.request import Request
@@ -246,8 +246,8 @@ def fit_engine_profile(
 
 def calibrate_cli(args: argparse.Namespace, config: Any) -> int:
     from blendsim.executor.vllm_engine import vllm_installed
+    from blendsim.profiler.models import get_model
     from blendsim.profiler.profile import load_profile
-    from blendsim.profiler.specs import get_model
 
     output = output_file(args.output, "-o", inputs=[args.profile])
     steps_path = output_file(

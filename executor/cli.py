@@ -155,8 +155,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
     from blendsim.executor.execute import ExecuteRequest, check_backend, execute
     from blendsim.limits import check_run_size
     from blendsim.output_folders import output_folder
+    from blendsim.profiler.models import get_model
     from blendsim.profiler.profile import resolve_profile
-    from blendsim.profiler.specs import get_model
     from blendsim.traces.io import read_trace
 
     check_counts(args)

@@ -3,7 +3,7 @@ weights (``load_format="dummy"``), and with forced output lengths throughput doe
 weights' values.
 
 :func:`dummy_model_dir` accepts what users have at hand: a model directory, a ``config.json``, or a
-built-in model name (``blendsim.profiler.specs.MODELS``). A name becomes a Llama-architecture
+built-in model name (``blendsim.profiler.models.MODELS``). A name becomes a Llama-architecture
 config with the model's shapes (layers, hidden size, heads, KV heads, head dim, intermediate size,
 vocabulary): every model in the table is a Llama-style decoder (RMSNorm, SwiGLU MLP, rotary
 embeddings, grouped-query attention); the Qwen models' QKV biases are left out (three vectors per
@@ -20,7 +20,7 @@ from typing import Any
 
 from blendsim.errors import UserError
 from blendsim.executor.model_prep import cache_dir as blendsim_cache
-from blendsim.profiler.specs import ModelSpec, get_model
+from blendsim.profiler.models import ModelSpec, get_model
 
 MAX_POSITIONS = 131_072  # context of the generated configs; vLLM's max_model_len is set per trace
 

@@ -69,7 +69,7 @@ def check_backend(req: ExecuteRequest, trace: Trace) -> None:
 def execute(req: ExecuteRequest, trace: Trace, profile: Profile, out: Path) -> Comparison:
     """Run ``req.policies`` on its backend (checked: :func:`check_backend`) against their
     simulation on ``profile`` (module docstring); returns the Comparison it wrote into ``out``."""
-    from blendsim.profiler.specs import get_model
+    from blendsim.profiler.models import get_model
 
     started = time.perf_counter()
     model = get_model(req.model)

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 from blendsim.executor.compare import ComparisonEntry, entry_from_replay, entry_from_results
 from blendsim.executor.vllm_engine import VllmRunConfig
+from blendsim.profiler.models import ModelSpec
 from blendsim.profiler.profile import Profile
-from blendsim.profiler.specs import ModelSpec
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.result import SimResult

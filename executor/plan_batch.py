@@ -36,8 +36,8 @@ from blendsim.executor.batch_plan import BatchPlan, file_sha256, plan_path
 from blendsim.executor.pacing import Pacing
 from blendsim.executor.vllm_engine import VllmRunConfig, kv_capacity_config
 from blendsim.outputs import atomic_output
+from blendsim.profiler.models import ModelSpec
 from blendsim.profiler.profile import Profile
-from blendsim.profiler.specs import ModelSpec
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.result import SimResult
 from blendsim.traces.trace import Trace

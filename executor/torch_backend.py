@@ -29,8 +29,8 @@ import torch
 from blendsim.errors import UserError
 from blendsim.executor.recorded_steps import SELECTIONS, predicted, select_rows, step_shape
 from blendsim.profiler.forward_pass import OPERATORS, StepReplayer
+from blendsim.profiler.models import ModelSpec
 from blendsim.profiler.profile import Profile
-from blendsim.profiler.specs import ModelSpec
 from blendsim.sim.simulation.result import SimResult
 
 

@@ -47,8 +47,8 @@ from blendsim.executor.pipeline import TorchReplay, VllmReplay, compare_policies
 from blendsim.executor.validation_trace import OVERLAP_MIX, VALIDATION_MIX
 from blendsim.executor.vllm_engine import VLLM_ENGINE, VllmRunConfig, kv_capacity_config
 from blendsim.output_folders import ResumableFolder, resumable_folder
+from blendsim.profiler.models import ModelSpec, get_model
 from blendsim.profiler.profile import Profile, load_profile
-from blendsim.profiler.specs import ModelSpec, get_model
 from blendsim.provenance import provenance
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.simulation.config import EngineConfig

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from blendsim.errors import UserError
-from blendsim.profiler.specs import ModelSpec
+from blendsim.profiler.models import ModelSpec
 from blendsim.sim.simulation.config import EngineConfig
 
 VLLM_VERSION = "0.32.0"  # pinned: the step/scheduler internals read here are those of this version
@@ -108,7 +108,7 @@ class VllmRunConfig:
 
 def kv_cache_tokens(config: VllmRunConfig) -> int:
     """Tokens of KV that ``config``'s cache holds for its model directory's model."""
-    from blendsim.profiler.specs import model_from_config
+    from blendsim.profiler.models import model_from_config
 
     kv_bytes = model_from_config(Path(config.model_dir) / "config.json").kv_bytes_per_token
     return int(config.kv_cache_gib * GiB) // kv_bytes

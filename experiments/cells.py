@@ -22,7 +22,7 @@ from blendsim.errors import UserError
 from blendsim.experiments.grid import CELL_FORMAT, Cell, SweepSpec
 from blendsim.outputs import write_json
 from blendsim.profiler.cost import set_density
-from blendsim.profiler.specs import ModelSpec, get_model
+from blendsim.profiler.models import ModelSpec, get_model
 from blendsim.traces.trace import Trace
 
 

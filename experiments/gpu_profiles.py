@@ -28,7 +28,8 @@ from blendsim.experiments.common import (
 from blendsim.experiments.figure_base import FigureOutput, figure_main
 from blendsim.experiments.plotting import new_figure, save_png, thousands
 from blendsim.experiments.results import write_csv
-from blendsim.profiler.specs import get_gpu, get_model
+from blendsim.profiler.gpus import get_gpu
+from blendsim.profiler.models import get_model
 
 GPUS = ("a100-80g", "h100-sxm", "h200")
 POLICIES = ("dfs", "balance", "blend")

@@ -222,8 +222,8 @@ def _main(args: argparse.Namespace, out: Path) -> int:
     import datetime
     import platform
 
+    from blendsim.profiler.models import get_model
     from blendsim.profiler.profile import resolve_profile
-    from blendsim.profiler.specs import get_model
 
     out.mkdir(parents=True, exist_ok=True)
     model = get_model("smollm2-135m")

@@ -19,8 +19,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from blendsim.profiler.models import get_model
 from blendsim.profiler.profile import resolve_profile
-from blendsim.profiler.specs import get_model
 from blendsim.sim.simulation.run import simulate_policy
 from blendsim.traces.mixer import make_preset
 from blendsim.traces.trace import Trace

@@ -15,7 +15,8 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from blendsim.profiler.specs import HardwareSpec, ModelSpec
+from blendsim.profiler.gpus import HardwareSpec
+from blendsim.profiler.models import ModelSpec
 
 ArrayLike = npt.ArrayLike
 

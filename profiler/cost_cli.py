@@ -15,8 +15,8 @@ from blendsim.errors import UserError
 from blendsim.limits import check_length
 from blendsim.outputs import json_text
 from blendsim.profiler.cost import BatchShape, comp_time, mem_time, set_density
+from blendsim.profiler.models import get_model
 from blendsim.profiler.profile import DEFAULT_GPU, Profile, resolve_profile
-from blendsim.profiler.specs import get_model
 from blendsim.profiler.step_model import ENGINES
 from blendsim.profiler.work_counts import (
     decode_kv_bytes,

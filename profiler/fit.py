@@ -29,7 +29,8 @@ import numpy as np
 from scipy.optimize import least_squares, nnls
 
 from blendsim.profiler.cost import BatchShape
-from blendsim.profiler.specs import HardwareSpec, ModelSpec
+from blendsim.profiler.gpus import HardwareSpec
+from blendsim.profiler.models import ModelSpec
 from blendsim.profiler.step_model import StepModel
 from blendsim.profiler.step_params import StepParams
 from blendsim.profiler.work_counts import layer_gemm_flops

@@ -69,7 +69,7 @@ from blendsim.profiler.kernels import (
     prefill_attention,
     sample_tokens,
 )
-from blendsim.profiler.specs import ModelSpec
+from blendsim.profiler.models import ModelSpec
 
 if TYPE_CHECKING:
     from blendsim.profiler.overlap_replay import CpuOverlap

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from blendsim.profiler.specs import ModelSpec
+from blendsim.profiler.models import ModelSpec
 
 MIN_STREAM_BYTES = 256 * 2**20  # distinct weights/KV cycled per timing: well above any CPU L3 / GPU L2
 

@@ -28,9 +28,10 @@ from blendsim.errors import UserError
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.fit import Measurements, causal_pairs
 from blendsim.profiler.forward_pass import StepReplayer, prefill_chunks
+from blendsim.profiler.gpus import GPUS, HardwareSpec
 from blendsim.profiler.kernels import measure_peaks
+from blendsim.profiler.models import ModelSpec
 from blendsim.profiler.overlap_fit import FULL_OVERLAP, QUICK_OVERLAP, overlap_steps
-from blendsim.profiler.specs import GPUS, HardwareSpec, ModelSpec
 
 
 @dataclass(frozen=True)

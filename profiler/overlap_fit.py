@@ -23,7 +23,8 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from blendsim.profiler.cost import BatchShape
-from blendsim.profiler.specs import HardwareSpec, ModelSpec
+from blendsim.profiler.gpus import HardwareSpec
+from blendsim.profiler.models import ModelSpec
 from blendsim.profiler.step_model import StepModel
 from blendsim.profiler.step_params import StepParams
 

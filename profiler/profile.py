@@ -20,7 +20,8 @@ from blendsim.errors import UserError, unknown
 from blendsim.options import is_finite_number, is_integer, is_number
 from blendsim.outputs import write_json
 from blendsim.profiler.cost import BatchShape, StepTime
-from blendsim.profiler.specs import HardwareSpec, ModelSpec, check_tp
+from blendsim.profiler.gpus import HardwareSpec
+from blendsim.profiler.models import ModelSpec, check_tp
 from blendsim.profiler.step_model import StepModel
 from blendsim.profiler.step_params import StepParams
 from blendsim.provenance import check_format, provenance

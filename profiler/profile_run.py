@@ -16,6 +16,7 @@ import torch
 from blendsim.errors import UserError
 from blendsim.outputs import output_file
 from blendsim.profiler.fit import FitResult, Measurements, fit_profile, prefill_work
+from blendsim.profiler.gpus import HardwareSpec
 from blendsim.profiler.measure import (
     FULL,
     QUICK,
@@ -25,8 +26,8 @@ from blendsim.profiler.measure import (
     run_grid,
     software_versions,
 )
+from blendsim.profiler.models import ModelSpec, get_model
 from blendsim.profiler.profile import Profile, Provenance
-from blendsim.profiler.specs import HardwareSpec, ModelSpec, get_model
 from blendsim.profiler.work_counts import (
     decode_kv_bytes,
     layer_gemm_flops,

@@ -52,8 +52,9 @@ from bisect import bisect_right
 
 from blendsim.errors import unknown
 from blendsim.profiler.cost import BatchShape, StepTime
+from blendsim.profiler.gpus import HardwareSpec
 from blendsim.profiler.interference import co_run_time, nano_batch_split
-from blendsim.profiler.specs import HardwareSpec, ModelSpec
+from blendsim.profiler.models import ModelSpec
 from blendsim.profiler.step_params import StepParams
 from blendsim.profiler.work_counts import (
     allreduce_bytes_per_token,

@@ -3,7 +3,7 @@ token (used by the step model, the CLI's cost report, the figures and the tests)
 
 from __future__ import annotations
 
-from blendsim.profiler.specs import ModelSpec
+from blendsim.profiler.models import ModelSpec
 
 
 def layer_gemm_flops(model: ModelSpec, tokens: float) -> float:

@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
     if args.policy == "blend":
         options = {"keep_sharing": args.keep_sharing, "split": not args.no_split, "merge": not args.no_merge}
     if args.policy == "auto":  # ranks on the GPU's built-in profile and the default engine
+        from blendsim.profiler.models import get_model
         from blendsim.profiler.profile import resolve_profile
-        from blendsim.profiler.specs import get_model
         from blendsim.sim.planning.policies.auto import RankingRun
 
         options = {"run": RankingRun(resolve_profile(args.gpu, None, get_model(args.model)))}

@@ -85,8 +85,8 @@ def _simulate(
     folder: OutputFolder | None,
 ) -> int:
     from blendsim.common_cli import DEFAULT_MODEL
+    from blendsim.profiler.models import get_model
     from blendsim.profiler.profile import resolve_profile
-    from blendsim.profiler.specs import get_model
     from blendsim.sim.simulation.run import simulate_policy
     from blendsim.traces.io import read_trace
 

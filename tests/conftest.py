@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from blendsim.profiler.specs import ModelSpec, model_from_config
+from blendsim.profiler.models import ModelSpec, model_from_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_TRACES = REPO_ROOT.parent / "shared" / "traces"

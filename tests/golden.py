@@ -134,8 +134,8 @@ def mismatches(expected: Any, actual: Any, where: str = "") -> list[str]:
 
 def run_cases() -> dict[str, Any]:
     """Digest every case with the code as it is now."""
+    from blendsim.profiler.models import get_model
     from blendsim.profiler.profile import resolve_profile
-    from blendsim.profiler.specs import get_model
     from blendsim.sim.simulation.config import EngineConfig
     from blendsim.sim.simulation.run import simulate_policy
     from blendsim.traces.mixer import make_preset

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from blendsim.profiler.specs import get_gpu, get_model
+from blendsim.profiler.gpus import get_gpu
+from blendsim.profiler.models import get_model
 from blendsim.sim.planning.tree import PrefixTree
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace

@@ -9,8 +9,9 @@ import pytest
 
 from blendsim.cli import main
 from blendsim.errors import UserError
+from blendsim.profiler.gpus import GPUS
+from blendsim.profiler.models import MODELS
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import GPUS, MODELS
 from blendsim.sim.planning.estimate import EstimationConfig
 from blendsim.sim.planning.planner import make_plan
 from blendsim.sim.planning.policies import ONE_SIDED, ORDERS, parse_policies

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from blendsim.errors import UserError
 from blendsim.profiler.cost import BatchShape, set_density
+from blendsim.profiler.gpus import GPUS, HardwareSpec
+from blendsim.profiler.models import ModelSpec, get_model
 from blendsim.profiler.profile import builtin_profile, load_profile, resolve_profile
-from blendsim.profiler.specs import GPUS, HardwareSpec, ModelSpec, get_model
 from blendsim.profiler.step_model import StepModel
 from blendsim.profiler.step_params import StepParams
 from blendsim.profiler.work_counts import (

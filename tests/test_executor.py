@@ -16,8 +16,8 @@ from blendsim.executor.prompts import PromptBuilder, block_saved_tokens
 from blendsim.executor.records import STEP_COLUMNS, ExecResult, StepRecord
 from blendsim.executor.vllm_backend import check_fits, check_order
 from blendsim.profiler.cost import BatchShape
+from blendsim.profiler.models import model_from_config
 from blendsim.profiler.profile import Profile
-from blendsim.profiler.specs import model_from_config
 from blendsim.sim.simulation.result import RESULT_KEYS, SERIES_COLUMNS
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
@@ -236,8 +236,8 @@ def test_calibration_fit_recovers_engine_overheads() -> None:
     import dataclasses
 
     from blendsim.executor.calibrate import FULL_GRID, fit_engine_profile, phase_trace, shapes_and_times
+    from blendsim.profiler.models import get_model
     from blendsim.profiler.profile import builtin_profile
-    from blendsim.profiler.specs import get_model
 
     model = get_model("smollm2-135m")
     kernel = builtin_profile("a100-80g")
@@ -260,8 +260,8 @@ def test_calibration_refits_decode_attentions_extra_beside_a_prefill() -> None:
     import dataclasses
 
     from blendsim.executor.calibrate import fit_engine_profile
+    from blendsim.profiler.models import get_model
     from blendsim.profiler.profile import builtin_profile
-    from blendsim.profiler.specs import get_model
 
     model = get_model("smollm2-135m")
     base = builtin_profile("a100-80g")
@@ -337,7 +337,7 @@ def test_pacing_budgets_checks_and_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["llama-3-8b", "qwen-2.5-7b", "smollm2-135m"])
 def test_dummy_model_dir_from_a_name_has_the_models_shapes(name: str, tmp_path: Path) -> None:
     from blendsim.executor.dummy_model import dummy_model_dir
-    from blendsim.profiler.specs import get_model
+    from blendsim.profiler.models import get_model
 
     spec, built = get_model(name), model_from_config(dummy_model_dir(name, tmp_path) / "config.json")
     for field in (
@@ -372,8 +372,8 @@ def test_dummy_model_dir_from_a_config_or_a_directory(tmp_path: Path) -> None:
 
 def test_replica_shares_and_merge_for_data_parallel() -> None:
     from blendsim.executor.data_parallel import merge_replicas, replica_shares
+    from blendsim.profiler.models import get_model
     from blendsim.profiler.profile import builtin_profile
-    from blendsim.profiler.specs import get_model
     from blendsim.sim.planning.planner import make_plan
     from blendsim.sim.simulation.config import EngineConfig
     from blendsim.sim.simulation.run import simulate

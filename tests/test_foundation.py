@@ -12,7 +12,8 @@ from blendsim.cli import main
 from blendsim.errors import UserError
 from blendsim.outputs import atomic_output
 from blendsim.profiler.cost import comp_time, mem_time, set_density
-from blendsim.profiler.specs import GPUS, MODELS, get_gpu, get_model, model_from_config
+from blendsim.profiler.gpus import GPUS, get_gpu
+from blendsim.profiler.models import MODELS, get_model, model_from_config
 from blendsim.traces.request import Request
 from blendsim.traces.trace import Trace
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.interference import co_run_time, nano_batch_sizes
+from blendsim.profiler.models import MODELS
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import MODELS
 from blendsim.profiler.step_model import StepModel
 
 LLAMA = MODELS["llama-3-8b"]

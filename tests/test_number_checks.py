@@ -9,7 +9,7 @@ import pytest
 
 from blendsim.errors import UserError
 from blendsim.options import is_finite_number, is_integer, is_number
-from blendsim.profiler.specs import GPUS
+from blendsim.profiler.gpus import GPUS
 
 CASES = [  # value, is_integer, is_number, is_finite_number
     (3, True, True, True),

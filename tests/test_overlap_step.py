@@ -12,8 +12,8 @@ import torch
 
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.forward_pass import StepReplayer
+from blendsim.profiler.models import ModelSpec
 from blendsim.profiler.overlap_step import AttentionWorker, Schedule, run_layers, split_nano_batches
-from blendsim.profiler.specs import ModelSpec
 
 two_cores = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPU cores")
 

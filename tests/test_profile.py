@@ -10,8 +10,8 @@ import pytest
 
 from blendsim.errors import UserError
 from blendsim.profiler.cost import BatchShape
+from blendsim.profiler.models import get_model
 from blendsim.profiler.profile import Profile, builtin_names, builtin_profile, load_profile, resolve_profile
-from blendsim.profiler.specs import get_model
 
 
 def measured_copy(model: str | None) -> Profile:

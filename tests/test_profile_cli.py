@@ -11,8 +11,9 @@ import torch
 
 from blendsim.cli import main
 from blendsim.profiler.fit import Measurements, fit_profile, prefill_work
+from blendsim.profiler.gpus import HardwareSpec
+from blendsim.profiler.models import get_model
 from blendsim.profiler.profile import load_profile
-from blendsim.profiler.specs import HardwareSpec, get_model
 from blendsim.profiler.step_model import StepModel
 from blendsim.profiler.step_params import StepParams
 

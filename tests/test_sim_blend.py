@@ -9,8 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from blendsim.cli import main
+from blendsim.profiler.gpus import GPUS
+from blendsim.profiler.models import MODELS
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import GPUS, MODELS
 from blendsim.sim.planning.planner import make_plan
 from blendsim.sim.planning.policies import ORDERS
 from blendsim.sim.simulation.config import EngineConfig

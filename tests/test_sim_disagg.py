@@ -16,8 +16,9 @@ import simpy
 from blendsim.cli import main
 from blendsim.errors import UserError
 from blendsim.profiler.cost import BatchShape
+from blendsim.profiler.gpus import GPUS
+from blendsim.profiler.models import MODELS
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import GPUS, MODELS
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.disagg import DisaggregatedRun, Transfer

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from blendsim.profiler.gpus import GPUS
+from blendsim.profiler.models import MODELS
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import GPUS, MODELS
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.planning.planner import make_plan
 from blendsim.sim.simulation.capacity import kv_capacity_blocks

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from blendsim.errors import UserError
+from blendsim.profiler.models import MODELS
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import MODELS
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.simulation.config import EngineConfig, kv_capacity_tokens
 from blendsim.sim.simulation.run import simulate

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from blendsim.profiler.models import MODELS
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import MODELS
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.simulation.admission import FcfsAdmission
 from blendsim.sim.simulation.config import EngineConfig

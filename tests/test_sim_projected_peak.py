@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from blendsim.profiler.cost import token_comp_time
+from blendsim.profiler.gpus import GPUS
+from blendsim.profiler.models import MODELS
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import GPUS, MODELS
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.simulation.blend_admission import BlendAdmission
 from blendsim.sim.simulation.config import EngineConfig

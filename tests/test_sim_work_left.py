@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from blendsim.profiler.gpus import GPUS
+from blendsim.profiler.models import MODELS
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import GPUS, MODELS
 from blendsim.sim.planning.estimate import EstimationConfig
 from blendsim.sim.planning.planner import make_plan
 from blendsim.sim.simulation.run import simulate

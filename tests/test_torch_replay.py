@@ -15,8 +15,8 @@ from blendsim.executor.recorded_steps import select_rows, step_shape
 from blendsim.executor.torch_backend import ReplayOptions, ReplayResult, replay_steps
 from blendsim.profiler.cost import BatchShape
 from blendsim.profiler.forward_pass import StepReplayer, StepTiming, decode_batch, prefill_chunks
+from blendsim.profiler.models import ModelSpec
 from blendsim.profiler.profile import builtin_profile
-from blendsim.profiler.specs import ModelSpec
 from blendsim.sim.planning.planner import make_plan
 from blendsim.sim.simulation.config import EngineConfig
 from blendsim.sim.simulation.run import simulate

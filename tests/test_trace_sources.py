@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from blendsim.profiler.cost import set_density
-from blendsim.profiler.specs import get_gpu, get_model
+from blendsim.profiler.gpus import get_gpu
+from blendsim.profiler.models import get_model
 from blendsim.traces.assemble import assemble
 from blendsim.traces.sources import SOURCES, get_source
 from blendsim.traces.sources.mmlu import SUBJECTS

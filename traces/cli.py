@@ -11,7 +11,8 @@ from blendsim.common_cli import add_seed_option
 from blendsim.errors import UserError
 from blendsim.limits import check_run_size
 from blendsim.outputs import json_text, output_file
-from blendsim.profiler.specs import GPUS, MODELS
+from blendsim.profiler.gpus import GPUS
+from blendsim.profiler.models import MODELS
 from blendsim.traces.io import read_trace, write_trace
 from blendsim.traces.mixer import ARRIVALS, PRESETS, make_preset, make_trace
 from blendsim.traces.sources import SOURCES

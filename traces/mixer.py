@@ -18,7 +18,8 @@ import numpy as np
 from blendsim import __version__
 from blendsim.errors import UserError, unknown
 from blendsim.profiler.cost import set_density
-from blendsim.profiler.specs import HardwareSpec, ModelSpec, get_gpu, get_model
+from blendsim.profiler.gpus import HardwareSpec, get_gpu
+from blendsim.profiler.models import ModelSpec, get_model
 from blendsim.traces.assemble import assemble
 from blendsim.traces.solve import DENSITY_TOL, SHARING_TOL, feasible_band, solve_counts
 from blendsim.traces.sources import Source, get_source

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from blendsim.profiler.cost import set_density
-from blendsim.profiler.specs import HardwareSpec, ModelSpec, get_gpu, get_model
+from blendsim.profiler.gpus import HardwareSpec, get_gpu
+from blendsim.profiler.models import ModelSpec, get_model
 from blendsim.traces.trace import Trace
 
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from blendsim.profiler.specs import HardwareSpec, ModelSpec
+from blendsim.profiler.gpus import HardwareSpec
+from blendsim.profiler.models import ModelSpec
 from blendsim.traces.sources.base import Source, SourceBlock
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from blendsim.profiler.specs import HardwareSpec, ModelSpec, get_gpu, get_model
+from blendsim.profiler.gpus import HardwareSpec, get_gpu
+from blendsim.profiler.models import ModelSpec, get_model
 from blendsim.sim.planning.estimate import EstimationConfig, estimate_output_lengths
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.planning.policies import get_policy

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from blendsim.profiler.cost import mem_time, token_comp_time
-from blendsim.profiler.specs import HardwareSpec, ModelSpec
+from blendsim.profiler.gpus import HardwareSpec
+from blendsim.profiler.models import ModelSpec
 from blendsim.traces.trace import Trace
 
 ROOT = 0

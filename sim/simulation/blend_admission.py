@@ -45,7 +45,8 @@ from __future__ import annotations
 import numpy as np
 
 from blendsim.profiler.cost import token_comp_time
-from blendsim.profiler.specs import HardwareSpec, ModelSpec
+from blendsim.profiler.gpus import HardwareSpec
+from blendsim.profiler.models import ModelSpec
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.planning.scanner import ScanBudget
 from blendsim.sim.simulation.config import EngineConfig

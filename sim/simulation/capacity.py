@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from blendsim.errors import UserError
+from blendsim.profiler.models import ModelSpec
 from blendsim.profiler.profile import Profile
-from blendsim.profiler.specs import ModelSpec
 from blendsim.sim.simulation.config import EngineConfig, kv_capacity_tokens
 from blendsim.traces.trace import Trace
 

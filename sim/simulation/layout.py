@@ -1,7 +1,7 @@
 """DisaggConfig: a disaggregated layout, P prefill replicas and D decode replicas, and its KV link.
 
 The link a request's KV crosses from its prefill replica to its decode replica is one of the
-profile's hardware links (:class:`~blendsim.profiler.specs.HardwareSpec`, each with its datasheet
+profile's hardware links (:class:`~blendsim.profiler.gpus.HardwareSpec`, each with its datasheet
 source): ``nvlink`` (the GPU-to-GPU fabric: 300 GB/s each way on an A100, NVLink 3) or ``pcie``
 (32 GB/s each way on an A100, PCIe 4.0 x16), or ``ideal`` (free and instant: a bound). A bandwidth
 or latency given in the config replaces the link's. Moving ``b`` bytes takes ``latency + b /
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from blendsim.errors import UserError
 from blendsim.options import at_least, check_fields, finite_above, finite_at_least, option
-from blendsim.profiler.specs import HardwareSpec
+from blendsim.profiler.gpus import HardwareSpec
 
 LINKS = ("nvlink", "pcie", "ideal")
 _LAYOUT = re.compile(r"(\d+)x(\d+)|(\d+)p(\d+)d", re.IGNORECASE)

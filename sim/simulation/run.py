@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from blendsim.errors import UserError
+from blendsim.profiler.models import ModelSpec
 from blendsim.profiler.profile import Profile
-from blendsim.profiler.specs import ModelSpec
 from blendsim.sim.planning.estimate import EstimationConfig
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.simulation.admission import Admission, FcfsAdmission

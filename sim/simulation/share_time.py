@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from blendsim.profiler.cost import token_comp_time
+from blendsim.profiler.models import ModelSpec
 from blendsim.profiler.profile import Profile
-from blendsim.profiler.specs import ModelSpec
 from blendsim.sim.simulation.breakdown import StepLine, fewest_steps, step_bound_time
 from blendsim.sim.simulation.config import EngineConfig
 

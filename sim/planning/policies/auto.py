@@ -37,8 +37,8 @@ from blendsim.sim.planning.policies.base import PlanningInput
 from blendsim.sim.simulation.config import EngineConfig
 
 if TYPE_CHECKING:
+    from blendsim.profiler.models import ModelSpec
     from blendsim.profiler.profile import Profile
-    from blendsim.profiler.specs import ModelSpec
     from blendsim.sim.simulation.layout import DisaggConfig
     from blendsim.sim.simulation.result import SimResult
     from blendsim.traces.trace import Trace

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from blendsim.errors import UserError
-from blendsim.profiler.specs import HardwareSpec, ModelSpec
+from blendsim.profiler.gpus import HardwareSpec
+from blendsim.profiler.models import ModelSpec
 from blendsim.sim.planning.estimate import EstimationConfig, LengthEstimate
 from blendsim.sim.planning.plan import Plan
 from blendsim.sim.planning.tree import ROOT, PrefixTree
