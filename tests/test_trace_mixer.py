@@ -14,7 +14,8 @@ from blendsim.traces.io import read_trace, write_trace
 from blendsim.traces.mixer import PRESETS, make_preset, make_trace
 from blendsim.traces.stats import trace_stats
 
-# llama-3-8b on a100-80g: 2P/F and kv_bytes/BW at datasheet peaks (profiler/models.py, gpus.py); recomputed here by hand
+# llama-3-8b on a100-80g: 2P/F and kv_bytes/BW at datasheet peaks (profiler/models.py, gpus.py);
+# recomputed here by hand
 GEMM_S_PER_TOKEN = 2 * 8.03e9 / 312e12
 KV_S_PER_TOKEN2 = 131072 / 2.039e12
 
