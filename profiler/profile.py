@@ -186,7 +186,7 @@ def _as_declared(name: str, declared: str, value: Any) -> Any:
 def _as_float(name: str, value: int | float) -> float:
     """A number as a float; an int past the float range is a TypeError naming ``name`` (``float()``
     would raise OverflowError, which no caller expects of a profile)."""
-    if not is_finite_number(value) and is_integer(value):
+    if is_integer(value) and not is_finite_number(value):
         raise TypeError(f"{name} must be a number in the float range, got an integer too large for one")
     return float(value)
 
